@@ -1,0 +1,1 @@
+"""Loaders: sources, format parsers and splitters. Knows nothing of Milvus or settings."""

@@ -1,0 +1,1 @@
+"""milvus-rag: the Milvus + Lepton AI RAG tutorial as LangChain components."""

@@ -1,0 +1,5 @@
+"""The milvus-rag command line."""
+
+
+def main() -> None:
+    """Entry point."""

@@ -1,0 +1,364 @@
+"""LangChain ``Embeddings`` over pymilvus-model embedding functions.
+
+:class:`MilvusModelEmbeddings` wraps any pymilvus-model
+``BaseEmbeddingFunction`` (``DefaultEmbeddingFunction`` by default). When the
+function is an ONNX model (the default one, or a local ``model_dir``), texts
+are encoded by :class:`BatchedOnnxEncoder`: the same tokenizer, ONNX session,
+mean pooling and L2 normalisation, but in length-sorted batches padded only to
+the longest text of each batch instead of one text at a time padded to the
+tokenizer's maximum length.
+
+Nothing is loaded at import or construction: the model loads on first use.
+
+Example:
+    .. code-block:: python
+
+        from milvus_rag import MilvusModelEmbeddings
+
+        embeddings = MilvusModelEmbeddings(model_dir="../shared/models/all-MiniLM-L6-v2-onnx")
+        vector = embeddings.embed_query("How is data stored in milvus?")
+        assert len(vector) == 384
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from milvus_rag.errors import EmbeddingError, ModelNotAvailableError
+
+__all__ = [
+    "BatchedOnnxEncoder",
+    "MilvusModelEmbeddings",
+    "embeddings_from_settings",
+    "load_local_onnx_function",
+]
+
+DEFAULT_MODEL = "GPTCache/paraphrase-albert-onnx"
+DEFAULT_TOKENIZER = "GPTCache/paraphrase-albert-small-v2"
+
+
+class BatchedOnnxEncoder:
+    """Encode texts with an ONNX sentence model in length-sorted batches.
+
+    Gives the vectors of pymilvus-model's ``OnnxEmbeddingFunction`` (same
+    truncation, mean pooling over the attention mask, L2 normalisation) while
+    padding each batch only to its longest member.
+
+    Args:
+        tokenizer: a Hugging Face (fast) tokenizer.
+        session: an ``onnxruntime.InferenceSession`` with inputs ``input_ids``,
+            ``attention_mask``, ``token_type_ids`` and ``last_hidden_state`` first.
+        batch_size: texts per forward pass.
+    """
+
+    def __init__(self, tokenizer: Any, session: Any, batch_size: int = 32) -> None:
+        self.tokenizer = tokenizer
+        self.session = session
+        self.batch_size = batch_size
+        self._input_names = {i.name for i in session.get_inputs()}
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self._pad_id = int(pad) if pad is not None else 0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Return an ``(len(texts), dim)`` float32 array of unit vectors."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        encoded = self.tokenizer(
+            list(texts),
+            truncation=True,
+            padding=False,
+            return_token_type_ids=True,
+            return_attention_mask=False,
+        )
+        ids: list[list[int]] = encoded["input_ids"]
+        types: list[list[int]] = encoded["token_type_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out: np.ndarray | None = None
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            vectors = self._forward([ids[i] for i in batch], [types[i] for i in batch])
+            if out is None:
+                out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+            out[batch] = vectors
+        assert out is not None
+        return out
+
+    def _forward(self, ids: list[list[int]], types: list[list[int]]) -> np.ndarray:
+        width = max(len(row) for row in ids)
+        input_ids = np.full((len(ids), width), self._pad_id, dtype=np.int64)
+        token_types = np.zeros((len(ids), width), dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for row, (tokens, kinds) in enumerate(zip(ids, types)):
+            input_ids[row, : len(tokens)] = tokens
+            token_types[row, : len(kinds)] = kinds
+            mask[row, : len(tokens)] = 1
+        feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": token_types}
+        feeds = {name: value for name, value in feeds.items() if name in self._input_names}
+        hidden = self.session.run(None, feeds)[0].astype(np.float32)
+        weights = mask[..., None].astype(np.float32)
+        pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return pooled / np.maximum(norms, 1e-12)
+
+
+def load_local_onnx_function(model_dir: str | Path, threads: int | None = None) -> Any:
+    """pymilvus-model's ``OnnxEmbeddingFunction`` loaded from a local folder.
+
+    The folder holds ``model.onnx`` plus the tokenizer and ``config.json``, as
+    the default model's hub repositories do. The returned object is a real
+    ``OnnxEmbeddingFunction``: its ``encode_documents`` is pymilvus-model's code.
+
+    Raises:
+        ModelNotAvailableError: the folder or one of its files is missing or unreadable.
+    """
+    folder = Path(model_dir).expanduser()
+    if not (folder / "model.onnx").is_file():
+        raise ModelNotAvailableError(
+            f"embedding.model_dir {folder} holds no model.onnx: point it at a folder "
+            "with model.onnx, tokenizer.json and config.json"
+        )
+    _quiet_transformers()
+    try:
+        import onnxruntime
+        from pymilvus.model.dense.onnx import OnnxEmbeddingFunction
+        from transformers import AutoConfig, AutoTokenizer
+
+        class LocalOnnxEmbeddingFunction(OnnxEmbeddingFunction):  # type: ignore[misc]
+            def __init__(self) -> None:
+                # Same attributes as OnnxEmbeddingFunction.__init__, read from disk
+                # instead of the Hugging Face hub.
+                self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+                self.model_name = str(folder)
+                options = onnxruntime.SessionOptions()
+                if threads:
+                    options.intra_op_num_threads = threads
+                self.ort_session = onnxruntime.InferenceSession(
+                    str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
+                )
+                config = AutoConfig.from_pretrained(str(folder))
+                self._OnnxEmbeddingFunction__dimension = config.hidden_size
+
+        return LocalOnnxEmbeddingFunction()
+    except ModelNotAvailableError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any loader failure means the same to the user
+        raise ModelNotAvailableError(
+            f"embedding model in {folder} cannot be loaded ({type(exc).__name__}: "
+            f"{_first_line(exc)}); check embedding.model_dir"
+        ) from exc
+
+
+def _load_default_function(model: str, tokenizer: str) -> Any:
+    _quiet_transformers()
+    if not _hub_usable(model):
+        raise ModelNotAvailableError(
+            f"embedding model {model} is not cached and the Hugging Face hub cannot be "
+            "reached; offline, set embedding.model_dir to a local folder holding "
+            "model.onnx and its tokenizer"
+        )
+    try:
+        from pymilvus.model.dense.onnx import OnnxEmbeddingFunction
+
+        return OnnxEmbeddingFunction(model_name=model, tokenizer_name=tokenizer)
+    except Exception as exc:  # noqa: BLE001 - offline hub failures come in many types
+        raise ModelNotAvailableError(
+            f"embedding model {model} could not be fetched from the Hugging Face hub "
+            f"({type(exc).__name__}); offline, set embedding.model_dir to a local folder "
+            "holding model.onnx and its tokenizer"
+        ) from exc
+
+
+def _hub_usable(model: str, timeout: float = 3.0) -> bool:
+    """False when the model is not cached and the hub host does not answer.
+
+    Saves the user the hub client's long retry loop on an offline machine.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(model, "model.onnx"), str):
+        return True
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _quiet_transformers() -> None:
+    """transformers warns at import that PyTorch is absent; ONNX needs no PyTorch."""
+    import logging
+
+    logger = logging.getLogger("transformers")
+    if not any(isinstance(f, _NoTorchNotice) for f in logger.filters):
+        logger.addFilter(_NoTorchNotice())
+
+
+class _NoTorchNotice:
+    def filter(self, record: Any) -> bool:
+        return "PyTorch was not found" not in record.getMessage()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def _fingerprint(path: Path) -> str:
+    """A cheap content fingerprint: size plus the first and last MiB."""
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    digest.update(str(size).encode())
+    with path.open("rb") as handle:
+        digest.update(handle.read(1 << 20))
+        if size > 2 << 20:
+            handle.seek(-(1 << 20), 2)
+            digest.update(handle.read())
+    return digest.hexdigest()[:16]
+
+
+class MilvusModelEmbeddings(BaseModel, Embeddings):
+    """LangChain embeddings backed by a pymilvus-model embedding function.
+
+    With no ``function``, uses pymilvus-model's ``DefaultEmbeddingFunction``
+    model (paraphrase-albert-small-v2, 768 dims) from the Hugging Face hub, or
+    the same kind of model from ``model_dir`` when set (air-gapped machines).
+    ONNX models are encoded in batches (``accelerated=True``); any other
+    function is called through its own ``encode_documents`` / ``encode_queries``.
+
+    Example:
+        .. code-block:: python
+
+            from milvus_rag import MilvusModelEmbeddings
+
+            emb = MilvusModelEmbeddings(model_dir="../shared/models/all-MiniLM-L6-v2-onnx")
+            docs = emb.embed_documents(["Milvus stores data in MinIO.", "Hello"])
+            query = emb.embed_query("Where is data stored?")
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
+
+    model: str = DEFAULT_MODEL
+    tokenizer: str = DEFAULT_TOKENIZER
+    model_dir: Path | None = None
+    batch_size: int = Field(32, ge=1)
+    accelerated: bool = True
+    threads: int | None = None
+    function: Any = Field(default=None, exclude=True)
+    """A ready pymilvus-model ``BaseEmbeddingFunction``; built lazily when ``None``."""
+
+    _encoder: BatchedOnnxEncoder | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _identity: dict[str, Any] | None = PrivateAttr(default=None)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages (pymilvus-model ``encode_documents`` semantics)."""
+        return self._embed(texts, "encode_documents")
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a question (pymilvus-model ``encode_queries`` semantics)."""
+        return self._embed([text], "encode_queries")[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Async :meth:`embed_documents`, run in a worker thread."""
+        return await _in_thread(self.embed_documents, texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """Async :meth:`embed_query`, run in a worker thread."""
+        return await _in_thread(self.embed_query, text)
+
+    @property
+    def dimension(self) -> int:
+        """Vector length; loads the model."""
+        return int(self._function().dim)
+
+    def identity(self) -> dict[str, Any]:
+        """What produced the vectors: recorded on the collection and checked later.
+
+        Loads the model (to read its dimension).
+        """
+        if self._identity is None:
+            function = self._function()
+            if self.function is not None and self.model_dir is None:
+                name = getattr(function, "model_name", type(function).__name__)
+                identity: dict[str, Any] = {"model": str(name)}
+            elif self.model_dir is not None:
+                identity = {
+                    "model": Path(self.model_dir).name,
+                    "fingerprint": _fingerprint(Path(self.model_dir) / "model.onnx"),
+                }
+            else:
+                identity = {"model": self.model}
+            identity["dim"] = int(function.dim)
+            self._identity = identity
+        return dict(self._identity)
+
+    def _function(self) -> Any:
+        if self.function is None:
+            with self._lock:
+                if self.function is None:
+                    if self.model_dir is not None:
+                        self.function = load_local_onnx_function(self.model_dir, self.threads)
+                    else:
+                        self.function = _load_default_function(self.model, self.tokenizer)
+        return self.function
+
+    def _batched(self) -> BatchedOnnxEncoder | None:
+        if not self.accelerated:
+            return None
+        if self._encoder is None:
+            function = self._function()
+            session = getattr(function, "ort_session", None)
+            tokenizer = getattr(function, "tokenizer", None)
+            if session is None or tokenizer is None:
+                return None
+            self._encoder = BatchedOnnxEncoder(tokenizer, session, self.batch_size)
+        return self._encoder
+
+    def _embed(self, texts: list[str], method: str) -> list[list[float]]:
+        if not texts:
+            return []
+        function = self._function()
+        try:
+            encoder = self._batched()
+            if encoder is not None:
+                return encoder.encode(texts).tolist()
+            vectors: Iterable[Any] = getattr(function, method)(texts)
+            return [np.asarray(v, dtype=np.float32).tolist() for v in vectors]
+        except Exception as exc:  # noqa: BLE001 - surface model failures as one error type
+            raise EmbeddingError(
+                f"embedding failed ({type(exc).__name__}: {_first_line(exc)})"
+            ) from exc
+
+
+async def _in_thread(func: Callable[[Any], Any], arg: Any) -> Any:
+    from langchain_core.runnables.config import run_in_executor
+
+    return await run_in_executor(None, func, arg)
+
+
+def embeddings_from_settings(settings: Any) -> MilvusModelEmbeddings:
+    """Build the embeddings from an ``EmbeddingSettings`` section (or ``Settings``)."""
+    section = getattr(settings, "embedding", settings)
+    return MilvusModelEmbeddings(
+        model=section.model,
+        tokenizer=section.tokenizer,
+        model_dir=section.model_dir,
+        batch_size=section.batch_size,
+        accelerated=section.accelerated,
+        threads=section.threads,
+    )

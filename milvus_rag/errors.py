@@ -1,0 +1,160 @@
+"""The error tree every layer of milvus-rag raises.
+
+Library code raises these (``raise ... from exc``) with a one-line, actionable
+message; only the edges (the CLI and the server) turn them into output, exit
+codes or HTTP statuses.
+
+::
+
+    MilvusRAGError
+    ├── ConfigError               bad configuration value, unknown key, missing file
+    ├── SourceError               a source that cannot be read safely
+    │   ├── NoFilesMatchedError
+    │   ├── UnsafeSourceError     archive or URL refused by a guard
+    │   └── DownloadError
+    ├── EmbeddingError
+    │   └── ModelNotAvailableError
+    ├── StoreError
+    │   ├── StoreLockedError      Milvus Lite file opened by another process
+    │   ├── StoreUnavailableError Milvus server unreachable
+    │   ├── EmbeddingMismatchError
+    │   ├── SchemaMismatchError   mode needs fields the collection lacks
+    │   ├── EmptyCollectionError
+    │   └── IngestLockedError     another ingest is writing the collection
+    └── LLMError
+        ├── MissingAPIKeyError
+        ├── LLMAuthError          401 / 403
+        ├── LLMNotFoundError      404: wrong base URL or model
+        ├── LLMRateLimitError     429 after the configured retries
+        ├── LLMServerError        5xx
+        ├── LLMTimeoutError
+        └── LLMConnectionError    endpoint unreachable
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DownloadError",
+    "EmbeddingError",
+    "EmbeddingMismatchError",
+    "EmptyCollectionError",
+    "IngestLockedError",
+    "LLMAuthError",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMNotFoundError",
+    "LLMRateLimitError",
+    "LLMServerError",
+    "LLMTimeoutError",
+    "MilvusRAGError",
+    "MissingAPIKeyError",
+    "ModelNotAvailableError",
+    "NoFilesMatchedError",
+    "SchemaMismatchError",
+    "SourceError",
+    "StoreError",
+    "StoreLockedError",
+    "StoreUnavailableError",
+    "UnsafeSourceError",
+]
+
+
+class MilvusRAGError(Exception):
+    """Base class: every error milvus-rag raises on purpose.
+
+    ``str(error)`` is a complete one-line message meant for the user.
+    ``exit_code`` is what the CLI exits with.
+    """
+
+    exit_code: int = 1
+
+
+class ConfigError(MilvusRAGError):
+    """A configuration value is invalid, unknown or points at a missing file."""
+
+    exit_code = 2
+
+
+class SourceError(MilvusRAGError):
+    """A document source (folder, file, archive, URL) cannot be read."""
+
+
+class NoFilesMatchedError(SourceError):
+    """The source holds no file matching the requested pattern."""
+
+
+class UnsafeSourceError(SourceError):
+    """An archive or URL was refused by a safety guard."""
+
+
+class DownloadError(SourceError):
+    """A URL could not be downloaded (HTTP error, timeout, wrong content)."""
+
+
+class EmbeddingError(MilvusRAGError):
+    """The embedding model failed."""
+
+
+class ModelNotAvailableError(EmbeddingError):
+    """The embedding model cannot be loaded (offline, missing folder)."""
+
+
+class StoreError(MilvusRAGError):
+    """Milvus refused or failed an operation."""
+
+
+class StoreLockedError(StoreError):
+    """A Milvus Lite database file is already open in another process."""
+
+
+class StoreUnavailableError(StoreError):
+    """The Milvus server cannot be reached."""
+
+
+class EmbeddingMismatchError(StoreError):
+    """The collection was built by another embedding model, dimension or metric."""
+
+
+class SchemaMismatchError(StoreError):
+    """The collection lacks fields the requested mode needs."""
+
+
+class EmptyCollectionError(StoreError):
+    """The collection does not exist or holds no documents."""
+
+
+class IngestLockedError(StoreError):
+    """Another ingest is writing the same collection."""
+
+
+class LLMError(MilvusRAGError):
+    """The chat model endpoint failed."""
+
+
+class MissingAPIKeyError(LLMError):
+    """The environment variable holding the API key is not set."""
+
+
+class LLMAuthError(LLMError):
+    """The endpoint rejected the API key (401 / 403)."""
+
+
+class LLMNotFoundError(LLMError):
+    """The endpoint answered 404: wrong base URL or model name."""
+
+
+class LLMRateLimitError(LLMError):
+    """The endpoint kept answering 429 after the configured retries."""
+
+
+class LLMServerError(LLMError):
+    """The endpoint answered with a server error (5xx)."""
+
+
+class LLMTimeoutError(LLMError):
+    """The endpoint did not answer within ``llm.timeout`` seconds."""
+
+
+class LLMConnectionError(LLMError):
+    """The endpoint could not be reached at all."""

@@ -1,0 +1,214 @@
+"""The chat model: ``ChatOpenAI`` pointed at an OpenAI-compatible endpoint.
+
+:func:`chat_model_from_settings` builds it from the ``llm`` settings (preset,
+base URL, model, key, timeout, retries). :class:`EndpointChatOpenAI` is
+``ChatOpenAI`` whose endpoint failures surface as milvus-rag's typed
+:class:`~milvus_rag.errors.LLMError` subclasses with one-line messages that name
+the base URL and what to change.
+
+Example:
+    .. code-block:: python
+
+        from milvus_rag import load_settings
+        from milvus_rag.llm import chat_model_from_settings
+
+        llm = chat_model_from_settings(load_settings(overrides={"llm": {"preset": "local"}}))
+        print(llm.invoke("Say hi").content)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_openai import ChatOpenAI
+
+from milvus_rag.errors import (
+    LLMAuthError,
+    LLMConnectionError,
+    LLMError,
+    LLMNotFoundError,
+    LLMRateLimitError,
+    LLMServerError,
+    LLMTimeoutError,
+    MissingAPIKeyError,
+)
+
+if TYPE_CHECKING:
+    from milvus_rag.settings import LLMSettings, Settings
+
+__all__ = ["EndpointChatOpenAI", "chat_model_from_settings", "endpoint_error", "require_api_key"]
+
+_RETIRED_HINT = "Lepton's hosted *.lepton.run endpoints were retired; set llm.preset (nvidia, openai, local) or llm.base_url"
+
+
+def endpoint_error(
+    exc: BaseException,
+    *,
+    base_url: str,
+    model: str,
+    key_env: str | None = None,
+    timeout: float | None = None,
+    retries: int | None = None,
+) -> LLMError:
+    """Translate an ``openai`` client exception into a typed, one-line :class:`LLMError`."""
+    import openai
+
+    where = f"LLM endpoint {base_url}"
+    retired = "lepton.run" in base_url
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMTimeoutError(
+            f"{where} did not answer within {timeout:g} s; raise llm.timeout or check the endpoint"
+            if timeout is not None
+            else f"{where} did not answer in time; raise llm.timeout or check the endpoint"
+        )
+    if isinstance(exc, openai.APIConnectionError):
+        hint = _RETIRED_HINT if retired else "check llm.base_url and that the server is running"
+        return LLMConnectionError(f"{where} cannot be reached ({_cause(exc)}); {hint}")
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        detail = _detail(exc)
+        if status in (401, 403):
+            key = f"the key in {key_env}" if key_env else "the API key"
+            return LLMAuthError(
+                f"{where} rejected {key} (HTTP {status}{detail}); set a valid key"
+                + (f" in {key_env}" if key_env else " or set llm.api_key_env")
+            )
+        if status == 404:
+            hint = f"; {_RETIRED_HINT}" if retired else ""
+            return LLMNotFoundError(
+                f"{where} answered 404 for model {model!r}{detail}: check llm.base_url and llm.model{hint}"
+            )
+        if status == 429:
+            tries = f" after {retries} retries" if retries is not None else ""
+            return LLMRateLimitError(
+                f"{where} is rate limiting (HTTP 429{tries}){detail}; wait and retry, "
+                "or raise llm.max_retries"
+            )
+        if status >= 500:
+            return LLMServerError(
+                f"{where} failed with HTTP {status}{detail}; try again later or use another endpoint"
+            )
+        return LLMError(f"{where} refused the request (HTTP {status}{detail})")
+    return LLMError(f"{where} failed ({type(exc).__name__}: {_cause(exc)})")
+
+
+def _detail(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    message = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, dict) else None
+    if not message:
+        return ""
+    return ": " + str(message).strip().splitlines()[0][:160]
+
+
+def _cause(exc: BaseException) -> str:
+    root: BaseException = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    text = str(root).strip().splitlines()
+    return (text[0] if text else type(root).__name__)[:160]
+
+
+class EndpointChatOpenAI(ChatOpenAI):
+    """``ChatOpenAI`` raising :class:`~milvus_rag.errors.LLMError` subclasses.
+
+    Behaves exactly like ``ChatOpenAI`` (same HTTP path, retries, streaming);
+    only the exceptions differ: each names the endpoint and the setting to fix.
+
+    Example:
+        .. code-block:: python
+
+            from milvus_rag.llm import EndpointChatOpenAI
+
+            llm = EndpointChatOpenAI(
+                base_url="http://localhost:11434/v1", api_key="unused", model="llama3.2"
+            )
+    """
+
+    key_env: str | None = None
+    """Name of the environment variable the key came from (for messages only)."""
+
+    def _error(self, exc: BaseException) -> LLMError:
+        return endpoint_error(
+            exc,
+            base_url=str(self.openai_api_base or "https://api.openai.com/v1"),
+            model=self.model_name,
+            key_env=self.key_env,
+            timeout=self.request_timeout if isinstance(self.request_timeout, (int, float)) else None,
+            retries=self.max_retries,
+        )
+
+    def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        try:
+            return super()._generate(*args, **kwargs)
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise self._mapped(exc) from exc
+
+    def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        try:
+            yield from super()._stream(*args, **kwargs)
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise self._mapped(exc) from exc
+
+    async def _agenerate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        try:
+            return await super()._agenerate(*args, **kwargs)
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise self._mapped(exc) from exc
+
+    async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        try:
+            async for chunk in super()._astream(*args, **kwargs):
+                yield chunk
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise self._mapped(exc) from exc
+
+    def _mapped(self, exc: Exception) -> Exception:
+        import openai
+
+        return self._error(exc) if isinstance(exc, openai.OpenAIError) else exc
+
+
+def require_api_key(llm: LLMSettings) -> str:
+    """The API key to send; raises :class:`MissingAPIKeyError` when it is needed but unset."""
+    if llm.api_key is not None:
+        return llm.api_key.get_secret_value()
+    if llm.api_key_env:
+        raise MissingAPIKeyError(
+            f"no API key for {llm.base_url}: set the environment variable {llm.api_key_env} "
+            "(llm.api_key_env), or choose another llm.preset"
+        )
+    return "not-needed"
+
+
+def chat_model_from_settings(settings: Settings | LLMSettings, **overrides: Any) -> EndpointChatOpenAI:
+    """Build the chat model from settings. Touches no network.
+
+    Raises:
+        MissingAPIKeyError: the endpoint needs a key and its variable is unset.
+    """
+    llm: LLMSettings = getattr(settings, "llm", settings)  # type: ignore[assignment]
+    options: dict[str, Any] = {
+        "base_url": llm.base_url,
+        "model": llm.model,
+        "api_key": require_api_key(llm),
+        "timeout": llm.timeout,
+        "max_retries": llm.max_retries,
+        "key_env": llm.api_key_env,
+    }
+    if llm.temperature is not None:
+        options["temperature"] = llm.temperature
+    options.update(overrides)
+    return EndpointChatOpenAI(**options)

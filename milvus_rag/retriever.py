@@ -1,0 +1,193 @@
+"""The retriever: a LangChain ``BaseRetriever`` over the Milvus collection.
+
+Every returned ``Document`` carries ``metadata["score"]`` (the Milvus distance:
+higher is closer for IP and COSINE, lower for L2) next to the chunk's own
+metadata (``source``, ``position``, ...).
+
+The store is opened on first use, so building a retriever (or a chain over it)
+touches neither Milvus nor the embedding model.
+
+Example:
+    .. code-block:: python
+
+        from milvus_rag import MilvusRAGRetriever, load_settings
+
+        retriever = MilvusRAGRetriever.from_settings(load_settings())
+        for doc in retriever.invoke("How is data stored in milvus?"):
+            print(doc.metadata["score"], doc.metadata["source"])
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Literal
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForRetrieverRun,
+)
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from milvus_rag.errors import ConfigError
+
+if TYPE_CHECKING:
+    from langchain_milvus import Milvus
+
+    from milvus_rag.settings import Settings
+
+__all__ = ["MilvusRAGRetriever"]
+
+
+class MilvusRAGRetriever(BaseRetriever):
+    """Retrieve the chunks closest to a question, with their scores.
+
+    Either give a ready ``vector_store`` or ``settings`` (+ optional
+    ``embeddings``) and the store is opened lazily on the first query.
+
+    Example:
+        .. code-block:: python
+
+            from milvus_rag import MilvusRAGRetriever, load_settings
+
+            settings = load_settings(overrides={"retrieval": {"top_k": 5}})
+            retriever = MilvusRAGRetriever.from_settings(settings)
+            docs = retriever.invoke("What is a partition key?")
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    vector_store: Any = None
+    """A langchain-milvus ``Milvus`` store; opened from ``settings`` when ``None``."""
+    settings: Any = Field(default=None, exclude=True)
+    embeddings: Any = Field(default=None, exclude=True)
+    k: int = 3
+    mode: Literal["dense", "hybrid"] = "dense"
+    search_type: Literal["similarity", "mmr"] = "similarity"
+    fetch_k: int = 20
+    lambda_mult: float = 0.5
+    score_threshold: float | None = None
+    expr: str | None = None
+    """A Milvus boolean filter expression (build it with ``milvus_rag.filters``)."""
+    metric: str = "IP"
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    rrf_k: int = 60
+    weights: tuple[float, float] = (0.7, 0.3)
+    max_k: int = 50
+
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, embeddings: Any = None, **overrides: Any
+    ) -> MilvusRAGRetriever:
+        """Build from the ``retrieval`` section; ``overrides`` win (``k``, ``expr``...)."""
+        r = settings.retrieval
+        options: dict[str, Any] = {
+            "settings": settings,
+            "embeddings": embeddings,
+            "k": r.top_k,
+            "mode": r.mode,
+            "search_type": r.search_type,
+            "fetch_k": r.fetch_k,
+            "lambda_mult": r.lambda_mult,
+            "score_threshold": r.score_threshold,
+            "metric": settings.milvus.metric,
+            "fusion": r.fusion,
+            "rrf_k": r.rrf_k,
+            "weights": r.weights,
+            "max_k": r.max_k,
+        }
+        options.update({key: value for key, value in overrides.items() if value is not None})
+        return cls(**options)
+
+    def store(self) -> Milvus:
+        """The underlying store, opened on first call."""
+        if self.vector_store is None:
+            with self._lock:
+                if self.vector_store is None:
+                    self.vector_store = self._open()
+        return self.vector_store
+
+    def _open(self) -> Milvus:
+        from milvus_rag.embeddings import embeddings_from_settings
+        from milvus_rag.store import open_vector_store
+
+        if self.settings is None:
+            raise ConfigError("MilvusRAGRetriever needs a vector_store or settings")
+        if self.embeddings is None:
+            self.embeddings = embeddings_from_settings(self.settings)
+        return open_vector_store(self.settings, self.embeddings, mode=self.mode)
+
+    def _search_kwargs(self, k: int) -> dict[str, Any]:
+        if k > self.max_k:
+            raise ConfigError(f"k={k} is above retrieval.max_k={self.max_k}")
+        kwargs: dict[str, Any] = {"k": k}
+        if self.expr:
+            kwargs["expr"] = self.expr
+        if self.mode == "hybrid":
+            kwargs["fetch_k"] = max(self.fetch_k, k)
+            if self.fusion == "rrf":
+                kwargs.update(ranker_type="rrf", ranker_params={"k": self.rrf_k})
+            else:
+                kwargs.update(ranker_type="weighted", ranker_params={"weights": list(self.weights)})
+        return kwargs
+
+    def _keep(self, score: float) -> bool:
+        if self.score_threshold is None or self.mode == "hybrid":
+            return True
+        if self.metric == "L2":
+            return score <= self.score_threshold
+        return score >= self.score_threshold
+
+    def _to_documents(self, pairs: list[tuple[Document, float]]) -> list[Document]:
+        docs = []
+        for doc, score in pairs:
+            if not self._keep(score):
+                continue
+            metadata = dict(doc.metadata, score=float(score))
+            docs.append(Document(page_content=doc.page_content, metadata=metadata, id=metadata.get("id")))
+        return docs
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        k = int(kwargs.get("k", self.k))
+        store = self.store()
+        search = self._search_kwargs(k)
+        if self.search_type == "mmr" and self.mode == "dense":
+            return self._mmr(store, query, search)
+        return self._to_documents(store.similarity_search_with_score(query, **search))
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        from langchain_core.runnables.config import run_in_executor
+
+        k = int(kwargs.get("k", self.k))
+        store = await run_in_executor(None, self.store)
+        search = self._search_kwargs(k)
+        if self.search_type == "mmr" and self.mode == "dense":
+            return await run_in_executor(None, self._mmr, store, query, search)
+        pairs = await store.asimilarity_search_with_score(query, **search)
+        return self._to_documents(pairs)
+
+    def _mmr(self, store: Milvus, query: str, search: dict[str, Any]) -> list[Document]:
+        """Maximal marginal relevance over ``fetch_k`` candidates, keeping scores."""
+        k = search["k"]
+        pairs = store.similarity_search_with_score(
+            query, k=max(self.fetch_k, k), expr=search.get("expr")
+        )
+        if not pairs:
+            return []
+        import numpy as np
+        from langchain_milvus.vectorstores.milvus import maximal_marginal_relevance
+
+        ids = [doc.metadata.get("id") for doc, _ in pairs]
+        rows = store.client.get(store.collection_name, ids=ids, output_fields=["vector"])
+        by_id = {row["id"]: row["vector"] for row in rows}
+        vectors = [by_id[i] for i in ids]
+        query_vector = np.array(store.embeddings.embed_query(query))  # type: ignore[union-attr]
+        chosen = maximal_marginal_relevance(query_vector, vectors, lambda_mult=self.lambda_mult, k=k)
+        return self._to_documents([pairs[i] for i in chosen])

@@ -1,0 +1,375 @@
+"""Typed settings: one ``Settings`` object with a section per concern.
+
+Sources, highest priority first:
+
+1. explicit overrides (CLI flags, ``load_settings(overrides=...)``),
+2. environment variables ``MILVUS_RAG_<SECTION>__<KEY>`` (``MILVUS_RAG_MILVUS__URI``),
+3. ``config.yaml`` (``--config PATH``; ``./config.yaml`` when present),
+4. the built-in defaults, which are the tutorial's values.
+
+Secrets (``milvus.token``, the LLM API key) are ``SecretStr`` and come from the
+environment only: the LLM key from the variable named by ``llm.api_key_env``,
+the Milvus token from ``MILVUS_RAG_MILVUS__TOKEN``.
+
+This is the only module that reads ``os.environ``; everything else receives a
+``Settings`` (or one of its sections) from the edge that loaded it.
+
+Example:
+    .. code-block:: python
+
+        from milvus_rag import load_settings
+
+        settings = load_settings(overrides={"retrieval": {"top_k": 5}})
+        assert settings.retrieval.top_k == 5
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from milvus_rag.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "ENV_PREFIX",
+    "LLM_PRESETS",
+    "EmbeddingSettings",
+    "IngestSettings",
+    "LLMPreset",
+    "LLMSettings",
+    "MilvusSettings",
+    "RetrievalSettings",
+    "ServerSettings",
+    "Settings",
+    "load_settings",
+]
+
+ENV_PREFIX = "MILVUS_RAG_"
+DEFAULT_CONFIG_FILE = Path("config.yaml")
+
+
+class LLMPreset(BaseModel):
+    """The endpoint, model and key variable a preset fills in."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base_url: str
+    model: str
+    api_key_env: str | None
+
+
+LLM_PRESETS: dict[str, LLMPreset] = {
+    # The tutorial's endpoint. Lepton's hosted *.lepton.run endpoints were retired
+    # in 2025; the preset stays for parity and for self-hosted Lepton deployments.
+    "lepton": LLMPreset(
+        base_url="https://mistral-7b.lepton.run/api/v1/",
+        model="mistral-7b",
+        api_key_env="LEPTONAI_TOKEN",
+    ),
+    "nvidia": LLMPreset(
+        base_url="https://integrate.api.nvidia.com/v1",
+        model="meta/llama-3.3-70b-instruct",
+        api_key_env="NVIDIA_API_KEY",
+    ),
+    "openai": LLMPreset(
+        base_url="https://api.openai.com/v1",
+        model="gpt-4o-mini",
+        api_key_env="OPENAI_API_KEY",
+    ),
+    # An OpenAI-compatible server on this machine (Ollama, vLLM, llama.cpp): no key.
+    "local": LLMPreset(
+        base_url="http://localhost:11434/v1",
+        model="llama3.2",
+        api_key_env=None,
+    ),
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MilvusSettings(_Section):
+    """Where the vectors live and how the collection is built."""
+
+    uri: str = "./milvus_demo.db"
+    token: SecretStr | None = None
+    collection: str = Field("my_rag_collection", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    metric: Literal["IP", "COSINE", "L2"] = "IP"
+    consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = "Strong"
+    index_type: Literal["AUTOINDEX", "FLAT", "IVF_FLAT", "HNSW"] = "FLAT"
+    timeout: float = Field(30.0, gt=0)
+
+    @property
+    def is_lite(self) -> bool:
+        """True when ``uri`` is a local Milvus Lite file rather than a server."""
+        return "://" not in self.uri
+
+
+class EmbeddingSettings(_Section):
+    """The embedding model: pymilvus-model's default, or a local ONNX folder."""
+
+    model: str = "GPTCache/paraphrase-albert-onnx"
+    tokenizer: str = "GPTCache/paraphrase-albert-small-v2"
+    model_dir: Path | None = None
+    batch_size: int = Field(32, ge=1, le=4096)
+    accelerated: bool = True
+    threads: int | None = Field(None, ge=1)
+
+    @field_validator("model_dir")
+    @classmethod
+    def _model_dir_exists(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser()
+        if not (value / "model.onnx").is_file():
+            raise ValueError(f"{value} holds no model.onnx")
+        return value
+
+
+class RetrievalSettings(_Section):
+    """How many passages to retrieve, and how."""
+
+    top_k: int = Field(3, ge=1)
+    max_k: int = Field(50, ge=1)
+    mode: Literal["dense", "hybrid"] = "dense"
+    search_type: Literal["similarity", "mmr"] = "similarity"
+    fetch_k: int = Field(20, ge=1)
+    lambda_mult: float = Field(0.5, ge=0, le=1)
+    score_threshold: float | None = None
+    fusion: Literal["rrf", "weighted"] = "rrf"
+    rrf_k: int = Field(60, ge=1)
+    weights: tuple[float, float] = (0.7, 0.3)
+
+    @model_validator(mode="after")
+    def _k_within_max(self) -> RetrievalSettings:
+        if self.top_k > self.max_k:
+            raise ValueError(f"top_k {self.top_k} is above max_k {self.max_k}")
+        return self
+
+
+class LLMSettings(_Section):
+    """The OpenAI-compatible chat endpoint. ``preset`` fills what is not set."""
+
+    preset: Literal["lepton", "nvidia", "openai", "local"] = "lepton"
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    api_key: SecretStr | None = Field(None, exclude=True)
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    temperature: float | None = Field(None, ge=0, le=2)
+
+    @model_validator(mode="after")
+    def _fill_from_preset(self) -> LLMSettings:
+        preset = LLM_PRESETS[self.preset]
+        explicit = self.model_fields_set
+        if "base_url" not in explicit or self.base_url is None:
+            object.__setattr__(self, "base_url", preset.base_url)
+        if "model" not in explicit or self.model is None:
+            object.__setattr__(self, "model", preset.model)
+        if "api_key_env" not in explicit:
+            object.__setattr__(self, "api_key_env", preset.api_key_env)
+        if not str(self.base_url).startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        return self
+
+
+class IngestSettings(_Section):
+    """How sources are read and split."""
+
+    splitter: Literal["tutorial", "markdown"] = "markdown"
+    glob: str | None = None
+    chunk_tokens: int = Field(256, ge=16)
+    chunk_overlap: int = Field(32, ge=0)
+    min_chunk_chars: int = Field(80, ge=0)
+    write_batch: int = Field(256, ge=1)
+    write_batch_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_archive_bytes: int = Field(1024**3, ge=1)
+    max_archive_ratio: float = Field(200.0, gt=1)
+    max_archive_files: int = Field(100_000, ge=1)
+    max_download_bytes: int = Field(200 * 1024**2, ge=1)
+    download_timeout: float = Field(30.0, gt=0)
+    allow_private_urls: bool = False
+    parse_timeout: float = Field(60.0, gt=0)
+    max_file_bytes: int = Field(100 * 1024**2, ge=1)
+
+
+class ServerSettings(_Section):
+    """The HTTP server (LangServe routes, OpenAI-compatible endpoint)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("milvus_rag_config_file", default=None)
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the config file chosen by ``load_settings`` (none by default)."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = _CONFIG_FILE.get()
+        self._data = _read_yaml(path) if path is not None else {}
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    for section, key in _SECRET_KEYS:
+        if isinstance(data.get(section), dict) and key in data[section]:
+            env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+            raise ConfigError(
+                f"{section}.{key} is a secret and is read from the environment only: "
+                f"remove it from {path} and set {env}"
+            )
+    return data
+
+
+_SECRET_KEYS = (("milvus", "token"), ("llm", "api_key"))
+
+
+class Settings(BaseSettings):
+    """All of milvus-rag's configuration.
+
+    Build it with :func:`load_settings` at the edge (CLI, server) and pass it
+    down. ``Settings()`` alone gives the built-in defaults plus ``MILVUS_RAG_``
+    environment variables, without the LLM key.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    milvus: MilvusSettings = MilvusSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    llm: LLMSettings = LLMSettings()
+    ingest: IngestSettings = IngestSettings()
+    server: ServerSettings = ServerSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    def redacted(self) -> dict[str, Any]:
+        """A JSON-ready dump for display: secrets shown only as set / unset."""
+        data = self.model_dump(mode="json")
+        data["milvus"]["token"] = "**********" if self.milvus.token else None
+        data["llm"]["api_key"] = "**********" if self.llm.api_key else None
+        return data
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load settings from flags, environment, config file and defaults.
+
+    Args:
+        config_path: a YAML file; ``None`` reads ``./config.yaml`` when it exists.
+        overrides: nested values that win over everything, e.g.
+            ``{"retrieval": {"top_k": 5}}``; ``None`` values are ignored.
+        environ: where to look up the variable named by ``llm.api_key_env``
+            (``os.environ`` by default); ``MILVUS_RAG_`` variables are always
+            read from the process environment.
+
+    Raises:
+        ConfigError: a value is invalid, a key unknown or the file missing; the
+            message names the key.
+    """
+    env = os.environ if environ is None else environ
+    if config_path is not None:
+        path: Path | None = Path(config_path)
+        if not path.is_file():  # type: ignore[union-attr]
+            raise ConfigError(f"config file {config_path} does not exist")
+    else:
+        path = DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+    token = _CONFIG_FILE.set(path)
+    try:
+        settings = Settings(**_prune(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path)) from None
+    finally:
+        _CONFIG_FILE.reset(token)
+    key_env = settings.llm.api_key_env
+    if key_env and env.get(key_env):
+        settings.llm.api_key = SecretStr(env[key_env])
+    return settings
+
+
+def _prune(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop ``None`` leaves so that unset CLI flags do not override anything."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            nested = _prune(value)
+            if nested:
+                out[key] = nested
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    """One line naming the first offending key (never echoing a secret)."""
+    err = exc.errors(include_url=False)[0]
+    key = ".".join(str(part) for part in err["loc"]) or "settings"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif not any(secret in key for secret in ("token", "api_key")) and err["type"] != "missing":
+        shown = err.get("input")
+        if isinstance(shown, (str, int, float, bool)):
+            message = f"{message} (got {shown!r})"
+    origin = f" in {path}" if path is not None else ""
+    return f"invalid setting {key}{origin}: {message}"

@@ -1,0 +1,361 @@
+"""The langchain-milvus vector store, built from settings.
+
+Owns three things the rest of the package relies on:
+
+* the collection schema (``id`` primary key, ``text``, ``vector``, metadata in
+  the dynamic field; in hybrid mode a ``sparse`` field filled by Milvus's own
+  BM25 function),
+* the embedding identity recorded on the collection (model, dimension, metric)
+  and checked on every open, so vectors of two models are never mixed,
+* clear errors for Milvus Lite's one-process rule and unreachable servers.
+
+Example:
+    .. code-block:: python
+
+        from milvus_rag import MilvusModelEmbeddings, load_settings
+        from milvus_rag.store import open_vector_store
+
+        settings = load_settings()
+        embeddings = MilvusModelEmbeddings(model_dir="../shared/models/all-MiniLM-L6-v2-onnx")
+        store = open_vector_store(settings, embeddings)
+        hits = store.similarity_search_with_score("How is data stored in milvus?", k=3)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from milvus_rag.errors import (
+    EmbeddingMismatchError,
+    EmptyCollectionError,
+    SchemaMismatchError,
+    StoreError,
+    StoreLockedError,
+    StoreUnavailableError,
+)
+
+if TYPE_CHECKING:
+    from langchain_milvus import Milvus
+    from pymilvus import MilvusClient
+
+    from milvus_rag.embeddings import MilvusModelEmbeddings
+    from milvus_rag.settings import MilvusSettings, Settings
+
+__all__ = [
+    "ID_FIELD",
+    "IDENTITY_PROPERTY",
+    "SPARSE_FIELD",
+    "TEXT_FIELD",
+    "VECTOR_FIELD",
+    "collection_identity",
+    "connect",
+    "count_entities",
+    "create_collection",
+    "drop_collection",
+    "has_sparse_field",
+    "open_vector_store",
+]
+
+ID_FIELD = "id"
+TEXT_FIELD = "text"
+VECTOR_FIELD = "vector"
+SPARSE_FIELD = "sparse"
+IDENTITY_PROPERTY = "milvus_rag.embedding"
+ID_MAX_LENGTH = 64
+TEXT_MAX_BYTES = 65535
+
+_log = logging.getLogger(__name__)
+
+
+def connection_args(milvus: MilvusSettings) -> dict[str, Any]:
+    """``MilvusClient`` keyword arguments from the ``milvus`` settings section."""
+    args: dict[str, Any] = {"uri": milvus.uri, "timeout": milvus.timeout}
+    if milvus.is_lite:
+        path = Path(milvus.uri).expanduser()
+        args["uri"] = str(path)
+    if milvus.token is not None:
+        args["token"] = milvus.token.get_secret_value()
+    return args
+
+
+def _describe_uri(milvus: MilvusSettings) -> str:
+    return f"Milvus Lite database {milvus.uri}" if milvus.is_lite else f"Milvus at {milvus.uri}"
+
+
+def connect(milvus: MilvusSettings) -> MilvusClient:
+    """Open a ``MilvusClient``, mapping the usual failures to typed errors.
+
+    Raises:
+        StoreLockedError: the Milvus Lite file is open in another process.
+        StoreUnavailableError: the server cannot be reached, or the Lite path is unusable.
+    """
+    from pymilvus import MilvusClient
+
+    args = connection_args(milvus)
+    if milvus.is_lite:
+        parent = Path(args["uri"]).parent
+        if not parent.is_dir():
+            raise StoreUnavailableError(
+                f"milvus.uri {milvus.uri}: folder {parent} does not exist"
+            )
+    _quiet_lite_logger()
+    try:
+        return MilvusClient(**args)
+    except Exception as exc:  # noqa: BLE001 - pymilvus raises bare MilvusException subclasses
+        raise _connect_error(milvus, exc) from exc
+
+
+def _connect_error(milvus: MilvusSettings, exc: BaseException) -> StoreError:
+    if milvus.is_lite:
+        if _lite_file_locked(Path(milvus.uri).expanduser()):
+            return StoreLockedError(
+                f"Milvus Lite database {milvus.uri} is open in another process; stop that "
+                "process, or serve the file with `milvus-lite server` and set milvus.uri to "
+                "its http:// address"
+            )
+        return StoreUnavailableError(
+            f"Milvus Lite database {milvus.uri} cannot be opened ({_reason(exc)})"
+        )
+    return StoreUnavailableError(
+        f"Milvus at {milvus.uri} cannot be reached ({_reason(exc)}); check that the server "
+        "is running and milvus.uri / MILVUS_RAG_MILVUS__TOKEN are right"
+    )
+
+
+def _lite_file_locked(path: Path) -> bool:
+    """True when another process holds Milvus Lite's lock on ``path``."""
+    import fcntl
+
+    candidates = [path.parent / f".{path.name}.lock", path / ".lock", path]
+    for candidate in candidates:
+        if not candidate.exists() or candidate.is_dir():
+            continue
+        try:
+            with candidate.open("rb") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        except BlockingIOError:
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _quiet_lite_logger() -> None:
+    """milvus-lite logs a full traceback before pymilvus raises; the error says it all."""
+    logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)
+
+
+def _reason(exc: BaseException) -> str:
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return str(message).strip().splitlines()[0][:200]
+
+
+def collection_identity(client: MilvusClient, collection: str) -> dict[str, Any] | None:
+    """The embedding record stored on ``collection``, or ``None`` if it has none."""
+    properties = client.describe_collection(collection).get("properties") or {}
+    raw = properties.get(IDENTITY_PROPERTY)
+    if not raw:
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def has_sparse_field(client: MilvusClient, collection: str) -> bool:
+    """True when the collection carries the BM25 ``sparse`` field (hybrid mode)."""
+    fields = client.describe_collection(collection).get("fields", [])
+    return any(field.get("name") == SPARSE_FIELD for field in fields)
+
+
+def count_entities(client: MilvusClient, collection: str) -> int:
+    """Number of chunks stored (0 when the collection does not exist)."""
+    if not client.has_collection(collection):
+        return 0
+    rows = client.query(collection, filter="", output_fields=["count(*)"])
+    return int(rows[0]["count(*)"]) if rows else 0
+
+
+def drop_collection(client: MilvusClient, collection: str) -> None:
+    """Drop ``collection`` if it exists."""
+    if client.has_collection(collection):
+        client.drop_collection(collection)
+
+
+def _index_params(client: MilvusClient, settings: Settings, hybrid: bool) -> Any:
+    params = client.prepare_index_params()
+    params.add_index(
+        field_name=VECTOR_FIELD,
+        index_type=settings.milvus.index_type,
+        metric_type=settings.milvus.metric,
+        params={},
+    )
+    if hybrid:
+        params.add_index(
+            field_name=SPARSE_FIELD,
+            index_type="SPARSE_INVERTED_INDEX",
+            metric_type="BM25",
+            # Milvus Lite accepts only drop_ratio_build=0.
+            params={"drop_ratio_build": 0},
+        )
+    return params
+
+
+def create_collection(
+    client: MilvusClient,
+    settings: Settings,
+    identity: dict[str, Any],
+    *,
+    hybrid: bool,
+) -> None:
+    """Create the collection with milvus-rag's schema and record ``identity``."""
+    from pymilvus import DataType, Function, FunctionType
+
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=True)
+    schema.add_field(ID_FIELD, DataType.VARCHAR, is_primary=True, max_length=ID_MAX_LENGTH)
+    text_options: dict[str, Any] = {"max_length": TEXT_MAX_BYTES}
+    if hybrid:
+        text_options["enable_analyzer"] = True
+    schema.add_field(TEXT_FIELD, DataType.VARCHAR, **text_options)
+    schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=int(identity["dim"]))
+    if hybrid:
+        schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(
+            Function(
+                name="bm25",
+                function_type=FunctionType.BM25,
+                input_field_names=[TEXT_FIELD],
+                output_field_names=[SPARSE_FIELD],
+            )
+        )
+    name = settings.milvus.collection
+    client.create_collection(
+        name,
+        schema=schema,
+        index_params=_index_params(client, settings, hybrid),
+        consistency_level=settings.milvus.consistency,
+    )
+    record = dict(identity, metric=settings.milvus.metric)
+    client.alter_collection_properties(name, properties={IDENTITY_PROPERTY: json.dumps(record)})
+
+
+def check_identity(
+    client: MilvusClient, settings: Settings, identity: dict[str, Any]
+) -> None:
+    """Refuse a collection built by another embedding model, dimension or metric."""
+    name = settings.milvus.collection
+    stored = collection_identity(client, name)
+    if stored is None:
+        raise EmbeddingMismatchError(
+            f"collection {name} was not created by milvus-rag (no embedding record); "
+            "re-ingest with --recreate"
+        )
+    wanted = dict(identity, metric=settings.milvus.metric)
+    for key in sorted(set(stored) | set(wanted)):
+        if stored.get(key) != wanted.get(key):
+            raise EmbeddingMismatchError(
+                f"collection {name} was built with {key}={stored.get(key)!r} but the current "
+                f"settings give {key}={wanted.get(key)!r}; re-ingest with --recreate "
+                "(or restore the embedding settings it was built with)"
+            )
+
+
+def open_vector_store(
+    settings: Settings,
+    embeddings: MilvusModelEmbeddings,
+    *,
+    create: bool = False,
+    recreate: bool = False,
+    mode: str | None = None,
+    client: MilvusClient | None = None,
+) -> Milvus:
+    """Open the configured collection as a langchain-milvus ``Milvus`` store.
+
+    Args:
+        settings: the loaded settings.
+        embeddings: the embedding model the collection is (to be) built with.
+        create: create the collection when missing (ingest); otherwise a missing
+            or empty collection raises :class:`EmptyCollectionError`.
+        recreate: drop the collection first (implies ``create``).
+        mode: ``dense`` or ``hybrid``; defaults to ``settings.retrieval.mode``.
+        client: an already open client to reuse.
+
+    Raises:
+        EmbeddingMismatchError, SchemaMismatchError, EmptyCollectionError,
+        StoreLockedError, StoreUnavailableError.
+    """
+    mode = mode or settings.retrieval.mode
+    client = client if client is not None else connect(settings.milvus)
+    name = settings.milvus.collection
+    try:
+        if recreate:
+            drop_collection(client, name)
+        exists = client.has_collection(name)
+        if not exists and not (create or recreate):
+            raise EmptyCollectionError(
+                f"collection {name} does not exist in {_describe_uri(settings.milvus)}: "
+                "run `milvus-rag ingest SOURCE` first"
+            )
+        identity = embeddings.identity()
+        hybrid = mode == "hybrid"
+        if exists:
+            check_identity(client, settings, identity)
+            if hybrid and not has_sparse_field(client, name):
+                raise SchemaMismatchError(
+                    f"collection {name} was built for dense search and has no BM25 field; "
+                    "re-ingest with --recreate --mode hybrid to use hybrid search"
+                )
+        else:
+            create_collection(client, settings, identity, hybrid=hybrid)
+        return _langchain_store(settings, embeddings, hybrid=hybrid)
+    except (StoreError, EmbeddingMismatchError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - MilvusException and friends
+        if type(exc).__module__.startswith("milvus_rag"):
+            raise
+        raise StoreError(f"{_describe_uri(settings.milvus)}: {_reason(exc)}") from exc
+
+
+def _langchain_store(settings: Settings, embeddings: Any, *, hybrid: bool) -> Milvus:
+    from langchain_milvus import BM25BuiltInFunction, Milvus
+
+    dense_index = {"index_type": settings.milvus.index_type, "metric_type": settings.milvus.metric, "params": {}}
+    dense_search = {"metric_type": settings.milvus.metric, "params": {}}
+    common: dict[str, Any] = {
+        "collection_name": settings.milvus.collection,
+        "connection_args": connection_args(settings.milvus),
+        "consistency_level": settings.milvus.consistency,
+        "primary_field": ID_FIELD,
+        "text_field": TEXT_FIELD,
+        "enable_dynamic_field": True,
+        "auto_id": False,
+    }
+    if not hybrid:
+        return Milvus(
+            embedding_function=embeddings,
+            vector_field=VECTOR_FIELD,
+            index_params=dense_index,
+            search_params=dense_search,
+            **common,
+        )
+    return Milvus(
+        embedding_function=embeddings,
+        builtin_function=BM25BuiltInFunction(
+            input_field_names=TEXT_FIELD, output_field_names=SPARSE_FIELD
+        ),
+        vector_field=[VECTOR_FIELD, SPARSE_FIELD],
+        index_params=[
+            dense_index,
+            {"index_type": "SPARSE_INVERTED_INDEX", "metric_type": "BM25", "params": {"drop_ratio_build": 0}},
+        ],
+        search_params=[
+            dense_search,
+            {"metric_type": "BM25", "params": {"drop_ratio_search": 0}},
+        ],
+        **common,
+    )
