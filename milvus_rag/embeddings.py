@@ -281,6 +281,14 @@ class MilvusModelEmbeddings(BaseModel, Embeddings):
         """Async :meth:`embed_query`, run in a worker thread."""
         return await _in_thread(self.embed_query, text)
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` under the model's tokenizer (special tokens included)."""
+        tokenizer = self._function().tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None:  # the Rust tokenizer: no length warnings, no Python overhead
+            return len(backend.encode(text).ids)
+        return len(tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+
     @property
     def dimension(self) -> int:
         """Vector length; loads the model."""

@@ -18,16 +18,8 @@ from langchain_openai import ChatOpenAI
 from pymilvus.model.dense.onnx import OnnxEmbeddingFunction
 from transformers import AutoConfig, AutoTokenizer
 
-try:  # importable as ``tests.support`` when the repo root is on sys.path
-    from tests.support.openai_server import (
-        DEFAULT_ANSWER,
-        FakeOpenAIServer,
-        closed_port,
-    )
-    from tests.support.tiny_model import make_tiny_model
-except ModuleNotFoundError:  # pytest "prepend" import mode without tests/__init__.py
-    from support.openai_server import DEFAULT_ANSWER, FakeOpenAIServer, closed_port
-    from support.tiny_model import make_tiny_model
+from tests.support.openai_server import DEFAULT_ANSWER, FakeOpenAIServer, closed_port
+from tests.support.tiny_model import make_tiny_model
 
 CORPUS = [
     "Milvus stores data in object storage after a flush.",

@@ -1,5 +1,34 @@
-"""The milvus-rag command line."""
+"""The ``milvus-rag`` command line: one module per command.
+
+Settings are loaded once per command from ``--config``, ``MILVUS_RAG_*``
+environment variables and the flags; typed errors become one line on stderr
+and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from milvus_rag.cli.ask import ask
+from milvus_rag.cli.config import show_config
+from milvus_rag.cli.ingest import ingest
+from milvus_rag.cli.search import search
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="milvus-rag",
+    help="Answer questions over your documents with Milvus and an OpenAI-compatible LLM.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("ingest")(ingest)
+app.command("search")(search)
+app.command("ask")(ask)
+app.command("config")(show_config)
 
 
 def main() -> None:
-    """Entry point."""
+    """Console entry point."""
+    app()

@@ -1,0 +1,667 @@
+"""Text splitters: turn a document's text into :class:`Chunk` objects ready to embed.
+
+Two strategies live here:
+
+* :func:`split_tutorial` reproduces the original Milvus + Lepton AI tutorial exactly
+  (``text.split("# ")``), for baselines and benchmarks.
+* :class:`MarkdownSplitter` is the production splitter: YAML front matter becomes
+  metadata, ATX headings build a heading path (``"H1 > H2 > H3"``) that prefixes every
+  chunk, fenced code blocks are never cut (unless a single block is too large, in which
+  case each piece is re-fenced), long sections are split by size with overlap, tiny
+  fragments are merged, and no chunk exceeds a UTF-8 byte limit.  Plain text (from PDF,
+  HTML or DOCX parsers) has no headings and is simply split by paragraphs and size.
+
+:func:`cap_bytes` enforces the Milvus ``VARCHAR`` limit (:data:`MAX_TEXT_BYTES` UTF-8
+bytes) on any list of chunks.  This module only takes plain arguments: it knows nothing
+of Milvus clients, LLMs or settings objects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "MAX_TEXT_BYTES",
+    "Chunk",
+    "MarkdownSplitter",
+    "cap_bytes",
+    "estimate_tokens",
+    "parse_front_matter",
+    "split_tutorial",
+]
+
+#: Milvus ``VARCHAR`` maximum length, counted in UTF-8 bytes.
+MAX_TEXT_BYTES = 65535
+
+_CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_TOKEN_RE = re.compile(rf"[{_CJK}]|[^\W{_CJK}]{{1,12}}|[^\w\s]")
+_FRONT_MATTER_RE = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)", re.S | re.M)
+_HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
+_CLOSING_HASHES_RE = re.compile(r"(?:^|[ \t]+)#+$")
+_FENCE_OPEN_RE = re.compile(r"^([ \t]*)(`{3,}|~{3,})(.*)$")
+_COMMENT_RE = re.compile(r"<!--.*?-->", re.S)
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?;:。！？；])\s+|(?<=[。！？；])")
+_WORD_RE = re.compile(r"\S+\s*|\s+")
+_PATH_SEP = " > "
+
+
+def estimate_tokens(text: str) -> int:
+    """Cheap, deterministic token estimate: words plus punctuation marks.
+
+    Counts runs of word characters (a run longer than 12 characters counts once per 12),
+    each CJK character, and each non-space, non-word character.  Subword tokenizers
+    usually produce somewhat more tokens for rare words, so callers who need an exact
+    bound should pass their tokenizer's counter as ``length_function``.
+    """
+    return len(_TOKEN_RE.findall(text))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a document.
+
+    Attributes:
+        text: The text that is both stored and embedded.
+        metadata: Per-chunk metadata, e.g. ``{"heading": "Product FAQ > Where does
+            Milvus store data?", "title": ..., "summary": ..., "doc_id": ...}``.
+    """
+
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------
+# Tutorial splitter
+# ---------------------------------------------------------------------------
+
+
+def split_tutorial(text: str) -> list[Chunk]:
+    """Split exactly like the tutorial: ``text.split("# ")``.
+
+    Every piece is kept, including empty ones and the front matter, and each chunk gets
+    empty metadata.  On the four ``en/faq/*.md`` files of the Milvus 2.4.x docs this
+    yields 72 chunks.
+    """
+    return [Chunk(text=piece, metadata={}) for piece in text.split("# ")]
+
+
+# ---------------------------------------------------------------------------
+# Front matter
+# ---------------------------------------------------------------------------
+
+
+def _scalar_to_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def parse_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """Split a leading YAML front matter block (``---\\n...\\n---\\n``) from ``text``.
+
+    The block is parsed with :func:`yaml.safe_load`.  Scalar values are converted to
+    ``str`` (booleans to ``"true"``/``"false"``, dates to ISO format), ``None`` values are
+    dropped, lists and mappings are kept as parsed, and the key ``id`` is renamed
+    ``doc_id``.  If there is no block, the YAML is invalid, or it is not a mapping, the
+    result is ``({}, text)`` unchanged.
+
+    Returns:
+        ``(metadata, body)`` where ``body`` is the text after the closing ``---`` line.
+    """
+    match = _FRONT_MATTER_RE.match(text)
+    if match is None:
+        return {}, text
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError:
+        return {}, text
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        return {}, text
+    metadata: dict[str, Any] = {}
+    for key, value in data.items():
+        if value is None:
+            continue
+        name = "doc_id" if str(key) == "id" else str(key)
+        if isinstance(value, list | dict | tuple | set):
+            metadata[name] = value
+        else:
+            metadata[name] = _scalar_to_str(value)
+    return metadata, text[match.end() :]
+
+
+# ---------------------------------------------------------------------------
+# Byte cap
+# ---------------------------------------------------------------------------
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _split_to_bytes(text: str, max_bytes: int) -> list[str]:
+    """Cut ``text`` into consecutive pieces of at most ``max_bytes`` UTF-8 bytes.
+
+    Cuts only between characters, preferring (in the second half of each window) just
+    after a newline, then just after other whitespace.  ``"".join(result) == text``.
+    """
+    pieces: list[str] = []
+    rest = text
+    while rest:
+        encoded = rest.encode("utf-8", "surrogatepass")
+        if len(encoded) <= max_bytes:
+            pieces.append(rest)
+            break
+        # Longest character prefix that fits: drop a trailing partial character.
+        limit = len(encoded[:max_bytes].decode("utf-8", "ignore"))
+        limit = max(limit, 1)
+        window = rest[:limit]
+        floor = limit // 2
+        cut = window.rfind("\n") + 1
+        if cut <= floor:
+            cut = max(window.rfind(" "), window.rfind("\t")) + 1
+        if cut <= floor:
+            cut = limit
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    return pieces
+
+
+def cap_bytes(chunks: list[Chunk], max_bytes: int = MAX_TEXT_BYTES) -> list[Chunk]:
+    """Split every chunk whose UTF-8 encoding exceeds ``max_bytes`` bytes.
+
+    Oversized chunks become consecutive pieces (cut at character boundaries, preferably
+    after a newline or a space; concatenating the pieces gives the original text), each
+    with a copy of the original metadata.  Chunks within the limit are returned as the
+    same objects, and the order is kept.
+
+    Raises:
+        ValueError: if ``max_bytes`` is smaller than 4 (one UTF-8 character).
+    """
+    if max_bytes < 4:
+        raise ValueError(f"max_bytes must be at least 4, got {max_bytes}")
+    out: list[Chunk] = []
+    for chunk in chunks:
+        if len(chunk.text) * 4 <= max_bytes or _utf8_len(chunk.text) <= max_bytes:
+            out.append(chunk)
+            continue
+        out.extend(
+            Chunk(text=piece, metadata=dict(chunk.metadata))
+            for piece in _split_to_bytes(chunk.text, max_bytes)
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Markdown structure
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Block:
+    """A paragraph of text or a whole fenced code block (``code`` set)."""
+
+    text: str
+    code: bool = False
+    open_fence: str = ""
+    close_fence: str = ""
+
+
+@dataclass
+class _Section:
+    """A heading (absent for the preamble) with the blocks of its body."""
+
+    path: list[str]
+    heading_line: str = ""
+    blocks: list[_Block] = field(default_factory=list)
+
+    def body_chars(self) -> int:
+        return sum(len(block.text.strip()) for block in self.blocks)
+
+
+@dataclass
+class _Segment:
+    """Atomic unit for packing: never cut further, joined with ``joiner`` before it."""
+
+    text: str
+    tokens: int
+    joiner: str
+    code: bool = False
+
+
+def _clean_heading(raw: str | None) -> str:
+    title = (raw or "").strip()
+    title = _CLOSING_HASHES_RE.sub("", title).strip()
+    return title
+
+
+def _parse_sections(body: str) -> list[_Section]:
+    """Parse markdown into sections of paragraph and code blocks.
+
+    HTML comments outside code are dropped; ``#`` lines inside fenced code blocks are
+    not headings; an unclosed fence runs to the end and is closed.
+    """
+    sections: list[_Section] = [_Section(path=[])]
+    stack: list[tuple[int, str]] = []
+    para: list[str] = []
+    in_comment = False
+
+    def flush() -> None:
+        text = "\n".join(para).strip("\n")
+        para.clear()
+        if text.strip():
+            sections[-1].blocks.append(_Block(text=text))
+
+    lines = body.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        # HTML comments (outside code), possibly spanning lines.
+        if in_comment:
+            end = line.find("-->")
+            if end < 0:
+                continue
+            line = line[end + 3 :]
+            in_comment = False
+        if "<!--" in line:
+            line = _COMMENT_RE.sub("", line)
+            start = line.find("<!--")
+            if start >= 0:
+                line = line[:start]
+                in_comment = True
+            if not line.strip():
+                # A comment-only line is neither content nor a paragraph break.
+                continue
+        fence = _FENCE_OPEN_RE.match(line)
+        if fence and not (fence.group(2)[0] == "`" and "`" in fence.group(3)):
+            flush()
+            char, length = fence.group(2)[0], len(fence.group(2))
+            close_re = re.compile(rf"^[ \t]*{re.escape(char)}{{{length},}}[ \t]*$")
+            code_lines = [line]
+            close = ""
+            while i < len(lines):
+                code_line = lines[i]
+                i += 1
+                if close_re.match(code_line):
+                    close = code_line
+                    break
+                code_lines.append(code_line)
+            if not close:
+                close = fence.group(1) + fence.group(2)
+            sections[-1].blocks.append(
+                _Block(
+                    text="\n".join([*code_lines, close]),
+                    code=True,
+                    open_fence=line,
+                    close_fence=close,
+                )
+            )
+            continue
+        heading = _HEADING_RE.match(line)
+        if heading:
+            flush()
+            level = len(heading.group(1))
+            title = _clean_heading(heading.group(2))
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            if title:
+                stack.append((level, title))
+            sections.append(_Section(path=[t for _, t in stack], heading_line=line.strip()))
+            continue
+        if not line.strip():
+            flush()
+        else:
+            para.append(line)
+    flush()
+    if not sections[0].blocks:
+        sections.pop(0)
+    return sections
+
+
+def _is_prefix(short: list[str], long: list[str]) -> bool:
+    return len(short) <= len(long) and long[: len(short)] == short
+
+
+def _absorb(tiny: list[_Section], target: _Section) -> tuple[list[_Block], bool]:
+    """Blocks of tiny sections to put into ``target``, and whether a heading was added.
+
+    Ancestors of ``target`` (or the same path) contribute only their body; others keep
+    their heading line so the reader sees where the text came from.  A heading-only
+    section that is not an ancestor contributes nothing.
+    """
+    blocks: list[_Block] = []
+    added_heading = False
+    for section in tiny:
+        if not section.blocks:
+            continue
+        if section.heading_line and not _is_prefix(section.path, target.path):
+            blocks.append(_Block(text=section.heading_line))
+            added_heading = True
+        blocks.extend(section.blocks)
+    return blocks, added_heading
+
+
+def _merge_tiny(sections: list[_Section], min_chars: int) -> list[_Section]:
+    """Merge sections whose body is shorter than ``min_chars`` into their neighbours."""
+    merged: list[_Section] = []
+    pending: list[_Section] = []
+    for section in sections:
+        if section.body_chars() < min_chars:
+            pending.append(section)
+            continue
+        if pending:
+            carried, added = _absorb(pending, section)
+            own = [_Block(text=section.heading_line)] if added and section.heading_line else []
+            section.blocks = carried + own + section.blocks
+            pending = []
+        merged.append(section)
+    if pending:
+        if merged:
+            target = merged[-1]
+            carried, _ = _absorb(pending, target)
+            target.blocks.extend(carried)
+        else:
+            target = pending[0]
+            carried, _ = _absorb(pending[1:], target)
+            target.blocks.extend(carried)
+            merged.append(target)
+    return merged
+
+
+# ---------------------------------------------------------------------------
+# Splitter
+# ---------------------------------------------------------------------------
+
+
+class MarkdownSplitter:
+    """Heading-aware, fence-safe, size-capped markdown splitter.
+
+    Args:
+        max_tokens: Maximum tokens per chunk, heading path line included (as measured by
+            ``length_function``; a heading path longer than half of ``max_tokens`` may
+            push a chunk over the limit).
+        overlap: Tokens of trailing text (paragraphs, then sentences, then words) carried
+            from one piece of a long section into the next.  Code is never carried.
+        min_chars: Sections whose body is shorter than this are merged into the next
+            section (or the previous one if last) instead of forming their own chunk.
+        length_function: Counts tokens in a string; defaults to :func:`estimate_tokens`.
+        max_bytes: Hard cap on each chunk's UTF-8 size (applied with :func:`cap_bytes`).
+    """
+
+    def __init__(
+        self,
+        max_tokens: int = 256,
+        overlap: int = 32,
+        min_chars: int = 80,
+        length_function: Callable[[str], int] | None = None,
+        max_bytes: int = 60000,
+    ) -> None:
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+        if overlap < 0 or overlap >= max_tokens:
+            raise ValueError(f"overlap must be in [0, max_tokens), got {overlap}")
+        if min_chars < 0:
+            raise ValueError(f"min_chars must be >= 0, got {min_chars}")
+        if max_bytes < 4:
+            raise ValueError(f"max_bytes must be at least 4, got {max_bytes}")
+        self.max_tokens = max_tokens
+        self.overlap = overlap
+        self.min_chars = min_chars
+        self.length_function: Callable[[str], int] = length_function or estimate_tokens
+        self.max_bytes = max_bytes
+
+    def __repr__(self) -> str:
+        return (
+            f"MarkdownSplitter(max_tokens={self.max_tokens}, overlap={self.overlap}, "
+            f"min_chars={self.min_chars}, max_bytes={self.max_bytes})"
+        )
+
+    # -- public -------------------------------------------------------------
+
+    def split(self, text: str) -> list[Chunk]:
+        """Split markdown or plain ``text`` into chunks (``[]`` for blank input).
+
+        Every chunk's metadata holds the front matter fields plus ``"heading"`` (the
+        heading path, ``""`` before the first heading or for plain text).  Chunk text is
+        the heading path line, a blank line, then (part of) the section body.
+        """
+        if not text or not text.strip():
+            return []
+        front, body = parse_front_matter(text)
+        sections = _merge_tiny(_parse_sections(body), self.min_chars)
+        chunks: list[Chunk] = []
+        for section in sections:
+            heading = _PATH_SEP.join(section.path)
+            metadata = {**front, "heading": heading}
+            prefix = heading + "\n\n" if heading else ""
+            bodies = self._split_blocks(section.blocks, prefix)
+            if not bodies and heading:
+                bodies = [""]
+            for piece in bodies:
+                chunk_text = (prefix + piece).strip()
+                if chunk_text:
+                    chunks.append(Chunk(text=chunk_text, metadata=dict(metadata)))
+        return cap_bytes(chunks, self.max_bytes)
+
+    # -- internals ------------------------------------------------------------
+
+    def _count(self, text: str) -> int:
+        return self.length_function(text)
+
+    def _split_blocks(self, blocks: list[_Block], prefix: str) -> list[str]:
+        """Pack a section's blocks into bodies of at most the token budget."""
+        if not blocks:
+            return []
+        budget = self.max_tokens - (self._count(prefix) if prefix else 0)
+        budget = max(budget, self.max_tokens // 2, 1)
+        segments: list[_Segment] = []
+        for block in blocks:
+            if block.code:
+                segments.extend(self._code_segments(block, budget))
+            else:
+                segments.extend(self._text_segments(block.text, budget))
+        return self._pack(segments, budget)
+
+    def _text_segments(self, text: str, budget: int) -> list[_Segment]:
+        tokens = self._count(text)
+        if tokens <= budget:
+            return [_Segment(text=text, tokens=tokens, joiner="\n\n")]
+        pieces = self._split_text(text, budget)
+        segments = [_Segment(text=p, tokens=self._count(p), joiner="") for p in pieces]
+        segments[0].joiner = "\n\n"
+        return segments
+
+    def _split_text(self, text: str, budget: int) -> list[str]:
+        """Cut text (keeping all characters) into pieces of at most ``budget`` tokens.
+
+        Tries line boundaries, then sentence boundaries, then words, then characters.
+        """
+        out: list[str] = []
+        for line in text.splitlines(keepends=True):
+            if self._count(line) <= budget:
+                out.append(line)
+                continue
+            for sentence in _split_keep(line, _SENTENCE_END_RE):
+                if self._count(sentence) <= budget:
+                    out.append(sentence)
+                    continue
+                out.extend(self._split_words(sentence, budget))
+        return out
+
+    def _split_words(self, text: str, budget: int) -> list[str]:
+        """Group words (with their trailing whitespace) into pieces within ``budget``."""
+        out: list[str] = []
+        current: list[str] = []
+        current_tokens = 0
+        for word in _WORD_RE.findall(text):
+            tokens = self._count(word)
+            if tokens > budget:
+                if current:
+                    out.append("".join(current))
+                    current, current_tokens = [], 0
+                out.extend(self._split_chars(word, budget))
+                continue
+            if current and current_tokens + tokens > budget:
+                out.append("".join(current))
+                current, current_tokens = [], 0
+            current.append(word)
+            current_tokens += tokens
+        if current:
+            out.append("".join(current))
+        return out
+
+    def _split_chars(self, text: str, budget: int) -> list[str]:
+        """Last resort: longest character prefixes within ``budget`` (binary search)."""
+        out: list[str] = []
+        rest = text
+        while rest:
+            if self._count(rest) <= budget:
+                out.append(rest)
+                break
+            lo, hi = 1, len(rest)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if self._count(rest[:mid]) <= budget:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            out.append(rest[:lo])
+            rest = rest[lo:]
+        return out
+
+    def _code_segments(self, block: _Block, budget: int) -> list[_Segment]:
+        """A code block as one segment, or re-fenced line groups if it is too large."""
+        tokens = self._count(block.text)
+        if tokens <= budget:
+            return [_Segment(text=block.text, tokens=tokens, joiner="\n\n", code=True)]
+        inner = block.text.split("\n")[1:-1]
+        fence_tokens = self._count(block.open_fence + "\n" + block.close_fence)
+        inner_budget = max(budget - fence_tokens, 1)
+        lines: list[str] = []
+        for line in inner:
+            if self._count(line) <= inner_budget:
+                lines.append(line)
+            else:
+                lines.extend(p.rstrip("\n") for p in self._split_words(line, inner_budget))
+        groups: list[list[str]] = []
+        current: list[str] = []
+        current_tokens = 0
+        for line in lines:
+            line_tokens = self._count(line)
+            if current and current_tokens + line_tokens > inner_budget:
+                groups.append(current)
+                current, current_tokens = [], 0
+            current.append(line)
+            current_tokens += line_tokens
+        if current:
+            groups.append(current)
+        segments = []
+        for group in groups:
+            piece = "\n".join([block.open_fence, *group, block.close_fence])
+            segments.append(
+                _Segment(text=piece, tokens=self._count(piece), joiner="\n\n", code=True)
+            )
+        return segments
+
+    def _pack(self, segments: list[_Segment], budget: int) -> list[str]:
+        """Greedily pack segments into pieces, carrying an overlap between pieces."""
+        pieces: list[str] = []
+        current: list[_Segment] = []
+        n_carry = 0  # leading segments of ``current`` that repeat the previous piece
+        for segment in segments:
+            current_tokens = sum(s.tokens for s in current)
+            if current and current_tokens + segment.tokens > budget:
+                fresh = current[n_carry:]
+                fresh_tokens = sum(s.tokens for s in fresh)
+                if (
+                    n_carry
+                    and sum(len(s.text.strip()) for s in fresh) < self.min_chars
+                    and fresh_tokens + segment.tokens <= budget
+                ):
+                    # A tiny remainder would stand alone: give up the overlap instead.
+                    current, n_carry = fresh, 0
+                else:
+                    if fresh:
+                        pieces.append(_join(current))
+                    carry = self._overlap_tail(current)
+                    while carry and sum(s.tokens for s in carry) + segment.tokens > budget:
+                        carry.pop(0)
+                    current, n_carry = carry, len(carry)
+            current.append(segment)
+        if len(current) > n_carry:
+            pieces.append(_join(current))
+        return pieces
+
+    def _overlap_tail(self, segments: list[_Segment]) -> list[_Segment]:
+        """Trailing text segments worth at most ``overlap`` tokens (no code)."""
+        if self.overlap <= 0:
+            return []
+        tail: list[_Segment] = []
+        total = 0
+        for segment in reversed(segments):
+            if segment.code:
+                break
+            if total + segment.tokens <= self.overlap:
+                tail.insert(0, segment)
+                total += segment.tokens
+                continue
+            # Only cut into a segment when nothing whole fits, so the overlap never starts
+            # with a sentence fragment glued in front of whole lines or paragraphs.
+            partial = "" if tail else self._partial_tail(segment.text, self.overlap)
+            if partial:
+                tail.insert(0, _Segment(text=partial, tokens=self._count(partial), joiner=""))
+            break
+        if tail:
+            tail[0] = _Segment(text=tail[0].text.lstrip(), tokens=tail[0].tokens, joiner="")
+        return tail
+
+    def _partial_tail(self, text: str, limit: int) -> str:
+        """Longest suffix of whole sentences, else whole words, within ``limit`` tokens."""
+        if limit <= 0:
+            return ""
+        for pattern in (_SENTENCE_END_RE, None):
+            units = _split_keep(text, pattern) if pattern else _WORD_RE.findall(text)
+            taken: list[str] = []
+            total = 0
+            for unit in reversed(units):
+                tokens = self._count(unit)
+                if total + tokens > limit:
+                    break
+                taken.insert(0, unit)
+                total += tokens
+            if taken and total > 0:
+                return "".join(taken)
+        return ""
+
+
+def _split_keep(text: str, pattern: re.Pattern[str]) -> list[str]:
+    """Split after each match of ``pattern``, keeping the matched text on the left."""
+    pieces: list[str] = []
+    start = 0
+    for match in pattern.finditer(text):
+        end = match.end()
+        if end > start:
+            pieces.append(text[start:end])
+            start = end
+    if start < len(text):
+        pieces.append(text[start:])
+    return pieces
+
+
+def _join(segments: Iterable[_Segment]) -> str:
+    parts: list[str] = []
+    for segment in segments:
+        if parts:
+            parts.append(segment.joiner)
+        parts.append(segment.text)
+    return "".join(parts).strip()

@@ -1,0 +1,76 @@
+"""What every command shares: the --config option, settings loading, error output."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from milvus_rag.errors import MilvusRAGError
+from milvus_rag.settings import Settings, load_settings
+
+__all__ = ["ConfigOption", "JsonOption", "command", "echo_json", "settings_for"]
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML config file (default: ./config.yaml when present).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_for(config: Path | None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Load settings once for a command: flags > env > config file > defaults."""
+    return load_settings(config, overrides)
+
+
+def _quiet_libraries() -> None:
+    """Libraries that log tracebacks before raising: the CLI prints one line instead."""
+    for name in ("pymilvus", "milvus_lite", "langchain_milvus", "httpx", "openai"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+@contextmanager
+def _errors_as_messages() -> Iterator[None]:
+    try:
+        yield
+    except MilvusRAGError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+def command(func: F) -> F:
+    """Wrap a command so typed errors become one line on stderr and an exit code."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _quiet_libraries()
+        with _errors_as_messages():
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def echo_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout."""
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def is_tty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,435 @@
+"""Incremental, idempotent ingest of a source into the Milvus collection.
+
+How a rerun stays cheap and safe:
+
+* every chunk's id is derived from its origin, source path, the source file's
+  content hash and its position, so the same file always gives the same ids;
+* each chunk stores ``source``, ``origin``, ``source_hash`` and ``chunk_count``
+  in Milvus itself (no side database). A file is unchanged when all its stored
+  chunks carry its current hash and their number equals ``chunk_count``;
+* a changed file's new chunks are written first and only then are its old
+  chunks deleted, so a failure or a kill at any point loses nothing, and the next
+  run completes the work without duplicates (ids are deterministic);
+* files stream through in bounded batches (by count and by bytes), so memory
+  does not grow with the corpus; the collection is flushed at the end.
+
+Example:
+    .. code-block:: python
+
+        from milvus_rag import load_settings
+        from milvus_rag.sync import ingest
+
+        report = ingest("milvus_docs", load_settings(), glob="en/faq/*.md")
+        print(report.summary())
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from milvus_rag.errors import IngestLockedError
+from milvus_rag.filters import eq
+
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
+
+    from milvus_rag.embeddings import MilvusModelEmbeddings
+    from milvus_rag.loaders.sources import SourceFile
+    from milvus_rag.loaders.splitters import Chunk
+    from milvus_rag.settings import Settings
+
+__all__ = ["IngestReport", "Progress", "chunk_id", "ingest"]
+
+_log = logging.getLogger(__name__)
+
+STATE_FIELDS = ["id", "source", "source_hash", "chunk_count"]
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did; :meth:`summary` is the one-line report the CLI prints."""
+
+    files_seen: int = 0
+    unchanged: int = 0
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    chunks_written: int = 0
+    chunks_deleted: int = 0
+    seconds: float = 0.0
+    skipped_files: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def chunks_per_second(self) -> float:
+        return self.chunks_written / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.chunks_written or self.chunks_deleted)
+
+    def summary(self) -> str:
+        return (
+            f"files seen {self.files_seen}, unchanged {self.unchanged}, added {self.added}, "
+            f"updated {self.updated}, deleted {self.deleted}, skipped {self.skipped}; "
+            f"chunks written {self.chunks_written}, deleted {self.chunks_deleted}; "
+            f"{self.seconds:.1f} s, {self.chunks_per_second:.1f} chunks/s"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k not in ("skipped_files",)}
+        data["skipped_files"] = [{"source": s, "reason": r} for s, r in self.skipped_files]
+        data["chunks_per_second"] = round(self.chunks_per_second, 2)
+        return data
+
+
+@dataclass
+class Progress:
+    """Callbacks the CLI uses to draw a progress bar (all optional)."""
+
+    start: Callable[[int], None] = lambda total_files: None
+    file_done: Callable[[str], None] = lambda path: None
+    chunks_written: Callable[[int], None] = lambda count: None
+
+
+def chunk_id(origin: str, source: str, source_hash: str, position: int) -> str:
+    """Deterministic id of a chunk (32 hex characters)."""
+    key = f"{origin}\0{source}\0{source_hash}\0{position}".encode()
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
+@dataclass
+class _StoredSource:
+    hashes: set[str] = field(default_factory=set)
+    ids: set[str] = field(default_factory=set)
+    chunk_count: int = -1
+
+    def complete(self, source_hash: str) -> bool:
+        return self.hashes == {source_hash} and len(self.ids) == self.chunk_count
+
+
+@dataclass
+class _PendingFile:
+    path: str
+    new: bool
+    stale: set[str]
+    remaining: int
+
+
+class _Writer:
+    """Embeds and inserts buffered chunks in bounded batches, then retires files."""
+
+    def __init__(
+        self,
+        client: MilvusClient,
+        collection: str,
+        embeddings: MilvusModelEmbeddings,
+        settings: Settings,
+        report: IngestReport,
+        progress: Progress,
+    ) -> None:
+        self.client = client
+        self.collection = collection
+        self.embeddings = embeddings
+        self.max_rows = settings.ingest.write_batch
+        self.max_bytes = settings.ingest.write_batch_bytes
+        self.report = report
+        self.progress = progress
+        self.rows: list[dict[str, Any]] = []
+        self.row_files: list[_PendingFile] = []
+        self.bytes = 0
+        self.files: list[_PendingFile] = []
+
+    def add_file(self, pending: _PendingFile, rows: list[dict[str, Any]]) -> None:
+        self.files.append(pending)
+        for row in rows:
+            size = len(row["text"].encode("utf-8")) + 64 + 4 * 1024
+            if self.rows and (len(self.rows) >= self.max_rows or self.bytes + size > self.max_bytes):
+                self.flush()
+            self.rows.append(row)
+            self.row_files.append(pending)
+            self.bytes += size
+        self._retire()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        vectors = self.embeddings.embed_documents([row["text"] for row in self.rows])
+        for row, vector in zip(self.rows, vectors):
+            row["vector"] = vector
+        self.client.insert(self.collection, self.rows)
+        self.report.chunks_written += len(self.rows)
+        self.progress.chunks_written(len(self.rows))
+        for pending in self.row_files:
+            pending.remaining -= 1
+        self.rows, self.row_files, self.bytes = [], [], 0
+        self._retire()
+
+    def _retire(self) -> None:
+        """Delete the stale chunks of files whose new chunks are all written."""
+        done = [p for p in self.files if p.remaining == 0]
+        self.files = [p for p in self.files if p.remaining > 0]
+        for pending in done:
+            if pending.stale:
+                self.client.delete(self.collection, ids=sorted(pending.stale))
+                self.report.chunks_deleted += len(pending.stale)
+
+
+def _stored_state(client: MilvusClient, collection: str, origin: str) -> dict[str, _StoredSource]:
+    state: dict[str, _StoredSource] = {}
+    iterator = client.query_iterator(
+        collection, batch_size=4096, filter=eq("origin", origin), output_fields=STATE_FIELDS
+    )
+    try:
+        while True:
+            batch = iterator.next()
+            if not batch:
+                break
+            for row in batch:
+                entry = state.setdefault(str(row.get("source")), _StoredSource())
+                entry.ids.add(row["id"])
+                entry.hashes.add(str(row.get("source_hash")))
+                entry.chunk_count = int(row.get("chunk_count", -1))
+    finally:
+        iterator.close()
+    return state
+
+
+def ingest(
+    source: str | os.PathLike[str],
+    settings: Settings,
+    *,
+    embeddings: MilvusModelEmbeddings | None = None,
+    glob: str | None = None,
+    splitter: str | None = None,
+    recreate: bool = False,
+    prune: bool = False,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Bring the collection in line with ``source`` (folder, file, zip or URL).
+
+    Args:
+        source: what to ingest.
+        settings: the loaded settings.
+        embeddings: the model (default: built from ``settings.embedding``).
+        glob: which files inside the source (default ``settings.ingest.glob``: all).
+        splitter: ``markdown`` (default) or ``tutorial``.
+        recreate: drop the collection first.
+        prune: delete chunks of files that no longer exist in the source.
+        progress: progress callbacks.
+
+    Raises:
+        SourceError, StoreError, EmbeddingError subclasses; nothing stored is lost.
+    """
+    from milvus_rag.embeddings import embeddings_from_settings
+    from milvus_rag.loaders.sources import glob_match, open_source
+    from milvus_rag.store import connect, open_vector_store
+
+    started = time.perf_counter()
+    progress = progress or Progress()
+    report = IngestReport()
+    embeddings = embeddings or embeddings_from_settings(settings)
+    glob = glob if glob is not None else settings.ingest.glob
+    splitter = splitter or settings.ingest.splitter
+    split = _splitter(splitter, settings, embeddings)
+    collection = settings.milvus.collection
+
+    with open_source(source, glob=glob, limits=_limits(settings)) as listing:
+        client = connect(settings.milvus)
+        open_vector_store(settings, embeddings, create=True, recreate=recreate, client=client)
+        with _ingest_lock(client, settings):
+            state = _stored_state(client, collection, listing.origin)
+            writer = _Writer(client, collection, embeddings, settings, report, progress)
+            progress.start(len(listing.files))
+            seen: set[str] = set()
+            for item in listing.files:
+                seen.add(item.path)
+                report.files_seen += 1
+                _ingest_file(item, listing.origin, state.get(item.path), split, writer, report, settings)
+                progress.file_done(item.path)
+            writer.flush()
+            if prune:
+                for path, stored in state.items():
+                    if path in seen or (glob and not glob_match(path, glob)):
+                        continue
+                    client.delete(collection, ids=sorted(stored.ids))
+                    report.deleted += 1
+                    report.chunks_deleted += len(stored.ids)
+            if report.changed:
+                client.flush(collection)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _ingest_file(
+    item: SourceFile,
+    origin: str,
+    stored: _StoredSource | None,
+    split: Callable[[str], list[Chunk]],
+    writer: _Writer,
+    report: IngestReport,
+    settings: Settings,
+) -> None:
+    from milvus_rag.errors import SourceError
+    from milvus_rag.loaders.formats import UnreadableFile, format_of, parse_file
+
+    fmt = format_of(item.path)
+    if fmt is None:
+        _skip(report, item.path, "unsupported file type")
+        return
+    try:
+        data = item.read_bytes()
+    except SourceError as exc:
+        _skip(report, item.path, str(exc))
+        return
+    source_hash = hashlib.sha256(data).hexdigest()
+    if stored is not None and stored.complete(source_hash):
+        report.unchanged += 1
+        return
+    try:
+        parsed = parse_file(item.path, data, parse_timeout=settings.ingest.parse_timeout)
+    except UnreadableFile as exc:
+        _skip(report, item.path, str(exc))
+        return
+    finally:
+        del data
+    report.warnings.extend(f"{item.path}: {w}" for w in parsed.warnings)
+    chunks = split(parsed.text)
+    if not chunks:
+        _skip(report, item.path, "no text after splitting")
+        return
+    rows = []
+    new_ids = []
+    for position, chunk in enumerate(chunks):
+        cid = chunk_id(origin, item.path, source_hash, position)
+        new_ids.append(cid)
+        if stored is not None and cid in stored.ids:
+            continue  # written by an earlier, interrupted run
+        metadata = dict(chunk.metadata)
+        metadata.update(
+            source=item.path,
+            origin=origin,
+            source_hash=source_hash,
+            position=position,
+            chunk_count=len(chunks),
+            format=parsed.format,
+        )
+        rows.append({"id": cid, "text": chunk.text, **metadata})
+    stale = (stored.ids - set(new_ids)) if stored is not None else set()
+    if stored is None:
+        report.added += 1
+    else:
+        report.updated += 1
+    writer.add_file(_PendingFile(item.path, stored is None, stale, len(rows)), rows)
+
+
+def _skip(report: IngestReport, path: str, reason: str) -> None:
+    report.skipped += 1
+    report.skipped_files.append((path, reason))
+
+
+def _splitter(name: str, settings: Settings, embeddings: MilvusModelEmbeddings) -> Callable[[str], list[Chunk]]:
+    from milvus_rag.loaders.splitters import MarkdownSplitter, cap_bytes, split_tutorial
+
+    if name == "tutorial":
+        return lambda text: cap_bytes(split_tutorial(text))
+    ingest = settings.ingest
+    markdown = MarkdownSplitter(
+        max_tokens=ingest.chunk_tokens,
+        overlap=ingest.chunk_overlap,
+        min_chars=ingest.min_chunk_chars,
+        length_function=embeddings.count_tokens,
+    )
+    return markdown.split
+
+
+def _limits(settings: Settings) -> Any:
+    from milvus_rag.loaders.sources import SourceLimits
+
+    i = settings.ingest
+    return SourceLimits(
+        max_archive_bytes=i.max_archive_bytes,
+        max_archive_ratio=i.max_archive_ratio,
+        max_archive_files=i.max_archive_files,
+        max_download_bytes=i.max_download_bytes,
+        download_timeout=i.download_timeout,
+        allow_private_urls=i.allow_private_urls,
+        max_file_bytes=i.max_file_bytes,
+    )
+
+
+class _ingest_lock:  # noqa: N801 - used as a context manager
+    """One ingest per collection at a time.
+
+    Milvus Lite already allows one process per database file. On a server, the
+    lock is a marker collection: creating a collection is atomic, so a second
+    ingest fails to create it and is refused. A lock left by a killed process on
+    this host is broken when that process is gone.
+    """
+
+    def __init__(self, client: MilvusClient, settings: Settings) -> None:
+        self.client = client
+        self.enabled = not settings.milvus.is_lite
+        self.name = f"{settings.milvus.collection}__ingest_lock"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __enter__(self) -> _ingest_lock:
+        if not self.enabled:
+            return self
+        for _ in range(2):
+            try:
+                self._create()
+                return self
+            except Exception as exc:  # noqa: BLE001 - "already exists" comes as MilvusException
+                holder = self._holder()
+                if holder is None or not self._stale(holder):
+                    raise IngestLockedError(
+                        f"another ingest ({holder or 'unknown'}) is writing collection "
+                        f"{self.name.removesuffix('__ingest_lock')}; wait for it to finish"
+                    ) from exc
+                self.client.drop_collection(self.name)
+        raise IngestLockedError(f"cannot take the ingest lock {self.name}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            try:
+                self.client.drop_collection(self.name)
+            except Exception:  # noqa: BLE001 - best effort; a stale lock is detected later
+                _log.warning("could not release the ingest lock %s", self.name)
+
+    def _create(self) -> None:
+        from pymilvus import DataType
+
+        schema = self.client.create_schema(auto_id=False, description=self.owner)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("v", DataType.FLOAT_VECTOR, dim=2)
+        self.client.create_collection(self.name, schema=schema)
+        self.client.alter_collection_properties(self.name, properties={"owner": self.owner})
+
+    def _holder(self) -> str | None:
+        try:
+            props = self.client.describe_collection(self.name).get("properties") or {}
+        except Exception:  # noqa: BLE001
+            return None
+        owner = props.get("owner")
+        return str(owner) if owner else None
+
+    def _stale(self, holder: str) -> bool:
+        host, _, pid = holder.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False

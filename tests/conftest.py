@@ -1,0 +1,111 @@
+"""Shared fixtures: hermetic environment, tiny model, LLM server, settings, corpora."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from milvus_rag.settings import Settings, load_settings
+from tests.support.corpus import write_faq_folder, write_faq_zip
+from tests.support.openai_server import FakeOpenAIServer
+from tests.support.tiny_model import make_tiny_model
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED_ZIP = SHARED / "data" / "milvus_docs_2.4.x_en.zip"
+SHARED_MINILM = SHARED / "models" / "all-MiniLM-L6-v2-onnx"
+SHARED_ALBERT = SHARED / "models" / "albert-shape-standin-onnx"
+
+_PROVIDER_VARS = (
+    "LEPTONAI_TOKEN",
+    "NVIDIA_API_KEY",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_BASE",
+    "OPENAI_ORG_ID",
+    "OPENAI_PROJECT_ID",
+    "MILVUS_URI",
+    "MILVUS_TOKEN",
+    "TEST_LLM_KEY",
+)
+
+
+@pytest.fixture(autouse=True)
+def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No provider keys or MILVUS_RAG_* variables leak in; HF offline; cwd is a temp dir."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("MILVUS_RAG_") or name in _PROVIDER_VARS:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated ONNX model folder with the default model's inputs and output."""
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Iterator[FakeOpenAIServer]:
+    """A real local OpenAI-compatible HTTP server (plain and SSE streaming)."""
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture
+def llm(llm_server: FakeOpenAIServer) -> FakeOpenAIServer:
+    """The LLM server, with recorded requests and scripts cleared for this test."""
+    llm_server.reset()
+    return llm_server
+
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, tiny_model_dir: Path, llm_server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Settings]:
+    """Settings on a temp Milvus Lite file, the tiny model and the local LLM server."""
+    monkeypatch.setenv("TEST_LLM_KEY", "test-key")
+
+    def build(overrides: dict[str, Any] | None = None, **sections: Any) -> Settings:
+        base: dict[str, Any] = {
+            "milvus": {"uri": str(tmp_path / "milvus.db"), "collection": "test_docs"},
+            "embedding": {"model_dir": str(tiny_model_dir)},
+            "llm": {
+                "base_url": llm_server.base_url,
+                "model": "test-model",
+                "api_key_env": "TEST_LLM_KEY",
+                "max_retries": 0,
+                "timeout": 5,
+            },
+        }
+        for name, values in {**(overrides or {}), **sections}.items():
+            base.setdefault(name, {}).update(values)
+        return load_settings(overrides=base)
+
+    return build
+
+
+@pytest.fixture
+def faq_folder(tmp_path: Path) -> Path:
+    """A generated copy of the tutorial FAQ's structure (72 pieces when split on '# ')."""
+    return write_faq_folder(tmp_path / "milvus_docs")
+
+
+@pytest.fixture
+def faq_zip(tmp_path: Path) -> Path:
+    """The same documents as ``faq_folder``, zipped."""
+    return write_faq_zip(tmp_path / "milvus_docs.zip")
+
+
+def require(path: Path) -> Path:
+    """Skip the test when a ``../shared`` resource is absent."""
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    return path
