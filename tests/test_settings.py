@@ -1,0 +1,146 @@
+"""Settings: sources and their priority, presets, validation, secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from milvus_rag.errors import ConfigError
+from milvus_rag.settings import LLM_PRESETS, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_are_the_tutorials() -> None:
+    s = load_settings()
+    assert s.milvus.uri == "./milvus_demo.db"
+    assert s.milvus.collection == "my_rag_collection"
+    assert (s.milvus.metric, s.milvus.consistency) == ("IP", "Strong")
+    assert s.retrieval.top_k == 3
+    assert s.llm.base_url == "https://mistral-7b.lepton.run/api/v1/"
+    assert s.llm.model == "mistral-7b"
+    assert s.llm.api_key_env == "LEPTONAI_TOKEN"
+    assert s.llm.timeout == 60
+    assert s.embedding.model == "GPTCache/paraphrase-albert-onnx"
+
+
+def test_repository_config_yaml_holds_the_tutorial_values() -> None:
+    s = load_settings(REPO / "config.yaml")
+    assert s.milvus.uri == "./milvus_demo.db"
+    assert s.milvus.collection == "my_rag_collection"
+    assert s.llm.base_url == "https://mistral-7b.lepton.run/api/v1/"
+    assert s.llm.model == "mistral-7b"
+    assert s.llm.api_key_env == "LEPTONAI_TOKEN"
+    assert s.retrieval.top_k == 3
+
+
+def test_every_setting_is_documented_in_config_yaml() -> None:
+    import yaml
+
+    data = yaml.safe_load((REPO / "config.yaml").read_text())
+    text = (REPO / "config.yaml").read_text()
+    s = load_settings()
+    for section, values in s.model_dump().items():
+        for key in values:
+            if key in ("token", "api_key"):
+                continue
+            assert key in data.get(section, {}) or f"# {key}:" in text, f"{section}.{key}"
+
+
+def test_priority_flags_over_env_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("milvus:\n  uri: /from/file.db\n  collection: from_file\nretrieval:\n  top_k: 4\n")
+    assert load_settings(cfg).milvus.uri == "/from/file.db"
+    monkeypatch.setenv("MILVUS_RAG_MILVUS__URI", "/tmp/x.db")
+    s = load_settings(cfg)
+    assert s.milvus.uri == "/tmp/x.db"
+    assert s.milvus.collection == "from_file"
+    s = load_settings(cfg, {"milvus": {"uri": "/from/flag.db"}, "retrieval": {"top_k": None}})
+    assert s.milvus.uri == "/from/flag.db"
+    assert s.retrieval.top_k == 4
+
+
+def test_default_config_file_is_read_from_cwd(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("retrieval:\n  top_k: 7\n")
+    assert load_settings().retrieval.top_k == 7
+
+
+@pytest.mark.parametrize(
+    ("preset", "base_url", "model", "key_env"),
+    [
+        ("nvidia", "https://integrate.api.nvidia.com/v1", "meta/llama-3.3-70b-instruct", "NVIDIA_API_KEY"),
+        ("openai", "https://api.openai.com/v1", LLM_PRESETS["openai"].model, "OPENAI_API_KEY"),
+        ("local", LLM_PRESETS["local"].base_url, LLM_PRESETS["local"].model, None),
+    ],
+)
+def test_presets_fill_endpoint(preset: str, base_url: str, model: str, key_env: str | None) -> None:
+    s = load_settings(overrides={"llm": {"preset": preset}})
+    assert (s.llm.base_url, s.llm.model, s.llm.api_key_env) == (base_url, model, key_env)
+
+
+def test_explicit_keys_win_over_preset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MILVUS_RAG_LLM__PRESET", "nvidia")
+    monkeypatch.setenv("MILVUS_RAG_LLM__MODEL", "my-model")
+    s = load_settings()
+    assert s.llm.base_url == "https://integrate.api.nvidia.com/v1"
+    assert s.llm.model == "my-model"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"milvus": {"urii": "x"}}, "milvus.urii"),
+        ({"retrieval": {"top_k": "many"}}, "retrieval.top_k"),
+        ({"milvus": {"metric": "HAMMING"}}, "milvus.metric"),
+        ({"embedding": {"model_dir": "/no/such/dir"}}, "embedding.model_dir"),
+        ({"llm": {"base_url": "ftp://x"}}, "llm"),
+        ({"nonsense": {"a": 1}}, "nonsense"),
+    ],
+)
+def test_bad_values_name_the_key(overrides: dict, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(overrides=overrides)
+    message = str(info.value)
+    assert needle in message
+    assert "\n" not in message
+    assert info.value.exit_code == 2
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("milvus: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(bad)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("milvus:\n  colection: x\n")
+    with pytest.raises(ConfigError, match=r"milvus\.colection.*unknown key"):
+        load_settings(unknown)
+
+
+def test_secrets_come_from_env_only_and_never_print(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("milvus:\n  token: s3cret-in-file\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert "MILVUS_RAG_MILVUS__TOKEN" in str(info.value)
+    assert "s3cret-in-file" not in str(info.value)
+
+    monkeypatch.setenv("LEPTONAI_TOKEN", "sk-lepton-secret")
+    monkeypatch.setenv("MILVUS_RAG_MILVUS__TOKEN", "milvus-secret")
+    s = load_settings()
+    assert s.llm.api_key is not None and s.llm.api_key.get_secret_value() == "sk-lepton-secret"
+    assert s.milvus.token is not None and s.milvus.token.get_secret_value() == "milvus-secret"
+    shown = repr(s) + str(s) + str(s.redacted()) + s.model_dump_json()
+    assert "sk-lepton-secret" not in shown
+    assert "milvus-secret" not in shown
+
+
+def test_key_env_named_in_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_KEY", "abc")
+    s = load_settings(overrides={"llm": {"api_key_env": "MY_KEY"}})
+    assert s.llm.api_key is not None and s.llm.api_key.get_secret_value() == "abc"
