@@ -129,7 +129,8 @@ def _lite_file_locked(path: Path) -> bool:
     """True when another process holds Milvus Lite's lock on ``path``."""
     import fcntl
 
-    candidates = [path.parent / f".{path.name}.lock", path / ".lock", path]
+    # milvus-lite 3.x: the database is a folder holding an flock-ed LOCK file.
+    candidates = [path / "LOCK", path.parent / f".{path.name}.lock", path]
     for candidate in candidates:
         if not candidate.exists() or candidate.is_dir():
             continue
