@@ -337,18 +337,16 @@ def _skip(report: IngestReport, path: str, reason: str) -> None:
 
 
 def _splitter(name: str, settings: Settings, embeddings: MilvusModelEmbeddings) -> Callable[[str], list[Chunk]]:
-    from milvus_rag.loaders.splitters import MarkdownSplitter, cap_bytes, split_tutorial
+    from milvus_rag.loaders import make_splitter
 
-    if name == "tutorial":
-        return lambda text: cap_bytes(split_tutorial(text))
-    ingest = settings.ingest
-    markdown = MarkdownSplitter(
-        max_tokens=ingest.chunk_tokens,
-        overlap=ingest.chunk_overlap,
-        min_chars=ingest.min_chunk_chars,
-        length_function=embeddings.count_tokens,
+    i = settings.ingest
+    return make_splitter(
+        name,
+        max_tokens=i.chunk_tokens,
+        overlap=i.chunk_overlap,
+        min_chars=i.min_chunk_chars,
+        length_function=embeddings.count_tokens if name == "markdown" else None,
     )
-    return markdown.split
 
 
 def _limits(settings: Settings) -> Any:
