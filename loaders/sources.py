@@ -44,7 +44,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -292,7 +291,7 @@ def open_source(
     Args:
         source: local path (folder, file, ``.zip``) or ``http``/``https`` URL.
         glob: keep only files whose relative path matches (see
-            :func:`glob_match`); None keeps every file.
+            :func:`glob_match`); None (or empty) keeps every file.
         limits: safety limits.
 
     Yields:
@@ -348,10 +347,10 @@ def _open_path(
 def _listing(
     origin: str, kind: str, files: list[SourceFile], glob: str | None, label: str
 ) -> SourceListing:
-    if glob is not None:
+    if glob:
         files = [f for f in files if glob_match(f.path, glob)]
     if not files:
-        if glob is not None:
+        if glob:
             raise NoFilesMatchedError(f"no file in {label} matches --glob {glob!r}")
         raise NoFilesMatchedError(f"no file in {label}; check the source")
     files.sort(key=lambda f: f.path)
@@ -518,7 +517,9 @@ def _zip_files(
     for info in infos:
         if info.is_dir():
             continue
-        path = "/".join(p for p in info.filename.replace("\\", "/").split("/") if p not in ("", "."))
+        path = "/".join(
+            p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")
+        )
         if not path:
             continue
         # A duplicated name: the last entry wins, as with ZipFile.getinfo().
@@ -639,7 +640,9 @@ def check_url_allowed(url: str, allow_private: bool = False) -> list[str]:
     try:
         addresses = _resolve(host, port)
     except (OSError, UnicodeError) as exc:
-        raise DownloadError(f"cannot resolve host {host!r} of {url} ({exc}); check the URL") from exc
+        raise DownloadError(
+            f"cannot resolve host {host!r} of {url} ({exc}); check the URL"
+        ) from exc
     if not addresses:
         raise DownloadError(f"host {host!r} of {url} resolves to no address; check the URL")
     if not allow_private:
@@ -653,10 +656,11 @@ def check_url_allowed(url: str, allow_private: bool = False) -> list[str]:
 
 
 @dataclass
-class _Download:
-    path: Path
-    final_url: str
-    content_type: str
+class _Answer:
+    """What one request produced: a redirect target, or a saved body and its type."""
+
+    location: str | None = None
+    content_type: str = ""
 
 
 def _open_url(
@@ -666,29 +670,26 @@ def _open_url(
     session: _Session,
     stack: contextlib.ExitStack,
 ) -> SourceListing:
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
-        check_url_allowed(url, limits.allow_private_urls)  # raises UnsafeSourceError
     tmpdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="milvus-rag-")))
-    download = _download(url, tmpdir / "download", limits)
-    with open(download.path, "rb") as handle:
+    target = tmpdir / "download"
+    final_url, ctype = _download(url, target, limits)
+    with open(target, "rb") as handle:
         head = handle.read(4)
-    name, suffix = _url_file_name(download.final_url)
-    ctype = download.content_type
+    name, suffix = _url_file_name(final_url)
     is_docx = suffix == ".docx" or ctype == _DOCX_MIME
     if head in _ZIP_MAGIC and not is_docx:
-        archive = _open_zip(download.path, url, stack)
+        archive = _open_zip(target, url, stack)
         files = _zip_files(archive, url, url, limits, session)
         return _listing(url, "url", files, glob, url)
     shown = ctype or "none"
-    if suffix == ".zip" and not is_docx:
+    if suffix == ".zip":
         raise DownloadError(
             f"{url} did not return a zip archive (Content-Type: {shown}); check the URL"
         )
     if suffix in _DOCUMENT_SUFFIXES or ctype in _DOCUMENT_TYPES:
         if suffix not in _DOCUMENT_SUFFIXES:
             name = (name if name != "index.html" else "index") + _DOCUMENT_TYPES[ctype]
-        size = download.path.stat().st_size
-        item = _disk_file(download.path, name, url, size, limits, session)
+        item = _disk_file(target, name, url, target.stat().st_size, limits, session)
         return _listing(url, "url", [item], glob, url)
     raise DownloadError(
         f"{url} did not return a zip archive or a supported document (Content-Type: {shown})"
@@ -696,30 +697,26 @@ def _open_url(
 
 
 def _url_file_name(url: str) -> tuple[str, str]:
+    """The file name a downloaded document gets: the last URL path segment."""
     segment = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
     segment = segment.replace("\\", "/").rsplit("/", 1)[-1].replace("\0", "")
     if segment in ("", ".", ".."):
         segment = "index.html"
-    suffix = os.path.splitext(segment)[1].lower()
-    return segment, suffix
+    return segment, os.path.splitext(segment)[1].lower()
 
 
-def _download(url: str, target: Path, limits: SourceLimits) -> _Download:
+def _download(url: str, target: Path, limits: SourceLimits) -> tuple[str, str]:
+    """Download ``url`` to ``target``, following redirects by hand; return (final URL, type)."""
     timeout = httpx.Timeout(limits.download_timeout)
     current = url
     with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
         for _ in range(_MAX_REDIRECTS + 1):
             addresses = check_url_allowed(current, limits.allow_private_urls)
-            location = _fetch(client, current, addresses, target, limits)
-            if location is None:
-                return _Download(target, current, _content_type_of(target))
-            current = str(httpx.URL(current).join(location))
+            answer = _fetch(client, current, addresses, target, limits)
+            if answer.location is None:
+                return current, answer.content_type
+            current = str(httpx.URL(current).join(answer.location))
     raise DownloadError(f"{url} redirected more than {_MAX_REDIRECTS} times; refused")
-
-
-def _content_type_of(target: Path) -> str:
-    sidecar = target.with_suffix(".content-type")
-    return sidecar.read_text() if sidecar.exists() else ""
 
 
 def _fetch(
@@ -728,11 +725,11 @@ def _fetch(
     addresses: list[str],
     target: Path,
     limits: SourceLimits,
-) -> str | None:
-    """GET ``url`` pinned to one of ``addresses``; return a redirect target or None when saved."""
+) -> _Answer:
+    """GET ``url`` with the connection pinned to one of the checked ``addresses``."""
     parsed = httpx.URL(url)
     headers = {"Host": parsed.netloc.decode("ascii"), "Accept-Encoding": "identity"}
-    extensions = {}
+    extensions: dict[str, str] = {}
     if parsed.scheme == "https":
         extensions["sni_hostname"] = parsed.host
     last_error: httpx.ConnectError | None = None
@@ -749,37 +746,36 @@ def _fetch(
                 "check the URL or raise download_timeout"
             ) from exc
         except httpx.HTTPError as exc:
-            raise DownloadError(f"downloading {url} failed: {exc}") from exc
+            raise DownloadError(f"downloading {url} failed: {exc}; try again") from exc
     raise DownloadError(
         f"cannot connect to {url} ({last_error}); check the URL and your network"
     ) from last_error
 
 
-def _save(response: httpx.Response, url: str, target: Path, limits: SourceLimits) -> str | None:
+def _save(response: httpx.Response, url: str, target: Path, limits: SourceLimits) -> _Answer:
     status = response.status_code
     if status in _REDIRECT_STATUSES:
         location = response.headers.get("location")
         if not location:
             raise DownloadError(f"{url} answered HTTP {status} without a Location header")
-        return location
-    if status >= 400 or status < 200 or status >= 300:
+        return _Answer(location=location)
+    if status >= 400:
         raise DownloadError(f"{url} answered HTTP {status}")
+    if not 200 <= status < 300:
+        raise DownloadError(f"{url} answered HTTP {status}; expected 200")
     too_big = DownloadError(
         f"{url} returned more than max_download_bytes ({limits.max_download_bytes:,} bytes); "
         "refused (raise the limit if you trust it)"
     )
-    declared = response.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit():
-        if int(declared) > limits.max_download_bytes:
-            raise too_big
+    declared = response.headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > limits.max_download_bytes:
+        raise too_big
     received = 0
     with open(target, "wb") as handle:
-        sink: BinaryIO = handle
-        for chunk in response.iter_raw(_CHUNK):
+        for chunk in response.iter_bytes(_CHUNK):
             received += len(chunk)
             if received > limits.max_download_bytes:
                 raise too_big
-            sink.write(chunk)
+            handle.write(chunk)
     ctype = response.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    target.with_suffix(".content-type").write_text(ctype)
-    return None
+    return _Answer(content_type=ctype)

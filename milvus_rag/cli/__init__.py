@@ -11,6 +11,7 @@ import typer
 
 from milvus_rag.cli.ask import ask
 from milvus_rag.cli.config import show_config
+from milvus_rag.cli.eval import evaluate
 from milvus_rag.cli.ingest import ingest
 from milvus_rag.cli.search import search
 
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.command("ingest")(ingest)
 app.command("search")(search)
 app.command("ask")(ask)
+app.command("eval")(evaluate)
 app.command("config")(show_config)
 
 

@@ -1,0 +1,37 @@
+"""``milvus-rag eval``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from milvus_rag.cli._common import ConfigOption, JsonOption, command, echo_json, settings_for
+from milvus_rag.cli._retrieval import KOption, ModeOption, retrieval_overrides
+
+
+@command
+def evaluate(
+    questions: Annotated[Path, typer.Argument(help='JSONL: {"question": ..., "sources": [paths]}')],
+    k: KOption = None,
+    mode: ModeOption = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Measure retrieval on QUESTIONS: hit@k, MRR@k, recall@k, latency p50/p95."""
+    from milvus_rag.evaluation import evaluate as run_eval
+    from milvus_rag.evaluation import load_questions
+    from milvus_rag.retriever import MilvusRAGRetriever
+
+    settings = settings_for(config, retrieval_overrides(k, mode))
+    items = load_questions(questions)
+    retriever = MilvusRAGRetriever.from_settings(settings)
+    report = run_eval(items, retriever, k=settings.retrieval.top_k, mode=settings.retrieval.mode)
+    if as_json:
+        echo_json(report.as_dict())
+        return
+    for miss in report.misses:
+        got = ", ".join(str(r["source"]) for r in miss.retrieved) or "nothing"
+        typer.echo(f"miss: {miss.question}  (wanted {', '.join(miss.sources)}; got {got})")
+    typer.echo(report.summary())

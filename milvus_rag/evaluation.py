@@ -1,0 +1,157 @@
+"""Retrieval evaluation over a questions file.
+
+Each line of the file is ``{"question": "...", "sources": ["en/faq/x.md", ...]}``.
+A retrieved chunk is a hit when its ``source`` is one of the listed sources.
+
+Metrics over the top ``k``: hit@k (a hit anywhere), MRR@k (1 / rank of the first
+hit, 0 without one), recall@k (share of the listed sources found), and the
+latency of each retrieval (query embedding + search), p50 and p95.
+
+Example:
+    .. code-block:: python
+
+        from milvus_rag import MilvusRAGRetriever, load_settings
+        from milvus_rag.evaluation import evaluate, load_questions
+
+        settings = load_settings()
+        report = evaluate(load_questions("eval/questions.jsonl"),
+                          MilvusRAGRetriever.from_settings(settings), k=3)
+        print(report.hit_at_k, report.mrr_at_k)
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_core.retrievers import BaseRetriever
+
+from milvus_rag.errors import ConfigError
+
+__all__ = ["EvalQuestion", "EvalReport", "QuestionResult", "evaluate", "load_questions"]
+
+
+@dataclass(frozen=True)
+class EvalQuestion:
+    question: str
+    sources: tuple[str, ...]
+
+
+@dataclass
+class QuestionResult:
+    question: str
+    sources: list[str]
+    retrieved: list[dict[str, Any]]
+    first_hit_rank: int | None
+    recall: float
+    milliseconds: float
+
+
+@dataclass
+class EvalReport:
+    k: int
+    mode: str
+    questions: int
+    hit_at_k: float
+    mrr_at_k: float
+    recall_at_k: float
+    p50_ms: float
+    p95_ms: float
+    results: list[QuestionResult] = field(default_factory=list)
+
+    @property
+    def misses(self) -> list[QuestionResult]:
+        return [r for r in self.results if r.first_hit_rank is None]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"{self.questions} questions, k={self.k}, mode={self.mode}: "
+            f"hit@{self.k} {self.hit_at_k:.3f}, MRR@{self.k} {self.mrr_at_k:.3f}, "
+            f"recall@{self.k} {self.recall_at_k:.3f}; retrieval p50 {self.p50_ms:.1f} ms, "
+            f"p95 {self.p95_ms:.1f} ms"
+        )
+
+
+def load_questions(path: str | Path) -> list[EvalQuestion]:
+    """Read a JSONL questions file; a bad line is a :class:`ConfigError` naming it."""
+    file = Path(path)
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"questions file {path} cannot be read: {exc.strerror}") from exc
+    questions = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            question = item["question"]
+            sources = item["sources"]
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError("question must be a non-empty string")
+            if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+                raise ValueError("sources must be a list of paths")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} line {number}: not a question record ({exc})") from None
+        questions.append(EvalQuestion(question, tuple(sources)))
+    if not questions:
+        raise ConfigError(f"questions file {path} holds no questions")
+    return questions
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def evaluate(
+    questions: list[EvalQuestion], retriever: BaseRetriever, *, k: int, mode: str = "dense"
+) -> EvalReport:
+    """Retrieve for every question and score the results."""
+    if questions:
+        retriever.invoke(questions[0].question, k=k)  # warm-up: model load, collection load
+    results = []
+    for item in questions:
+        started = time.perf_counter()
+        docs = retriever.invoke(item.question, k=k)
+        elapsed = (time.perf_counter() - started) * 1000
+        retrieved = [
+            {"text": d.page_content, "source": d.metadata.get("source"), "score": d.metadata.get("score")}
+            for d in docs[:k]
+        ]
+        wanted = set(item.sources)
+        rank = next((i for i, r in enumerate(retrieved, 1) if r["source"] in wanted), None)
+        found = {r["source"] for r in retrieved} & wanted
+        results.append(
+            QuestionResult(
+                question=item.question,
+                sources=list(item.sources),
+                retrieved=retrieved,
+                first_hit_rank=rank,
+                recall=len(found) / len(wanted) if wanted else 0.0,
+                milliseconds=elapsed,
+            )
+        )
+    n = len(results) or 1
+    latencies = sorted(r.milliseconds for r in results)
+    return EvalReport(
+        k=k,
+        mode=mode,
+        questions=len(results),
+        hit_at_k=sum(r.first_hit_rank is not None for r in results) / n,
+        mrr_at_k=sum(1 / r.first_hit_rank for r in results if r.first_hit_rank) / n,
+        recall_at_k=sum(r.recall for r in results) / n,
+        p50_ms=_percentile(latencies, 50),
+        p95_ms=_percentile(latencies, 95),
+        results=results,
+    )
