@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import codecs
+import contextlib
 import functools
 import importlib
 import importlib.metadata
@@ -255,7 +256,7 @@ def _parse_html(data: bytes) -> tuple[str, tuple[str, ...]]:
     if getattr(soup, "contains_replacement_characters", False):
         notes = ("some characters could not be decoded and were replaced",)
 
-    for tag in soup.find_all(_HTML_DROP):
+    for tag in soup.find_all(list(_HTML_DROP)):
         if not getattr(tag, "decomposed", False):
             tag.decompose()
     for node in list(soup.descendants):
@@ -268,9 +269,7 @@ def _parse_html(data: bytes) -> tuple[str, tuple[str, ...]]:
     for row in soup.find_all("tr"):
         if not isinstance(row, Tag) or getattr(row, "decomposed", False):
             continue
-        cells = [
-            c.get_text(" ", strip=True) for c in row.find_all(("td", "th"), recursive=False)
-        ]
+        cells = [c.get_text(" ", strip=True) for c in row.find_all(["td", "th"], recursive=False)]
         row.replace_with("\n" + " | ".join(c for c in cells if c) + "\n")
     for tag in soup.find_all(True):
         name = tag.name
@@ -279,7 +278,6 @@ def _parse_html(data: bytes) -> tuple[str, tuple[str, ...]]:
             tag.insert_after("\n\n")
         elif name == "li":
             tag.insert_before("\n- ")
-            tag.insert_after("\n")
         elif name == "br":
             tag.replace_with("\n")
         elif name in _HTML_BLOCKS:
@@ -309,7 +307,9 @@ def _parse_pdf(data: bytes) -> tuple[str, tuple[str, ...]]:
         try:
             opened = reader.decrypt("")
         except Exception as exc:
-            raise UnreadableFile(f"encrypted PDF that cannot be opened ({_describe(exc)})") from None
+            raise UnreadableFile(
+                f"encrypted PDF that cannot be opened ({_describe(exc)})"
+            ) from None
         if not opened:
             raise UnreadableFile("encrypted PDF (password required)")
     try:
@@ -428,7 +428,10 @@ def _docx_styles(archive: zipfile.ZipFile) -> dict[str, tuple[str, int | None]]:
         name_el = style.find(_W + "name")
         name = (name_el.get(_W + "val") if name_el is not None else None) or style_id
         outline = style.find(f"{_W}pPr/{_W}outlineLvl")
-        styles[style_id] = (name, _int_or_none(outline.get(_W + "val")) if outline is not None else None)
+        styles[style_id] = (
+            name,
+            _int_or_none(outline.get(_W + "val")) if outline is not None else None,
+        )
     return styles
 
 
@@ -532,8 +535,7 @@ def _check_docx_package(data: bytes) -> None:
             found = b"<!DOCTYPE" in blob
         if found:
             raise UnreadableFile(
-                f"refused: {info.filename} declares a DTD "
-                "(possible XXE or entity-expansion attack)"
+                f"refused: {info.filename} declares a DTD (possible XXE or entity-expansion attack)"
             )
     _safe_xml(_read_part(archive, _main_part(archive)), "main document")
 
@@ -567,10 +569,8 @@ def _installed(module: str) -> bool:
 
 def _nltk_data_dirs() -> list[Path]:
     dirs = [Path(p) for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p]
-    try:
+    with contextlib.suppress(RuntimeError):
         dirs.append(Path.home() / "nltk_data")
-    except RuntimeError:
-        pass
     prefix = Path(sys.prefix)
     dirs += [prefix / "nltk_data", prefix / "share" / "nltk_data", prefix / "lib" / "nltk_data"]
     dirs += [Path(p) for p in ("/usr/share", "/usr/local/share", "/usr/lib", "/usr/local/lib")]
@@ -897,12 +897,12 @@ def _block_network() -> None:
     real_connect = socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
 
-    def connect(self: socket.socket, address: Any) -> None:
+    def connect(self: Any, address: Any) -> None:
         if self.family in (socket.AF_INET, socket.AF_INET6):
             refuse()
         real_connect(self, address)
 
-    def connect_ex(self: socket.socket, address: Any) -> int:
+    def connect_ex(self: Any, address: Any) -> int:
         if self.family in (socket.AF_INET, socket.AF_INET6):
             refuse()
         return real_connect_ex(self, address)
@@ -956,10 +956,8 @@ def _worker_main(inp: IO[bytes], out: IO[bytes]) -> None:
     collector = _NoteCollector()
     logging.getLogger().addHandler(collector)
     for warm in ("pypdf", "defusedxml.ElementTree"):
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module(warm)
-        except ImportError:
-            pass
     _send_frame(out, b'{"ready": true}')
     out.flush()
     while True:
@@ -1007,7 +1005,7 @@ def _run_with_deadline(action: Callable[[], Any], timeout: float | None) -> tupl
     def target() -> None:
         try:
             box["result"] = action()
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+        except BaseException as exc:  # handed to the caller
             box["error"] = exc
 
     thread = threading.Thread(target=target, name="parser-worker-io", daemon=True)
@@ -1025,25 +1023,30 @@ class _Worker:
 
     def __init__(self) -> None:
         self.jobs = 0
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
         extra: dict[str, Any] = {}
         if os.name == "posix":
             extra["start_new_session"] = True
         elif hasattr(subprocess, "CREATE_NEW_PROCESS_GROUP"):
             extra["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOTSTRAP],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env={**os.environ, **_WORKER_ENV},
-            close_fds=True,
-            **extra,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", _BOOTSTRAP],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env={**os.environ, **_WORKER_ENV},
+                close_fds=True,
+                **extra,
+            )
+        except OSError as exc:
+            self._stderr.close()
+            raise _ParserFailure(f"cannot start the parser worker ({_describe(exc)})") from None
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._in: IO[bytes] = self.proc.stdin
         self._out: IO[bytes] = self.proc.stdout
-        init = json.dumps({"path": sys.path, "modules": _worker_modules()}).encode()
+        paths = [p for p in sys.path if isinstance(p, str)]
+        init = json.dumps({"path": paths, "modules": _worker_modules()}).encode()
 
         def handshake() -> bytes | None:
             _send_frame(self._in, init)
@@ -1127,26 +1130,18 @@ class _Worker:
                     self.proc.kill()
             except (ProcessLookupError, PermissionError, OSError):
                 pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         for stream in (self._in, self._out, self._stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.close()
-            except (OSError, ValueError):
-                pass
 
     def close(self) -> None:
         """Polite stop: EOF on stdin ends the worker's loop; kill if it lingers."""
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self._in.close()
-        except (OSError, ValueError):
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
         self.kill()
 
 
@@ -1226,6 +1221,6 @@ def _run_in_worker(parser: Parser, data: bytes, timeout: float) -> tuple[str, tu
         error = _one_line(reply.get("error") or "unknown parser error")
         if reply.get("kind") == "unreadable":
             raise UnreadableFile(error)
-        raise _ParserFailure(error)
+        raise _ParserFailure(f"parser failed: {error}")
     notes = tuple(_one_line(n) for n in reply.get("warnings") or ())
     return reply["text"], notes
