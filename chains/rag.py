@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.documents import Document
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
-from pydantic import BaseModel, Field
-
 from milvus_rag.chains.prompt import RAG_PROMPT, format_docs, neutralize
+from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -62,9 +61,8 @@ def _parts(
     llm: BaseChatModel | None,
     embeddings: Any,
 ) -> tuple[BaseRetriever, BaseChatModel]:
-    if retriever is None or llm is None:
-        if settings is None:
-            raise TypeError("pass settings, or both retriever and llm")
+    if (retriever is None or llm is None) and settings is None:
+        raise TypeError("pass settings, or both retriever and llm")
     if retriever is None:
         from milvus_rag.retriever import MilvusRAGRetriever
 
@@ -79,9 +77,9 @@ def _parts(
 
 
 def _retrieve_then(retriever: BaseRetriever) -> Runnable[Any, dict[str, Any]]:
-    return RunnableLambda(_question).with_types(input_type=str | QuestionInput) | RunnablePassthrough.assign(  # type: ignore[arg-type]
-        context=itemgetter("question") | retriever
-    )
+    input_type: Any = str | QuestionInput
+    normalise = RunnableLambda(_question).with_types(input_type=input_type)
+    return normalise | RunnablePassthrough.assign(context=itemgetter("question") | retriever)
 
 
 def build_rag_chain(

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 
 from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
-
 from milvus_rag.loaders.formats import UnreadableFile, format_of, parse_file
 from milvus_rag.loaders.sources import SourceLimits, open_source
 from milvus_rag.loaders.splitters import Chunk, MarkdownSplitter, cap_bytes, split_tutorial
@@ -91,7 +90,9 @@ class SourceLoader(BaseLoader):
                     self.skipped.append((item.path, "unsupported file type"))
                     continue
                 try:
-                    parsed = parse_file(item.path, item.read_bytes(), parse_timeout=self.parse_timeout)
+                    parsed = parse_file(
+                        item.path, item.read_bytes(), parse_timeout=self.parse_timeout
+                    )
                 except (UnreadableFile, OSError) as exc:
                     self.skipped.append((item.path, str(exc)))
                     continue

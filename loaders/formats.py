@@ -270,7 +270,7 @@ def _parse_html(data: bytes) -> tuple[str, tuple[str, ...]]:
         if not isinstance(row, Tag) or getattr(row, "decomposed", False):
             continue
         cells = [c.get_text(" ", strip=True) for c in row.find_all(["td", "th"], recursive=False)]
-        row.replace_with("\n" + " | ".join(c for c in cells if c) + "\n")
+        row.replace_with(" | ".join(c for c in cells if c) + "\n")
     for tag in soup.find_all(True):
         name = tag.name
         if name in _HEADINGS:
@@ -415,11 +415,31 @@ def _main_part(archive: zipfile.ZipFile) -> str:
     return "word/document.xml"
 
 
-def _docx_styles(archive: zipfile.ZipFile) -> dict[str, tuple[str, int | None]]:
-    """styleId -> (style name, outline level) from word/styles.xml, if present."""
+def _style_id_decides(style_id: str) -> bool:
+    """Whether a style id alone tells heading / list / plain (built-in English ids)."""
+    lowered = style_id.lower()
+    return bool(
+        _HEADING_NAME.fullmatch(style_id)
+        or lowered in ("title", "normal", "")
+        or lowered.startswith("list")
+    )
+
+
+def _docx_styles(archive: zipfile.ZipFile, *, parse: bool) -> dict[str, tuple[str, int | None]]:
+    """styleId -> (style name, outline level) from word/styles.xml, if present.
+
+    Parsing a real styles.xml (hundreds of KB) dominates the cost of a small
+    DOCX, so it is parsed only when a style id used by the document is not
+    self-describing; it is always checked for a DTD.
+    """
     if "word/styles.xml" not in archive.NameToInfo:
         return {}
-    root = _safe_xml(_read_part(archive, "word/styles.xml"), "word/styles.xml")
+    blob = _read_part(archive, "word/styles.xml")
+    if not parse:
+        if b"<!DOCTYPE" in blob:
+            _safe_xml(blob, "word/styles.xml")  # raises the refusal
+        return {}
+    root = _safe_xml(blob, "word/styles.xml")
     styles: dict[str, tuple[str, int | None]] = {}
     for style in root.iter(_W + "style"):
         style_id = style.get(_W + "styleId")
@@ -512,7 +532,8 @@ def _parse_docx(data: bytes) -> tuple[str, tuple[str, ...]]:
     archive = _open_docx(data)
     part = _main_part(archive)
     root = _safe_xml(_read_part(archive, part), part)
-    styles = _docx_styles(archive)
+    used = {el.get(_W + "val", "") for el in root.iter(_W + "pStyle")}
+    styles = _docx_styles(archive, parse=not all(map(_style_id_decides, used)))
     body = root.find(_W + "body")
     if body is None:
         raise UnreadableFile(f"not a DOCX ({part} has no body)")
@@ -593,7 +614,10 @@ def unstructured_status() -> tuple[bool, str]:
     imported here (its import pings a telemetry endpoint), nothing is
     downloaded and no socket is opened. Cached for the process.
     """
-    spec = importlib.util.find_spec("unstructured")
+    try:
+        spec = importlib.util.find_spec("unstructured")
+    except (ImportError, ValueError):
+        spec = None
     if spec is None or not spec.submodule_search_locations:
         return False, "unstructured is not installed (optional extra: milvus-rag[unstructured])"
     try:
@@ -667,9 +691,22 @@ def _elements_to_text(elements: list[Any]) -> str:
             parts.append("#" * level + " " + text)
         elif category == "ListItem":
             parts.append("- " + text)
+        elif category == "Table":
+            parts.append(_table_text(element, text))
         else:
             parts.append(text)
     return "\n\n".join(parts)
+
+
+def _table_text(element: Any, fallback: str) -> str:
+    """Rows as 'a | b' lines from unstructured's text_as_html, else its flat text."""
+    markup = getattr(getattr(element, "metadata", None), "text_as_html", None)
+    if not markup:
+        return fallback
+    try:
+        return _parse_html(str(markup).encode("utf-8"))[0]
+    except UnreadableFile:
+        return fallback
 
 
 def _finish_unstructured(elements: list[Any]) -> tuple[str, tuple[str, ...]]:

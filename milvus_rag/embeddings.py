@@ -96,7 +96,7 @@ class BatchedOnnxEncoder:
         input_ids = np.full((len(ids), width), self._pad_id, dtype=np.int64)
         token_types = np.zeros((len(ids), width), dtype=np.int64)
         mask = np.zeros((len(ids), width), dtype=np.int64)
-        for row, (tokens, kinds) in enumerate(zip(ids, types)):
+        for row, (tokens, kinds) in enumerate(zip(ids, types, strict=True)):
             input_ids[row, : len(tokens)] = tokens
             token_types[row, : len(kinds)] = kinds
             mask[row, : len(tokens)] = 1
@@ -149,7 +149,7 @@ def load_local_onnx_function(model_dir: str | Path, threads: int | None = None) 
         return LocalOnnxEmbeddingFunction()
     except ModelNotAvailableError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any loader failure means the same to the user
+    except Exception as exc:
         raise ModelNotAvailableError(
             f"embedding model in {folder} cannot be loaded ({type(exc).__name__}: "
             f"{_first_line(exc)}); check embedding.model_dir"
@@ -168,7 +168,7 @@ def _load_default_function(model: str, tokenizer: str) -> Any:
         from pymilvus.model.dense.onnx import OnnxEmbeddingFunction
 
         return OnnxEmbeddingFunction(model_name=model, tokenizer_name=tokenizer)
-    except Exception as exc:  # noqa: BLE001 - offline hub failures come in many types
+    except Exception as exc:
         raise ModelNotAvailableError(
             f"embedding model {model} could not be fetched from the Hugging Face hub "
             f"({type(exc).__name__}); offline, set embedding.model_dir to a local folder "
@@ -347,7 +347,7 @@ class MilvusModelEmbeddings(BaseModel, Embeddings):
                 return encoder.encode(texts).tolist()
             vectors: Iterable[Any] = getattr(function, method)(texts)
             return [np.asarray(v, dtype=np.float32).tolist() for v in vectors]
-        except Exception as exc:  # noqa: BLE001 - surface model failures as one error type
+        except Exception as exc:
             raise EmbeddingError(
                 f"embedding failed ({type(exc).__name__}: {_first_line(exc)})"
             ) from exc

@@ -126,7 +126,11 @@ def evaluate(
         docs = retriever.invoke(item.question, k=k)
         elapsed = (time.perf_counter() - started) * 1000
         retrieved = [
-            {"text": d.page_content, "source": d.metadata.get("source"), "score": d.metadata.get("score")}
+            {
+                "text": d.page_content,
+                "source": d.metadata.get("source"),
+                "score": d.metadata.get("score"),
+            }
             for d in docs[:k]
         ]
         wanted = set(item.sources)

@@ -99,9 +99,7 @@ def source_glob(pattern: str, name: str = "source") -> str:
             return f"{field(name)} like {quote(_like_escape(pattern) + '%')}"
         folder = quote(_like_escape(pattern) + "/%")
         return f"{field(name)} == {quote(pattern)} or {field(name)} like {folder}"
-    like = "".join(
-        "%" if ch == "*" else "_" if ch == "?" else _like_escape(ch) for ch in pattern
-    )
+    like = "".join("%" if ch == "*" else "_" if ch == "?" else _like_escape(ch) for ch in pattern)
     like = re.sub("%+", "%", like)
     return f"{field(name)} like {quote(like)}"
 

@@ -138,7 +138,9 @@ class EndpointChatOpenAI(ChatOpenAI):
             base_url=str(self.openai_api_base or "https://api.openai.com/v1"),
             model=self.model_name,
             key_env=self.key_env,
-            timeout=self.request_timeout if isinstance(self.request_timeout, (int, float)) else None,
+            timeout=self.request_timeout
+            if isinstance(self.request_timeout, (int, float))
+            else None,
             retries=self.max_retries,
         )
 
@@ -193,13 +195,15 @@ def require_api_key(llm: LLMSettings) -> str:
     return "not-needed"
 
 
-def chat_model_from_settings(settings: Settings | LLMSettings, **overrides: Any) -> EndpointChatOpenAI:
+def chat_model_from_settings(
+    settings: Settings | LLMSettings, **overrides: Any
+) -> EndpointChatOpenAI:
     """Build the chat model from settings. Touches no network.
 
     Raises:
         MissingAPIKeyError: the endpoint needs a key and its variable is unset.
     """
-    llm: LLMSettings = getattr(settings, "llm", settings)  # type: ignore[assignment]
+    llm: LLMSettings = settings.llm if hasattr(settings, "llm") else settings  # type: ignore[assignment]
     options: dict[str, Any] = {
         "base_url": llm.base_url,
         "model": llm.model,

@@ -147,7 +147,9 @@ class MilvusRAGRetriever(BaseRetriever):
             if not self._keep(score):
                 continue
             metadata = dict(doc.metadata, score=float(score))
-            docs.append(Document(page_content=doc.page_content, metadata=metadata, id=metadata.get("id")))
+            docs.append(
+                Document(page_content=doc.page_content, metadata=metadata, id=metadata.get("id"))
+            )
         return docs
 
     def _get_relevant_documents(
@@ -189,5 +191,7 @@ class MilvusRAGRetriever(BaseRetriever):
         by_id = {row["id"]: row["vector"] for row in rows}
         vectors = [by_id[i] for i in ids]
         query_vector = np.array(store.embeddings.embed_query(query))  # type: ignore[union-attr]
-        chosen = maximal_marginal_relevance(query_vector, vectors, lambda_mult=self.lambda_mult, k=k)
+        chosen = maximal_marginal_relevance(
+            query_vector, vectors, lambda_mult=self.lambda_mult, k=k
+        )
         return self._to_documents([pairs[i] for i in chosen])

@@ -45,8 +45,8 @@ if TYPE_CHECKING:
     from milvus_rag.settings import MilvusSettings, Settings
 
 __all__ = [
-    "ID_FIELD",
     "IDENTITY_PROPERTY",
+    "ID_FIELD",
     "SPARSE_FIELD",
     "TEXT_FIELD",
     "VECTOR_FIELD",
@@ -98,13 +98,11 @@ def connect(milvus: MilvusSettings) -> MilvusClient:
     if milvus.is_lite:
         parent = Path(args["uri"]).parent
         if not parent.is_dir():
-            raise StoreUnavailableError(
-                f"milvus.uri {milvus.uri}: folder {parent} does not exist"
-            )
+            raise StoreUnavailableError(f"milvus.uri {milvus.uri}: folder {parent} does not exist")
     _quiet_lite_logger()
     try:
         return MilvusClient(**args)
-    except Exception as exc:  # noqa: BLE001 - pymilvus raises bare MilvusException subclasses
+    except Exception as exc:
         raise _connect_error(milvus, exc) from exc
 
 
@@ -245,9 +243,7 @@ def create_collection(
     client.alter_collection_properties(name, properties={IDENTITY_PROPERTY: json.dumps(record)})
 
 
-def check_identity(
-    client: MilvusClient, settings: Settings, identity: dict[str, Any]
-) -> None:
+def check_identity(client: MilvusClient, settings: Settings, identity: dict[str, Any]) -> None:
     """Refuse a collection built by another embedding model, dimension or metric."""
     name = settings.milvus.collection
     stored = collection_identity(client, name)
@@ -316,7 +312,7 @@ def open_vector_store(
         return _langchain_store(settings, embeddings, hybrid=hybrid)
     except (StoreError, EmbeddingMismatchError):
         raise
-    except Exception as exc:  # noqa: BLE001 - MilvusException and friends
+    except Exception as exc:
         if type(exc).__module__.startswith("milvus_rag"):
             raise
         raise StoreError(f"{_describe_uri(settings.milvus)}: {_reason(exc)}") from exc
@@ -325,8 +321,12 @@ def open_vector_store(
 def _langchain_store(settings: Settings, embeddings: Any, *, hybrid: bool) -> Milvus:
     from langchain_milvus import BM25BuiltInFunction, Milvus
 
-    dense_index = {"index_type": settings.milvus.index_type, "metric_type": settings.milvus.metric, "params": {}}
-    dense_search = {"metric_type": settings.milvus.metric, "params": {}}
+    dense_index: dict[str, Any] = {
+        "index_type": settings.milvus.index_type,
+        "metric_type": settings.milvus.metric,
+        "params": {},
+    }
+    dense_search: dict[str, Any] = {"metric_type": settings.milvus.metric, "params": {}}
     common: dict[str, Any] = {
         "collection_name": settings.milvus.collection,
         "connection_args": connection_args(settings.milvus),
@@ -352,7 +352,11 @@ def _langchain_store(settings: Settings, embeddings: Any, *, hybrid: bool) -> Mi
         vector_field=[VECTOR_FIELD, SPARSE_FIELD],
         index_params=[
             dense_index,
-            {"index_type": "SPARSE_INVERTED_INDEX", "metric_type": "BM25", "params": {"drop_ratio_build": 0}},
+            {
+                "index_type": "SPARSE_INVERTED_INDEX",
+                "metric_type": "BM25",
+                "params": {"drop_ratio_build": 0},
+            },
         ],
         search_params=[
             dense_search,

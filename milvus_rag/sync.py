@@ -152,7 +152,9 @@ class _Writer:
         self.files.append(pending)
         for row in rows:
             size = len(row["text"].encode("utf-8")) + 64 + 4 * 1024
-            if self.rows and (len(self.rows) >= self.max_rows or self.bytes + size > self.max_bytes):
+            if self.rows and (
+                len(self.rows) >= self.max_rows or self.bytes + size > self.max_bytes
+            ):
                 self.flush()
             self.rows.append(row)
             self.row_files.append(pending)
@@ -163,7 +165,7 @@ class _Writer:
         if not self.rows:
             return
         vectors = self.embeddings.embed_documents([row["text"] for row in self.rows])
-        for row, vector in zip(self.rows, vectors):
+        for row, vector in zip(self.rows, vectors, strict=True):
             row["vector"] = vector
         self.client.insert(self.collection, self.rows)
         self.report.chunks_written += len(self.rows)
@@ -253,7 +255,9 @@ def ingest(
             for item in listing.files:
                 seen.add(item.path)
                 report.files_seen += 1
-                _ingest_file(item, listing.origin, state.get(item.path), split, writer, report, settings)
+                _ingest_file(
+                    item, listing.origin, state.get(item.path), split, writer, report, settings
+                )
                 progress.file_done(item.path)
             writer.flush()
             if prune:
@@ -336,7 +340,9 @@ def _skip(report: IngestReport, path: str, reason: str) -> None:
     report.skipped_files.append((path, reason))
 
 
-def _splitter(name: str, settings: Settings, embeddings: MilvusModelEmbeddings) -> Callable[[str], list[Chunk]]:
+def _splitter(
+    name: str, settings: Settings, embeddings: MilvusModelEmbeddings
+) -> Callable[[str], list[Chunk]]:
     from milvus_rag.loaders import make_splitter
 
     i = settings.ingest
@@ -364,7 +370,7 @@ def _limits(settings: Settings) -> Any:
     )
 
 
-class _ingest_lock:  # noqa: N801 - used as a context manager
+class _ingest_lock:
     """One ingest per collection at a time.
 
     Milvus Lite already allows one process per database file. On a server, the
@@ -386,7 +392,7 @@ class _ingest_lock:  # noqa: N801 - used as a context manager
             try:
                 self._create()
                 return self
-            except Exception as exc:  # noqa: BLE001 - "already exists" comes as MilvusException
+            except Exception as exc:
                 holder = self._holder()
                 if holder is None or not self._stale(holder):
                     raise IngestLockedError(
@@ -400,7 +406,7 @@ class _ingest_lock:  # noqa: N801 - used as a context manager
         if self.enabled:
             try:
                 self.client.drop_collection(self.name)
-            except Exception:  # noqa: BLE001 - best effort; a stale lock is detected later
+            except Exception:
                 _log.warning("could not release the ingest lock %s", self.name)
 
     def _create(self) -> None:
@@ -415,7 +421,7 @@ class _ingest_lock:  # noqa: N801 - used as a context manager
     def _holder(self) -> str | None:
         try:
             props = self.client.describe_collection(self.name).get("properties") or {}
-        except Exception:  # noqa: BLE001
+        except Exception:
             return None
         owner = props.get("owner")
         return str(owner) if owner else None

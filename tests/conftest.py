@@ -68,7 +68,10 @@ def llm(llm_server: FakeOpenAIServer) -> FakeOpenAIServer:
 
 @pytest.fixture
 def make_settings(
-    tmp_path: Path, tiny_model_dir: Path, llm_server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    llm_server: FakeOpenAIServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Callable[..., Settings]:
     """Settings on a temp Milvus Lite file, the tiny model and the local LLM server."""
     monkeypatch.setenv("TEST_LLM_KEY", "test-key")

@@ -16,7 +16,9 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def config(tmp_path: Path, tiny_model_dir: Path, llm: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+def config(
+    tmp_path: Path, tiny_model_dir: Path, llm: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     monkeypatch.setenv("TEST_LLM_KEY", "test-key")
     path = tmp_path / "cli.yaml"
     path.write_text(
@@ -42,7 +44,16 @@ def run(*args: str) -> object:
 
 
 def _ingest_faq(config: Path, source: Path) -> object:
-    return run("ingest", str(source), "--glob", "en/faq/*.md", "--splitter", "tutorial", "--config", str(config))
+    return run(
+        "ingest",
+        str(source),
+        "--glob",
+        "en/faq/*.md",
+        "--splitter",
+        "tutorial",
+        "--config",
+        str(config),
+    )
 
 
 def test_ingest_tutorial_gives_72_chunks_then_nothing(config: Path, faq_folder: Path) -> None:
@@ -56,7 +67,17 @@ def test_ingest_tutorial_gives_72_chunks_then_nothing(config: Path, faq_folder: 
 
 
 def test_ingest_zip_and_json(config: Path, faq_zip: Path) -> None:
-    result = run("ingest", str(faq_zip), "--glob", "en/faq/*.md", "--splitter", "tutorial", "--json", "--config", str(config))
+    result = run(
+        "ingest",
+        str(faq_zip),
+        "--glob",
+        "en/faq/*.md",
+        "--splitter",
+        "tutorial",
+        "--json",
+        "--config",
+        str(config),
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["chunks_written"] == 72 and report["files_seen"] == 4
@@ -72,13 +93,17 @@ def test_search_prints_like_the_tutorial(config: Path, faq_folder: Path) -> None
     scores = [r[1] for r in rows]
     assert scores == sorted(scores, reverse=True)
 
-    result = run("search", "Where does Milvus store data?", "-k", "5", "--json", "--config", str(config))
+    result = run(
+        "search", "Where does Milvus store data?", "-k", "5", "--json", "--config", str(config)
+    )
     hits = json.loads(result.stdout)
     assert len(hits) == 5 and set(hits[0]) == {"text", "source", "score"}
     assert hits[0]["source"] == "en/faq/product_faq.md"
 
 
-def test_ask_streams_then_lists_sources(config: Path, faq_folder: Path, llm: FakeOpenAIServer) -> None:
+def test_ask_streams_then_lists_sources(
+    config: Path, faq_folder: Path, llm: FakeOpenAIServer
+) -> None:
     _ingest_faq(config, faq_folder)
     result = run("ask", "Where does Milvus store data?", "--config", str(config))
     assert result.exit_code == 0, result.output
@@ -117,7 +142,9 @@ def test_ask_without_key_fails_before_any_request(
     assert llm.requests == []
 
 
-def test_ask_unreachable_endpoint(config: Path, faq_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ask_unreachable_endpoint(
+    config: Path, faq_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _ingest_faq(config, faq_folder)
     url = f"http://127.0.0.1:{closed_port()}/v1"
     monkeypatch.setenv("MILVUS_RAG_LLM__BASE_URL", url)
@@ -133,7 +160,9 @@ def test_ask_rejected_key(config: Path, faq_folder: Path, llm: FakeOpenAIServer)
 
 
 def test_no_files_matched(config: Path, faq_folder: Path) -> None:
-    err = _one_line_error(run("ingest", str(faq_folder), "--glob", "*.pdf", "--config", str(config)))
+    err = _one_line_error(
+        run("ingest", str(faq_folder), "--glob", "*.pdf", "--config", str(config))
+    )
     assert "*.pdf" in err
 
 
@@ -157,7 +186,9 @@ def test_bad_config_exits_2(tmp_path: Path) -> None:
 
 
 def test_bad_flag_values(config: Path, faq_folder: Path) -> None:
-    _one_line_error(run("ingest", str(faq_folder), "--splitter", "words", "--config", str(config)), code=2)
+    _one_line_error(
+        run("ingest", str(faq_folder), "--splitter", "words", "--config", str(config)), code=2
+    )
     _one_line_error(run("search", "q", "--mode", "sparse", "--config", str(config)), code=2)
     _one_line_error(run("search", "q", "-k", "0", "--config", str(config)), code=2)
 

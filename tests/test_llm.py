@@ -36,7 +36,9 @@ def test_invoke_and_stream(make_settings: Callable[..., Settings], llm: FakeOpen
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_key_rejected(make_settings: Callable[..., Settings], llm: FakeOpenAIServer, status: int) -> None:
+def test_key_rejected(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer, status: int
+) -> None:
     llm.script(status=status)
     with pytest.raises(LLMAuthError) as info:
         _model(make_settings).invoke("hi")
@@ -44,7 +46,9 @@ def test_key_rejected(make_settings: Callable[..., Settings], llm: FakeOpenAISer
     assert "test-key" not in str(info.value)
 
 
-def test_not_found_names_url_and_model(make_settings: Callable[..., Settings], llm: FakeOpenAIServer) -> None:
+def test_not_found_names_url_and_model(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer
+) -> None:
     llm.script(status=404)
     with pytest.raises(LLMNotFoundError) as info:
         _model(make_settings).invoke("hi")
@@ -63,7 +67,9 @@ def test_rate_limit_retried_with_retry_after(
     assert len(llm.chat_requests()) == 2
 
 
-def test_rate_limit_after_retries(make_settings: Callable[..., Settings], llm: FakeOpenAIServer) -> None:
+def test_rate_limit_after_retries(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer
+) -> None:
     for _ in range(3):
         llm.script(status=429, headers={"retry-after-ms": "10"})
     with pytest.raises(LLMRateLimitError, match="429"):
@@ -77,7 +83,9 @@ def test_server_error(make_settings: Callable[..., Settings], llm: FakeOpenAISer
         _model(make_settings).invoke("hi")
 
 
-def test_timeout_uses_llm_timeout(make_settings: Callable[..., Settings], llm: FakeOpenAIServer) -> None:
+def test_timeout_uses_llm_timeout(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer
+) -> None:
     llm.script(delay=3.0)
     started = time.monotonic()
     with pytest.raises(LLMTimeoutError, match=r"0\.5 s.*llm\.timeout"):
@@ -99,13 +107,17 @@ def test_connection_refused(make_settings: Callable[..., Settings]) -> None:
     assert url in str(info.value) and "\n" not in str(info.value)
 
 
-def test_stream_errors_are_typed(make_settings: Callable[..., Settings], llm: FakeOpenAIServer) -> None:
+def test_stream_errors_are_typed(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer
+) -> None:
     llm.script(status=401)
     with pytest.raises(LLMAuthError):
         list(_model(make_settings).stream("hi"))
 
 
-async def test_async_errors_are_typed(make_settings: Callable[..., Settings], llm: FakeOpenAIServer) -> None:
+async def test_async_errors_are_typed(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer
+) -> None:
     llm.script(status=404)
     with pytest.raises(LLMNotFoundError):
         await _model(make_settings).ainvoke("hi")

@@ -50,7 +50,9 @@ def test_every_setting_is_documented_in_config_yaml() -> None:
 
 def test_priority_flags_over_env_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("milvus:\n  uri: /from/file.db\n  collection: from_file\nretrieval:\n  top_k: 4\n")
+    cfg.write_text(
+        "milvus:\n  uri: /from/file.db\n  collection: from_file\nretrieval:\n  top_k: 4\n"
+    )
     assert load_settings(cfg).milvus.uri == "/from/file.db"
     monkeypatch.setenv("MILVUS_RAG_MILVUS__URI", "/tmp/x.db")
     s = load_settings(cfg)
@@ -69,7 +71,12 @@ def test_default_config_file_is_read_from_cwd(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("preset", "base_url", "model", "key_env"),
     [
-        ("nvidia", "https://integrate.api.nvidia.com/v1", "meta/llama-3.3-70b-instruct", "NVIDIA_API_KEY"),
+        (
+            "nvidia",
+            "https://integrate.api.nvidia.com/v1",
+            "meta/llama-3.3-70b-instruct",
+            "NVIDIA_API_KEY",
+        ),
         ("openai", "https://api.openai.com/v1", LLM_PRESETS["openai"].model, "OPENAI_API_KEY"),
         ("local", LLM_PRESETS["local"].base_url, LLM_PRESETS["local"].model, None),
     ],

@@ -65,7 +65,12 @@ def test_recreate_replaces(make_settings: Callable[..., Settings], tmp_path: Pat
     _create(s)
     other = make_tiny_model(tmp_path / "other", hidden=32, seed=3)
     store = open_vector_store(s, MilvusModelEmbeddings(model_dir=other), recreate=True)
-    assert store.client.query(s.milvus.collection, filter="", output_fields=["count(*)"])[0]["count(*)"] == 0
+    assert (
+        store.client.query(s.milvus.collection, filter="", output_fields=["count(*)"])[0][
+            "count(*)"
+        ]
+        == 0
+    )
 
 
 def test_foreign_collection_is_refused(make_settings: Callable[..., Settings]) -> None:

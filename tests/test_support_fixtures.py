@@ -45,9 +45,7 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 
 def _session(model_dir: pathlib.Path) -> ort.InferenceSession:
-    return ort.InferenceSession(
-        str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"]
-    )
+    return ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
 
 
 def _pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -133,9 +131,7 @@ def test_tiny_model_is_padding_invariant(tiny_model_dir: pathlib.Path) -> None:
     batched = _pooled(hidden, batch["attention_mask"])
 
     for i, text in enumerate(texts):
-        enc = tok(
-            text, padding="max_length", truncation=True, return_token_type_ids=True
-        )
+        enc = tok(text, padding="max_length", truncation=True, return_token_type_ids=True)
         feed = {k: np.asarray(v, dtype=np.int64).reshape(1, -1) for k, v in enc.items()}
         (hidden_one,) = session.run(None, feed)
         single = _pooled(hidden_one, feed["attention_mask"])[0]
@@ -171,9 +167,7 @@ class _LocalOnnxEmbedding(OnnxEmbeddingFunction):
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model_name = str(model_dir)
         self.ort_session = ort.InferenceSession(str(model_dir / "model.onnx"))
-        self._OnnxEmbeddingFunction__dimension = AutoConfig.from_pretrained(
-            model_dir
-        ).hidden_size
+        self._OnnxEmbeddingFunction__dimension = AutoConfig.from_pretrained(model_dir).hidden_size
 
 
 def test_tiny_model_works_with_pymilvus_onnx_embedding(
@@ -270,9 +264,7 @@ def test_scripted_429_without_retries_raises(server: FakeOpenAIServer) -> None:
 
 def test_scripted_delay_times_out(server: FakeOpenAIServer) -> None:
     server.script(delay=2.0)
-    llm = ChatOpenAI(
-        base_url=server.base_url, api_key="k", model="m", max_retries=0, timeout=0.5
-    )
+    llm = ChatOpenAI(base_url=server.base_url, api_key="k", model="m", max_retries=0, timeout=0.5)
     start = time.perf_counter()
     with pytest.raises(openai.APITimeoutError):
         llm.invoke("hi")
@@ -282,9 +274,7 @@ def test_scripted_delay_times_out(server: FakeOpenAIServer) -> None:
 
 def test_scripted_custom_body_and_answer(server: FakeOpenAIServer) -> None:
     server.script(answer="custom answer")
-    server.script(
-        status=500, body={"error": {"message": "boom", "type": "server_error"}}
-    )
+    server.script(status=500, body={"error": {"message": "boom", "type": "server_error"}})
     llm = ChatOpenAI(base_url=server.base_url, api_key="k", model="m", max_retries=0)
     assert llm.invoke("hi").content == "custom answer"
     with pytest.raises(openai.InternalServerError, match="boom"):

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,7 +57,9 @@ def test_rerun_writes_nothing(make_settings: Callable[..., Settings], tmp_path: 
     assert sorted(r["id"] for r in _rows(s)) == before
 
 
-def test_changed_file_replaced_and_prune(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+def test_changed_file_replaced_and_prune(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
     s = make_settings()
     root = _docs(tmp_path / "docs", FILES)
     ingest(root, s)
@@ -110,7 +111,9 @@ def test_no_files_matched(make_settings: Callable[..., Settings], tmp_path: Path
         ingest(root, make_settings(), glob="*.pdf")
 
 
-def test_multibyte_chunks_fit_varchar(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+def test_multibyte_chunks_fit_varchar(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
     s = make_settings()
     huge = "# 大\n\n" + ("数据库存储向量😀" * 6000) + "\n"
     root = _docs(tmp_path / "docs", {"cjk.md": huge})
@@ -120,7 +123,9 @@ def test_multibyte_chunks_fit_varchar(make_settings: Callable[..., Settings], tm
         assert max(len(r["text"].encode("utf-8")) for r in _rows(s)) <= 65535
 
 
-def test_inserts_batched_by_bytes(make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inserts_batched_by_bytes(
+    make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pymilvus import MilvusClient
 
     sizes: list[int] = []
@@ -137,7 +142,9 @@ def test_inserts_batched_by_bytes(make_settings: Callable[..., Settings], tmp_pa
     assert len(sizes) >= 3 and max(sizes) <= 20_000
 
 
-def test_failure_halfway_loses_nothing(make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_halfway_loses_nothing(
+    make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pymilvus import MilvusClient
 
     s = make_settings()
@@ -151,7 +158,7 @@ def test_failure_halfway_loses_nothing(make_settings: Callable[..., Settings], t
         raise RuntimeError("insert failed")
 
     monkeypatch.setattr(MilvusClient, "insert", broken)
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="insert failed"):
         ingest(root, s)
     monkeypatch.undo()
     assert sorted((r["id"], r["text"]) for r in _rows(s)) == before
@@ -193,12 +200,19 @@ def test_sigkill_then_rerun_equals_clean_ingest(tmp_path: Path, tiny_model_dir: 
     )
     assert proc.returncode == -signal.SIGKILL
     overrides = {"embedding": {"model_dir": str(tiny_model_dir)}, "ingest": {"write_batch": 7}}
-    s_crashed = load_settings(overrides={**overrides, "milvus": {"uri": str(crashed), "collection": "crash"}})
+    s_crashed = load_settings(
+        overrides={**overrides, "milvus": {"uri": str(crashed), "collection": "crash"}}
+    )
     partial = _rows(s_crashed)
     assert 0 < len(partial) < 56
     report = ingest(root, s_crashed, splitter="tutorial")
     assert report.chunks_written == 56 - len(partial)
-    s_clean = load_settings(overrides={**overrides, "milvus": {"uri": str(tmp_path / "clean.db"), "collection": "crash"}})
+    s_clean = load_settings(
+        overrides={
+            **overrides,
+            "milvus": {"uri": str(tmp_path / "clean.db"), "collection": "crash"},
+        }
+    )
     ingest(root, s_clean, splitter="tutorial")
     got = sorted(r["id"] for r in _rows(s_crashed))
     assert got == sorted(r["id"] for r in _rows(s_clean))
@@ -215,7 +229,10 @@ def lite_server(tmp_path: Path):
 
 
 def test_second_concurrent_ingest_is_refused(
-    make_settings: Callable[..., Settings], tmp_path: Path, lite_server: object, monkeypatch: pytest.MonkeyPatch
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    lite_server: object,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from milvus_rag.sync import _Writer
 
@@ -246,7 +263,7 @@ def test_second_concurrent_ingest_is_refused(
 def _run(func: Callable[..., object], root: Path, s: Settings, errors: list[BaseException]) -> None:
     try:
         func(root, s)
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         errors.append(exc)
 
 

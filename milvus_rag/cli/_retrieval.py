@@ -18,7 +18,9 @@ FilterOption = Annotated[
     list[str] | None,
     typer.Option("--filter", help="Metadata KEY=VALUE that must match (repeatable)."),
 ]
-MMROption = Annotated[bool, typer.Option("--mmr", help="Diversify results (max marginal relevance).")]
+MMROption = Annotated[
+    bool, typer.Option("--mmr", help="Diversify results (max marginal relevance).")
+]
 ThresholdOption = Annotated[
     float | None, typer.Option("--threshold", help="Drop passages scoring worse than this.")
 ]

@@ -41,6 +41,7 @@ def ask(
     llm = chat_model_from_settings(settings)  # raises on a missing key before any I/O
     retriever = MilvusRAGRetriever.from_settings(settings, expr=filter_expression(source, filter_))
     chain = build_rag_chain_with_sources(retriever=retriever, llm=llm)
+    context: list[Any] = []
     if as_json or no_stream:
         result = chain.invoke(question)
         answer, context = result["answer"], result["context"]
@@ -49,13 +50,10 @@ def ask(
             return
         typer.echo(answer)
     else:
-        answer_parts: list[str] = []
-        context: list[Any] = []
         for part in chain.stream(question):
             if "context" in part:
                 context = part["context"]
             if "answer" in part:
-                answer_parts.append(part["answer"])
                 typer.echo(part["answer"], nl=False)
         typer.echo()
     _print_sources(context)

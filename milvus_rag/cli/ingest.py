@@ -11,17 +11,23 @@ from milvus_rag.cli._common import ConfigOption, JsonOption, command, echo_json,
 
 @command
 def ingest(
-    source: Annotated[str, typer.Argument(help="Folder, file, .zip archive, or http(s) URL of one.")],
+    source: Annotated[
+        str, typer.Argument(help="Folder, file, .zip archive, or http(s) URL of one.")
+    ],
     glob: Annotated[
-        str | None, typer.Option("--glob", "-g", help="Files inside the source, e.g. 'en/faq/*.md'.")
+        str | None,
+        typer.Option("--glob", "-g", help="Files inside the source, e.g. 'en/faq/*.md'."),
     ] = None,
     splitter: Annotated[
-        str | None, typer.Option("--splitter", help="markdown (default) or tutorial (split on '# ').")
+        str | None,
+        typer.Option("--splitter", help="markdown (default) or tutorial (split on '# ')."),
     ] = None,
     mode: Annotated[
         str | None, typer.Option("--mode", help="dense or hybrid (adds a BM25 field).")
     ] = None,
-    recreate: Annotated[bool, typer.Option("--recreate", help="Drop the collection first.")] = False,
+    recreate: Annotated[
+        bool, typer.Option("--recreate", help="Drop the collection first.")
+    ] = False,
     prune: Annotated[
         bool, typer.Option("--prune", help="Delete chunks of files no longer in the source.")
     ] = False,

@@ -37,13 +37,18 @@ _TOPICS = [
 def faq_file(name: str, pieces: int) -> str:
     """A markdown file that splits on "# " into exactly ``pieces`` pieces."""
     title = name.removesuffix(".md").replace("_", " ").title()
-    lines = [f"---\nid: {name}\nsummary: Questions about {title}.\ntitle: {title}\n---\n", f"# {title}\n\n"]
+    lines = [
+        f"---\nid: {name}\nsummary: Questions about {title}.\ntitle: {title}\n---\n",
+        f"# {title}\n\n",
+    ]
     for i in range(pieces - 2):
         if name == "product_faq.md" and i == 0:
             lines.append(f"#### Where does Milvus store data?\n\n{STORAGE_ANSWER}\n\n")
             continue
         topic = _TOPICS[i % len(_TOPICS)]
-        lines.append(f"#### Question {i} about {topic}?\n\nThe answer talks about {topic} number {i}.\n\n")
+        lines.append(
+            f"#### Question {i} about {topic}?\n\nThe answer talks about {topic} number {i}.\n\n"
+        )
     return "".join(lines)
 
 
@@ -64,5 +69,7 @@ def write_faq_zip(path: Path) -> Path:
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, pieces in FAQ_PIECES.items():
             archive.writestr(f"en/faq/{name}", faq_file(name, pieces))
-        archive.writestr("en/userGuide/guide.md", "# Guide\n\nUnrelated guide text about zebra stripes.\n")
+        archive.writestr(
+            "en/userGuide/guide.md", "# Guide\n\nUnrelated guide text about zebra stripes.\n"
+        )
     return path

@@ -33,7 +33,16 @@ class LiteServer:
     def start(self, timeout: float = 60) -> LiteServer:
         exe = shutil.which("milvus-lite") or str(Path(sys.executable).with_name("milvus-lite"))
         self.proc = subprocess.Popen(
-            [exe, "server", "--data-dir", str(self.data_dir), "--host", "127.0.0.1", "--port", str(self.port)],
+            [
+                exe,
+                "server",
+                "--data-dir",
+                str(self.data_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

@@ -10,6 +10,7 @@ custom headers/bodies, delays) that are consumed in order, one per request.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import re
 import socket
@@ -81,8 +82,7 @@ def _content_text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return " ".join(
-            part.get("text", "") if isinstance(part, dict) else str(part)
-            for part in content
+            part.get("text", "") if isinstance(part, dict) else str(part) for part in content
         )
     return ""
 
@@ -173,15 +173,11 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(body, bytes):
             self._send_bytes(status, body, "application/octet-stream", headers)
         elif isinstance(body, str):
-            self._send_bytes(
-                status, body.encode(), "text/plain; charset=utf-8", headers
-            )
+            self._send_bytes(status, body.encode(), "text/plain; charset=utf-8", headers)
         else:
             self._send_json(status, body, headers)
 
-    def _respond(
-        self, method: str, path: str, body: Any, behaviour: ScriptedBehaviour
-    ) -> None:
+    def _respond(self, method: str, path: str, body: Any, behaviour: ScriptedBehaviour) -> None:
         headers = {"x-request-id": f"req_{uuid.uuid4().hex[:16]}", **behaviour.headers}
         if behaviour.body is not None:
             self._send_custom(behaviour.status, behaviour.body, headers)
@@ -191,9 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
                 behaviour.status,
                 ("api_error", None, f"Scripted HTTP {behaviour.status}."),
             )
-            self._send_json(
-                behaviour.status, openai_error(message, type_, code), headers
-            )
+            self._send_json(behaviour.status, openai_error(message, type_, code), headers)
             return
 
         owner = self.server.owner
@@ -206,9 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
             if body.get("stream"):
                 self._stream_chat(body, answer, behaviour.status, headers)
             else:
-                self._send_json(
-                    behaviour.status, owner._completion(body, answer), headers
-                )
+                self._send_json(behaviour.status, owner._completion(body, answer), headers)
         elif method == "GET" and path == "/v1/models":
             listing = {
                 "object": "list",
@@ -317,10 +309,8 @@ class FakeOpenAIServer:
         with self._lock:
             conns = list(self._connections)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if thread is not None:
             thread.join(timeout=5)
         self._httpd = None
@@ -409,9 +399,7 @@ class FakeOpenAIServer:
     def _usage(self, body: dict[str, Any], answer: str) -> dict[str, int]:
         messages = body.get("messages") or []
         prompt = sum(
-            _count_tokens(_content_text(m.get("content")))
-            for m in messages
-            if isinstance(m, dict)
+            _count_tokens(_content_text(m.get("content"))) for m in messages if isinstance(m, dict)
         )
         completion = _count_tokens(answer)
         return {
@@ -473,7 +461,5 @@ class FakeOpenAIServer:
         events += [chunk({"content": piece}, None) for piece in pieces]
         events.append(chunk({}, "stop"))
         if include_usage:
-            events.append(
-                json.dumps({**base, "choices": [], "usage": self._usage(body, answer)})
-            )
+            events.append(json.dumps({**base, "choices": [], "usage": self._usage(body, answer)}))
         return events

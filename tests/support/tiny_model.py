@@ -126,9 +126,7 @@ def _build_tokenizer(vocab: dict[str, int]) -> Tokenizer:
     return tokenizer
 
 
-def _build_onnx(
-    vocab_size: int, hidden: int, max_positions: int, seed: int
-) -> onnx.ModelProto:
+def _build_onnx(vocab_size: int, hidden: int, max_positions: int, seed: int) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     f32 = np.float32
     tok_emb = (rng.standard_normal((vocab_size, hidden)) * _EMBED_SCALE).astype(f32)
@@ -187,9 +185,7 @@ def _build_onnx(
     output = helper.make_tensor_value_info(
         "last_hidden_state", TensorProto.FLOAT, ["batch", "sequence", hidden]
     )
-    graph = helper.make_graph(
-        nodes, "tiny_bert", int_inputs, [output], initializer=inits
-    )
+    graph = helper.make_graph(nodes, "tiny_bert", int_inputs, [output], initializer=inits)
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", 17)],
@@ -268,9 +264,7 @@ def make_tiny_model(
         "config.json": config,
     }
     for name, payload in files.items():
-        (target_dir / name).write_text(
-            json.dumps(payload, indent=2) + "\n", encoding="utf-8"
-        )
+        (target_dir / name).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
     model = _build_onnx(len(vocab), hidden, max_positions, seed)
     onnx.save_model(model, str(target_dir / "model.onnx"))
