@@ -1047,7 +1047,7 @@ def _run_with_deadline(action: Callable[[], Any], timeout: float | None) -> tupl
 
     thread = threading.Thread(target=target, name="parser-worker-io", daemon=True)
     thread.start()
-    thread.join(timeout)
+    thread.join(None if timeout is None else min(timeout, threading.TIMEOUT_MAX))
     if thread.is_alive():
         return False, None
     if "error" in box:

@@ -323,6 +323,13 @@ def test_corrupt_pdf_is_unreadable(data: bytes) -> None:
     assert_one_line(info.value)
 
 
+def test_pdf_library_warnings_are_reported() -> None:
+    data = make_pdf(["slightly broken"]).replace(b"0000000009 00000 n", b"0000000001 00000 n")
+    parsed = parse_file("b.pdf", data, use_unstructured=False)
+    assert parsed.text == "slightly broken"
+    assert parsed.warnings and all(w.startswith("pypdf: ") for w in parsed.warnings)
+
+
 def test_image_only_pdf_is_unreadable() -> None:
     writer = pypdf.PdfWriter()
     writer.add_blank_page(width=200, height=200)

@@ -33,4 +33,8 @@ app.command("config")(show_config)
 
 def main() -> None:
     """Console entry point."""
+    import os
+
+    # gRPC's C core (Milvus Lite's transport) logs keepalive chatter to stderr.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     app()

@@ -126,11 +126,19 @@ def _build_tokenizer(vocab: dict[str, int]) -> Tokenizer:
     return tokenizer
 
 
-def _build_onnx(vocab_size: int, hidden: int, max_positions: int, seed: int) -> onnx.ModelProto:
+def _build_onnx(
+    vocab_size: int,
+    hidden: int,
+    max_positions: int,
+    seed: int,
+    tied: list[list[int]] | None = None,
+) -> onnx.ModelProto:
     rng = np.random.default_rng(seed)
     f32 = np.float32
     tok_emb = (rng.standard_normal((vocab_size, hidden)) * _EMBED_SCALE).astype(f32)
     tok_emb[0] = 0.0  # [PAD]
+    for group in tied or []:  # synonyms share one embedding row: "meaning" for tests
+        tok_emb[group[1:]] = tok_emb[group[0]]
     pos_emb = (rng.standard_normal((max_positions, hidden)) * _SMALL_SCALE).astype(f32)
     type_emb = (rng.standard_normal((2, hidden)) * _SMALL_SCALE).astype(f32)
     weight = (rng.standard_normal((hidden, hidden)) / np.sqrt(hidden)).astype(f32)
@@ -202,6 +210,7 @@ def make_tiny_model(
     hidden: int = 32,
     max_length: int = 128,
     seed: int = 0,
+    synonyms: list[tuple[str, ...]] | None = None,
 ) -> pathlib.Path:
     """Write a tiny Hugging Face-style model folder with an ONNX encoder.
 
@@ -209,14 +218,17 @@ def make_tiny_model(
     ``##`` continuations, so unknown words decompose into characters), ASCII
     punctuation, a built-in list of common English and Milvus/RAG words, and
     every word of ``corpus``.  Outputs for real tokens do not depend on the
-    amount of trailing padding.  Returns ``target_dir``.
+    amount of trailing padding.  Words in one ``synonyms`` group get the same
+    token embedding, so a paraphrase embeds close to the original while sharing
+    no keyword with it.  Returns ``target_dir``.
     """
     if hidden < 1:
         raise ValueError("hidden must be a positive integer")
     target_dir = pathlib.Path(target_dir)
     target_dir.mkdir(parents=True, exist_ok=True)
 
-    vocab = _build_vocab(corpus)
+    words = [w for group in synonyms or [] for w in group]
+    vocab = _build_vocab([*(corpus or []), *words])
     max_positions = max(max_length, 512)
     tokenizer = _build_tokenizer(vocab)
     tokenizer.save(str(target_dir / "tokenizer.json"))
@@ -266,6 +278,7 @@ def make_tiny_model(
     for name, payload in files.items():
         (target_dir / name).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
-    model = _build_onnx(len(vocab), hidden, max_positions, seed)
+    tied = [[vocab[w.lower()] for w in group] for group in synonyms or []]
+    model = _build_onnx(len(vocab), hidden, max_positions, seed, tied)
     onnx.save_model(model, str(target_dir / "model.onnx"))
     return target_dir
