@@ -589,7 +589,7 @@ def _installed(module: str) -> bool:
 
 
 def _nltk_data_dirs() -> list[Path]:
-    dirs = [Path(p) for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p]
+    dirs: list[Path] = []
     with contextlib.suppress(RuntimeError):
         dirs.append(Path.home() / "nltk_data")
     prefix = Path(sys.prefix)
@@ -1072,7 +1072,6 @@ class _Worker:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._stderr,
-                env={**os.environ, **_WORKER_ENV},
                 close_fds=True,
                 **extra,
             )

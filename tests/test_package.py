@@ -1,0 +1,157 @@
+"""The package surface: public names, module layout, installed files."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import milvus_rag.chains
+import milvus_rag.loaders
+import pytest
+
+import milvus_rag
+import milvus_rag.errors
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_public_api_is_locked() -> None:
+    assert sorted(milvus_rag.__all__) == sorted(
+        [
+            "RAG_PROMPT",
+            "BatchedOnnxEncoder",
+            "ConfigError",
+            "EmbeddingError",
+            "EndpointChatOpenAI",
+            "IngestReport",
+            "LLMError",
+            "MilvusModelEmbeddings",
+            "MilvusRAGError",
+            "MilvusRAGRetriever",
+            "Settings",
+            "SourceError",
+            "StoreError",
+            "build_rag_chain",
+            "build_rag_chain_with_sources",
+            "chat_model_from_settings",
+            "ingest",
+            "load_settings",
+            "neutralize",
+            "open_vector_store",
+        ]
+    )
+    for name in milvus_rag.__all__:
+        assert getattr(milvus_rag, name) is not None
+
+
+def test_subpackage_apis_are_locked() -> None:
+    assert sorted(milvus_rag.chains.__all__) == sorted(
+        [
+            "RAG_PROMPT",
+            "SYSTEM_MESSAGE",
+            "USER_MESSAGE",
+            "QuestionInput",
+            "build_rag_chain",
+            "build_rag_chain_with_sources",
+            "format_docs",
+            "neutralize",
+            "source_of",
+        ]
+    )
+    assert sorted(milvus_rag.loaders.__all__) == sorted(
+        [
+            "SPLITTERS",
+            "Chunk",
+            "MarkdownSplitter",
+            "ParsedFile",
+            "SourceFile",
+            "SourceLimits",
+            "SourceLoader",
+            "UnreadableFile",
+            "cap_bytes",
+            "format_of",
+            "glob_match",
+            "make_splitter",
+            "open_source",
+            "parse_file",
+            "split_tutorial",
+        ]
+    )
+    for module in (milvus_rag.chains, milvus_rag.loaders, milvus_rag.errors):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_every_error_is_a_milvus_rag_error() -> None:
+    for name in milvus_rag.errors.__all__:
+        error = getattr(milvus_rag.errors, name)
+        assert issubclass(error, milvus_rag.errors.MilvusRAGError)
+
+
+def test_chains_and_loaders_live_under_milvus_rag() -> None:
+    assert Path(milvus_rag.chains.__file__).parent == REPO / "chains"
+    assert Path(milvus_rag.loaders.__file__).parent == REPO / "loaders"
+    assert milvus_rag.chains.__name__ == "milvus_rag.chains"
+
+
+def test_loaders_know_nothing_of_milvus_llm_or_settings() -> None:
+    for path in (REPO / "loaders").glob("*.py"):
+        text = path.read_text()
+        for forbidden in (
+            "milvus_rag.settings",
+            "milvus_rag.store",
+            "milvus_rag.llm",
+            "pymilvus",
+            "langchain_milvus",
+        ):
+            assert forbidden not in text, f"{path.name} uses {forbidden}"
+
+
+_ENV_READ = re.compile(
+    r"os\.getenv\(|os\.environ\.get\(|\*\*os\.environ|os\.environ\[[^\]]+\](?!\s*=)"
+)
+
+
+def test_only_settings_reads_the_environment() -> None:
+    paths = [
+        *(REPO / "milvus_rag").rglob("*.py"),
+        *(REPO / "chains").glob("*.py"),
+        *(REPO / "loaders").glob("*.py"),
+    ]
+    for path in paths:
+        if path.name == "settings.py":
+            continue
+        assert not _ENV_READ.search(path.read_text()), f"{path} reads the environment"
+
+
+@pytest.mark.slow
+def test_wheel_installs_no_top_level_chains_or_loaders(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot build a wheel here: {result.stderr.strip()[-200:]}")
+    wheel = next(tmp_path.glob("milvus_rag-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names}
+    assert "chains" not in tops and "loaders" not in tops
+    assert "milvus_rag/chains/rag.py" in names
+    assert "milvus_rag/loaders/sources.py" in names
+    assert "milvus_rag/cli/__init__.py" in names
+    assert not any(name.startswith("tests/") for name in names)
