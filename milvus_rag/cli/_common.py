@@ -38,7 +38,17 @@ def settings_for(config: Path | None, overrides: Mapping[str, Any] | None = None
 
 def _quiet_libraries() -> None:
     """Libraries that log tracebacks before raising: the CLI prints one line instead."""
-    for name in ("pymilvus", "milvus_lite", "langchain_milvus", "httpx", "openai"):
+    import pymilvus  # noqa: F401 - it configures its loggers on import; override afterwards
+
+    for name in (
+        "pymilvus",
+        "pymilvus.milvus_client",
+        "pymilvus.bulk_writer",
+        "milvus_lite",
+        "langchain_milvus",
+        "httpx",
+        "openai",
+    ):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
