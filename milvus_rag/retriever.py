@@ -20,6 +20,9 @@ Example:
 from __future__ import annotations
 
 import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import (
@@ -38,6 +41,18 @@ if TYPE_CHECKING:
     from milvus_rag.settings import Settings
 
 __all__ = ["MilvusRAGRetriever"]
+
+
+@contextmanager
+def _legacy_rankers_ok() -> Iterator[None]:
+    """Silence langchain-milvus's deprecation notice for ``ranker_type``.
+
+    ``RRFRanker`` / ``WeightedRanker`` work on Milvus 2.4+ servers and Milvus Lite;
+    the Function rerankers it recommends need Milvus 2.6.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*ranker_type.*", category=DeprecationWarning)
+        yield
 
 
 class MilvusRAGRetriever(BaseRetriever):
@@ -107,7 +122,10 @@ class MilvusRAGRetriever(BaseRetriever):
         if self.vector_store is None:
             with self._lock:
                 if self.vector_store is None:
-                    self.vector_store = self._open()
+                    store = self._open()
+                    if self.mode == "hybrid" and len(store.vector_fields) < 2:
+                        self.mode = "dense"  # the server has no BM25: the store said why
+                    self.vector_store = store
         return self.vector_store
 
     def _open(self) -> Milvus:
@@ -160,7 +178,9 @@ class MilvusRAGRetriever(BaseRetriever):
         search = self._search_kwargs(k)
         if self.search_type == "mmr" and self.mode == "dense":
             return self._mmr(store, query, search)
-        return self._to_documents(store.similarity_search_with_score(query, **search))
+        with _legacy_rankers_ok():
+            pairs = store.similarity_search_with_score(query, **search)
+        return self._to_documents(pairs)
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
@@ -172,7 +192,8 @@ class MilvusRAGRetriever(BaseRetriever):
         search = self._search_kwargs(k)
         if self.search_type == "mmr" and self.mode == "dense":
             return await run_in_executor(None, self._mmr, store, query, search)
-        pairs = await store.asimilarity_search_with_score(query, **search)
+        with _legacy_rankers_ok():
+            pairs = await store.asimilarity_search_with_score(query, **search)
         return self._to_documents(pairs)
 
     def _mmr(self, store: Milvus, query: str, search: dict[str, Any]) -> list[Document]:

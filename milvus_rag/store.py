@@ -57,6 +57,7 @@ __all__ = [
     "drop_collection",
     "has_sparse_field",
     "open_vector_store",
+    "supports_bm25",
 ]
 
 ID_FIELD = "id"
@@ -164,6 +165,22 @@ def collection_identity(client: MilvusClient, collection: str) -> dict[str, Any]
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def supports_bm25(client: MilvusClient) -> bool:
+    """True when the server has Milvus's BM25 function (Milvus >= 2.5, Milvus Lite)."""
+    import re
+
+    try:
+        version = str(client.get_server_version())
+    except Exception:
+        return True
+    if version.startswith("milvus_lite"):
+        return True
+    match = re.search(r"(\d+)\.(\d+)", version)
+    if match is None:
+        return True
+    return (int(match.group(1)), int(match.group(2))) >= (2, 5)
 
 
 def has_sparse_field(client: MilvusClient, collection: str) -> bool:
@@ -300,6 +317,12 @@ def open_vector_store(
             )
         identity = embeddings.identity()
         hybrid = mode == "hybrid"
+        if hybrid and not supports_bm25(client):
+            _log.warning(
+                "%s has no BM25 function (Milvus before 2.5): hybrid search falls back to dense",
+                _describe_uri(settings.milvus),
+            )
+            hybrid = False
         if exists:
             check_identity(client, settings, identity)
             if hybrid and not has_sparse_field(client, name):

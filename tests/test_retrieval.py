@@ -263,3 +263,30 @@ def test_search_cli_with_source_filter(hybrid_settings: Settings, tmp_path: Path
     assert [h["source"] for h in json.loads(result.stdout)] == ['faq/odd "name".md']
     result = CliRunner().invoke(app, [*args, "--filter", "novalue"])
     assert result.exit_code == 2
+
+
+def test_hybrid_falls_back_to_dense_without_bm25(
+    tmp_path: Path,
+    model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from pymilvus import MilvusClient
+
+    monkeypatch.setattr(MilvusClient, "get_server_version", lambda self, **kw: "v2.4.9")
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "a.md").write_text("# A\n\nHow to repair a car engine at home.\n")
+    s = load_settings(
+        overrides={
+            "milvus": {"uri": str(tmp_path / "old.db")},
+            "embedding": {"model_dir": str(model_dir)},
+            "retrieval": {"mode": "hybrid"},
+        }
+    )
+    with caplog.at_level("WARNING", logger="milvus_rag"):
+        ingest(root, s)
+        docs = _retriever(s).invoke("repair a car")
+    assert _sources(docs) == ["a.md"]
+    warnings = [r for r in caplog.records if "falls back to dense" in r.getMessage()]
+    assert warnings and "before 2.5" in warnings[0].getMessage()

@@ -50,6 +50,13 @@ def _quiet_libraries() -> None:
         "openai",
     ):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    ours = logging.getLogger("milvus_rag")
+    if not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.WARNING)
+        ours.propagate = False
 
 
 @contextmanager
