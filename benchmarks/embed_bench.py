@@ -240,9 +240,9 @@ def format_report(result: BenchResult) -> str:
         f"{result.accelerated_docs_per_second:>14.1f}",
         f"{'query (ms, median)':<24}{result.tutorial_query_ms:>12.2f}"
         f"{result.accelerated_query_ms:>14.2f}{result.query_speedup:>9.2f}x",
-        f"{'min cosine (per chunk)':<24}{result.min_cosine:>26.8f}",
-        f"{'mean cosine':<24}{result.mean_cosine:>26.8f}",
-        f"{'query cosine':<24}{result.query_cosine:>26.8f}",
+        f"{'min cosine (per chunk)':<24}{result.min_cosine:>26.10f}",
+        f"{'mean cosine':<24}{result.mean_cosine:>26.10f}",
+        f"{'query cosine':<24}{result.query_cosine:>26.10f}",
         "",
         f"VERDICT: documents {result.docs_speedup:.2f}x >= {DOCS_TARGET:g}x "
         f"{_verdict(result.docs_pass)} | query {result.query_speedup:.2f}x >= "

@@ -59,7 +59,7 @@ class BatchedOnnxEncoder:
         batch_size: texts per forward pass.
     """
 
-    def __init__(self, tokenizer: Any, session: Any, batch_size: int = 32) -> None:
+    def __init__(self, tokenizer: Any, session: Any, batch_size: int = 8) -> None:
         self.tokenizer = tokenizer
         self.session = session
         self.batch_size = batch_size
@@ -138,6 +138,9 @@ def load_local_onnx_function(model_dir: str | Path, threads: int | None = None) 
                 self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
                 self.model_name = str(folder)
                 options = onnxruntime.SessionOptions()
+                # Idle ONNX threads would otherwise spin right after each run and
+                # steal the core Milvus Lite needs for the search that follows.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 if threads:
                     options.intra_op_num_threads = threads
                 self.ort_session = onnxruntime.InferenceSession(
@@ -255,7 +258,7 @@ class MilvusModelEmbeddings(BaseModel, Embeddings):
     model: str = DEFAULT_MODEL
     tokenizer: str = DEFAULT_TOKENIZER
     model_dir: Path | None = None
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(8, ge=1)
     accelerated: bool = True
     threads: int | None = None
     function: Any = Field(default=None, exclude=True)

@@ -132,7 +132,7 @@ class EmbeddingSettings(_Section):
     model: str = "GPTCache/paraphrase-albert-onnx"
     tokenizer: str = "GPTCache/paraphrase-albert-small-v2"
     model_dir: Path | None = None
-    batch_size: int = Field(32, ge=1, le=4096)
+    batch_size: int = Field(8, ge=1, le=4096)
     accelerated: bool = True
     threads: int | None = Field(None, ge=1)
 
