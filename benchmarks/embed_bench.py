@@ -138,7 +138,7 @@ def run_bench(
     model_dir: Path,
     zip_path: Path,
     repeats: int = 3,
-    batch_size: int = 32,
+    batch_size: int = 8,
     threads: int | None = None,
 ) -> BenchResult:
     """Load both paths from ``model_dir``, warm them up, and time them."""
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--zip", type=Path, default=DEFAULT_ZIP, help=f"Milvus docs zip (default {DEFAULT_ZIP})"
     )
     parser.add_argument("--repeats", type=int, default=3, help="document runs; best is kept")
-    parser.add_argument("--batch-size", type=int, default=32, help="accelerated batch size")
+    parser.add_argument("--batch-size", type=int, default=8, help="accelerated batch size")
     parser.add_argument(
         "--threads", type=int, default=None, help="ONNX intra-op threads for both paths"
     )
