@@ -60,6 +60,7 @@ def _parts(
     retriever: BaseRetriever | None,
     llm: BaseChatModel | None,
     embeddings: Any,
+    expr: str | None = None,
 ) -> tuple[BaseRetriever, BaseChatModel]:
     if (retriever is None or llm is None) and settings is None:
         raise TypeError("pass settings, or both retriever and llm")
@@ -67,7 +68,7 @@ def _parts(
         from milvus_rag.retriever import MilvusRAGRetriever
 
         assert settings is not None
-        retriever = MilvusRAGRetriever.from_settings(settings, embeddings=embeddings)
+        retriever = MilvusRAGRetriever.from_settings(settings, embeddings=embeddings, expr=expr)
     if llm is None:
         from milvus_rag.llm import chat_model_from_settings
 
@@ -88,6 +89,7 @@ def build_rag_chain(
     retriever: BaseRetriever | None = None,
     llm: BaseChatModel | None = None,
     embeddings: Any = None,
+    expr: str | None = None,
 ) -> Runnable[Any, str]:
     """Question -> answer string.
 
@@ -96,8 +98,9 @@ def build_rag_chain(
         retriever: any LangChain retriever (default: :class:`MilvusRAGRetriever`).
         llm: any chat model (default: ``ChatOpenAI`` on the configured endpoint).
         embeddings: the embeddings for the default retriever.
+        expr: a Milvus filter for the default retriever (see ``milvus_rag.filters``).
     """
-    retriever, llm = _parts(settings, retriever, llm, embeddings)
+    retriever, llm = _parts(settings, retriever, llm, embeddings, expr)
     answer = RunnableLambda(_prompt_inputs) | RAG_PROMPT | llm | StrOutputParser()
     return (_retrieve_then(retriever) | answer).with_config(run_name="milvus_rag")
 
@@ -108,13 +111,14 @@ def build_rag_chain_with_sources(
     retriever: BaseRetriever | None = None,
     llm: BaseChatModel | None = None,
     embeddings: Any = None,
+    expr: str | None = None,
 ) -> Runnable[Any, dict[str, Any]]:
     """Question -> ``{"answer": str, "context": [Document, ...]}``.
 
     Each context document carries ``metadata["source"]`` and ``metadata["score"]``.
     Streaming yields the ``context`` first, then the answer in pieces.
     """
-    retriever, llm = _parts(settings, retriever, llm, embeddings)
+    retriever, llm = _parts(settings, retriever, llm, embeddings, expr)
     answer = RunnableLambda(_prompt_inputs) | RAG_PROMPT | llm | StrOutputParser()
     chain = _retrieve_then(retriever) | RunnablePassthrough.assign(answer=answer).pick(
         ["answer", "context"]

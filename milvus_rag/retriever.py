@@ -128,6 +128,17 @@ class MilvusRAGRetriever(BaseRetriever):
                     self.vector_store = store
         return self.vector_store
 
+    def ensure_not_empty(self) -> None:
+        """Open the store and raise :class:`EmptyCollectionError` if it holds no chunks."""
+        from milvus_rag.errors import EmptyCollectionError
+        from milvus_rag.store import count_entities
+
+        store = self.store()
+        if count_entities(store.client, store.collection_name) == 0:
+            raise EmptyCollectionError(
+                f"collection {store.collection_name} is empty: run `milvus-rag ingest SOURCE` first"
+            )
+
     def _open(self) -> Milvus:
         from milvus_rag.embeddings import embeddings_from_settings
         from milvus_rag.store import open_vector_store

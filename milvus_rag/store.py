@@ -307,15 +307,16 @@ def open_vector_store(
     client = client if client is not None else connect(settings.milvus)
     name = settings.milvus.collection
     try:
-        if recreate:
-            drop_collection(client, name)
         exists = client.has_collection(name)
         if not exists and not (create or recreate):
             raise EmptyCollectionError(
                 f"collection {name} does not exist in {_describe_uri(settings.milvus)}: "
                 "run `milvus-rag ingest SOURCE` first"
             )
-        identity = embeddings.identity()
+        identity = embeddings.identity()  # loads the model: fail here before dropping anything
+        if recreate and exists:
+            drop_collection(client, name)
+            exists = False
         hybrid = mode == "hybrid"
         if hybrid and not supports_bm25(client):
             _log.warning(

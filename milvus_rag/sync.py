@@ -246,8 +246,8 @@ def ingest(
 
     with open_source(source, glob=glob, limits=_limits(settings)) as listing:
         client = connect(settings.milvus)
-        open_vector_store(settings, embeddings, create=True, recreate=recreate, client=client)
         with _ingest_lock(client, settings):
+            open_vector_store(settings, embeddings, create=True, recreate=recreate, client=client)
             state = _stored_state(client, collection, listing.origin)
             writer = _Writer(client, collection, embeddings, settings, report, progress)
             progress.start(len(listing.files))

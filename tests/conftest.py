@@ -66,6 +66,21 @@ def llm(llm_server: FakeOpenAIServer) -> FakeOpenAIServer:
     return llm_server
 
 
+def base_config(db: Path, model_dir: Path, server: FakeOpenAIServer) -> dict[str, Any]:
+    """Config sections for tests: Milvus Lite at ``db``, a local model, the local LLM server."""
+    return {
+        "milvus": {"uri": str(db), "collection": "test_docs"},
+        "embedding": {"model_dir": str(model_dir)},
+        "llm": {
+            "base_url": server.base_url,
+            "model": "test-model",
+            "api_key_env": "TEST_LLM_KEY",
+            "max_retries": 0,
+            "timeout": 5,
+        },
+    }
+
+
 @pytest.fixture
 def make_settings(
     tmp_path: Path,
@@ -77,17 +92,7 @@ def make_settings(
     monkeypatch.setenv("TEST_LLM_KEY", "test-key")
 
     def build(overrides: dict[str, Any] | None = None, **sections: Any) -> Settings:
-        base: dict[str, Any] = {
-            "milvus": {"uri": str(tmp_path / "milvus.db"), "collection": "test_docs"},
-            "embedding": {"model_dir": str(tiny_model_dir)},
-            "llm": {
-                "base_url": llm_server.base_url,
-                "model": "test-model",
-                "api_key_env": "TEST_LLM_KEY",
-                "max_retries": 0,
-                "timeout": 5,
-            },
-        }
+        base = base_config(tmp_path / "milvus.db", tiny_model_dir, llm_server)
         for name, values in {**(overrides or {}), **sections}.items():
             base.setdefault(name, {}).update(values)
         return load_settings(overrides=base)

@@ -150,3 +150,14 @@ def test_retriever_scores_and_k(settings: Settings) -> None:
     assert len(docs) == 2
     assert docs[0].metadata["source"] == "en/faq/product_faq.md"
     assert all(isinstance(d.metadata["score"], float) for d in docs)
+
+
+def test_chain_filter_restricts_sources(settings: Settings, llm: FakeOpenAIServer) -> None:
+    from milvus_rag.filters import source_glob
+
+    result = build_rag_chain_with_sources(settings, expr=source_glob("en/animals/")).invoke(
+        QUESTION
+    )
+    assert [d.metadata["source"] for d in result["context"]] == ["en/animals/zebra.md"]
+    user = _user_message(llm.chat_requests()[-1])
+    assert "Zebras" in _between(user, "context") and "etcd" not in user

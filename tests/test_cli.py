@@ -10,6 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 from milvus_rag.cli import app
+from tests.conftest import base_config
 from tests.support.openai_server import FakeOpenAIServer, closed_port
 
 runner = CliRunner()
@@ -21,21 +22,7 @@ def config(
 ) -> Path:
     monkeypatch.setenv("TEST_LLM_KEY", "test-key")
     path = tmp_path / "cli.yaml"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "milvus": {"uri": str(tmp_path / "cli.db"), "collection": "cli_docs"},
-                "embedding": {"model_dir": str(tiny_model_dir)},
-                "llm": {
-                    "base_url": llm.base_url,
-                    "model": "test-model",
-                    "api_key_env": "TEST_LLM_KEY",
-                    "max_retries": 0,
-                    "timeout": 5,
-                },
-            }
-        )
-    )
+    path.write_text(yaml.safe_dump(base_config(tmp_path / "cli.db", tiny_model_dir, llm)))
     return path
 
 
@@ -210,3 +197,23 @@ def test_config_command_redacts_secrets(config: Path, monkeypatch: pytest.Monkey
     data = json.loads(result.stdout)
     assert data["milvus"]["token"] == "**********"
     assert data["llm"]["api_key"] == "**********"
+
+
+@pytest.mark.shared
+def test_tutorial_parity_on_the_shared_archive(config: Path) -> None:
+    from tests.conftest import SHARED_ZIP, require
+
+    result = run(
+        "ingest",
+        str(require(SHARED_ZIP)),
+        "--glob",
+        "en/faq/*.md",
+        "--splitter",
+        "tutorial",
+        "--json",
+        "--config",
+        str(config),
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["files_seen"], report["chunks_written"]) == (4, 72)

@@ -33,7 +33,9 @@ def _model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("emb-model"), hidden=48)
 
 
-class TestMilvusModelEmbeddingsUnit(EmbeddingsUnitTests):
+class _TinyModelParams:
+    """Both standard suites run on the generated model."""
+
     @pytest.fixture(autouse=True)
     def _dir(self, _model_dir: Path) -> None:
         self._path = _model_dir
@@ -47,18 +49,12 @@ class TestMilvusModelEmbeddingsUnit(EmbeddingsUnitTests):
         return {"model_dir": self._path, "batch_size": 4}
 
 
-class TestMilvusModelEmbeddingsIntegration(EmbeddingsIntegrationTests):
-    @pytest.fixture(autouse=True)
-    def _dir(self, _model_dir: Path) -> None:
-        self._path = _model_dir
+class TestMilvusModelEmbeddingsUnit(_TinyModelParams, EmbeddingsUnitTests):
+    pass
 
-    @property
-    def embeddings_class(self) -> type[MilvusModelEmbeddings]:
-        return MilvusModelEmbeddings
 
-    @property
-    def embedding_model_params(self) -> dict[str, Any]:
-        return {"model_dir": self._path, "batch_size": 4}
+class TestMilvusModelEmbeddingsIntegration(_TinyModelParams, EmbeddingsIntegrationTests):
+    pass
 
 
 def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -142,3 +142,21 @@ def test_second_process_gets_a_clear_message(tmp_path: Path) -> None:
         assert "\n" not in message
     finally:
         holder.communicate("\n", timeout=30)
+
+
+def test_recreate_with_a_broken_model_keeps_the_data(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    from milvus_rag.errors import ModelNotAvailableError
+
+    s = make_settings()
+    _create(s)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.onnx").write_bytes(b"junk")
+    with pytest.raises(ModelNotAvailableError):
+        open_vector_store(s, MilvusModelEmbeddings(model_dir=broken), recreate=True)
+    client = connect(s.milvus)
+    assert (
+        client.query(s.milvus.collection, filter="", output_fields=["count(*)"])[0]["count(*)"] == 1
+    )

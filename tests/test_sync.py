@@ -282,3 +282,41 @@ def test_stale_lock_of_dead_process_is_broken(
     lock._create()
     assert ingest(root, s).added == 3
     _ = os
+
+
+def test_ingest_ends_flushed_and_big_files_skipped(
+    make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pymilvus import MilvusClient
+
+    flushed: list[str] = []
+    original = MilvusClient.flush
+    monkeypatch.setattr(
+        MilvusClient,
+        "flush",
+        lambda self, name, **kw: (flushed.append(name), original(self, name, **kw))[1],
+    )
+    s = make_settings(ingest={"max_file_bytes": 10_000})
+    root = _docs(
+        tmp_path / "docs",
+        {"small.md": "# S\n\nSmall file about milvus.\n", "big.md": "# B\n\n" + "x" * 20_000},
+    )
+    report = ingest(root, s)
+    assert flushed == [s.milvus.collection]
+    assert report.added == 1 and report.skipped == 1
+    assert "big.md" in dict(report.skipped_files)
+    flushed.clear()
+    ingest(root, s)
+    assert flushed == []  # nothing changed, nothing to flush
+
+
+def test_hybrid_ingest_and_search_over_a_served_lite(
+    make_settings: Callable[..., Settings], tmp_path: Path, lite_server: object
+) -> None:
+    from milvus_rag.retriever import MilvusRAGRetriever
+
+    s = make_settings(milvus={"uri": lite_server.uri}, retrieval={"mode": "hybrid"})  # type: ignore[attr-defined]
+    root = _docs(tmp_path / "docs", FILES)
+    assert ingest(root, s).added == 3
+    docs = MilvusRAGRetriever.from_settings(s).invoke("zebras savanna")
+    assert docs[0].metadata["source"] == "b.md"

@@ -40,6 +40,7 @@ def ask(
     settings = settings_for(config, retrieval_overrides(k, mode, mmr))
     llm = chat_model_from_settings(settings)  # raises on a missing key before any I/O
     retriever = MilvusRAGRetriever.from_settings(settings, expr=filter_expression(source, filter_))
+    retriever.ensure_not_empty()
     chain = build_rag_chain_with_sources(retriever=retriever, llm=llm)
     context: list[Any] = []
     if as_json or no_stream:

@@ -34,16 +34,12 @@ def search(
 ) -> None:
     """Print the passages closest to QUESTION with their distances, best first."""
     from milvus_rag.chains import source_of
-    from milvus_rag.errors import EmptyCollectionError
     from milvus_rag.retriever import MilvusRAGRetriever
 
     settings = settings_for(config, retrieval_overrides(k, mode, mmr, threshold))
     retriever = MilvusRAGRetriever.from_settings(settings, expr=filter_expression(source, filter_))
+    retriever.ensure_not_empty()
     docs = retriever.invoke(question)
-    if not docs and not (source or filter_ or threshold is not None):
-        raise EmptyCollectionError(
-            f"collection {settings.milvus.collection} is empty: run `milvus-rag ingest SOURCE` first"
-        )
     if as_json:
         echo_json([source_of(doc) for doc in docs])
         return
