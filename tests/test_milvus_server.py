@@ -38,13 +38,16 @@ def test_ingest_search_ask_and_hybrid_fallback(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from milvus_rag.chains import build_rag_chain_with_sources
+
     from milvus_rag.retriever import MilvusRAGRetriever
 
     root = tmp_path / "docs"
     root.mkdir()
     (root / "zebra.md").write_text("# Zebras\n\nZebras graze on the savanna grass all day.\n")
     (root / "bread.md").write_text("# Bread\n\nBread is baked in a hot oven until brown.\n")
-    s = make_settings(milvus={"uri": milvus_server.uri, "collection": "server_docs"}, retrieval={"mode": "hybrid"})
+    s = make_settings(
+        milvus={"uri": milvus_server.uri, "collection": "server_docs"}, retrieval={"mode": "hybrid"}
+    )
     with caplog.at_level("WARNING", logger="milvus_rag"):
         report = ingest(root, s, recreate=True)
         docs = MilvusRAGRetriever.from_settings(s).invoke("zebras on the savanna")

@@ -63,7 +63,7 @@ class MilvusServer:
         try:
             MilvusClient(uri=self.uri, timeout=5).list_collections()
             return True
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             return False
 
     def stop(self) -> None:
