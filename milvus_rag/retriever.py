@@ -83,7 +83,7 @@ class MilvusRAGRetriever(BaseRetriever):
     fetch_k: int = 20
     lambda_mult: float = 0.5
     score_threshold: float | None = None
-    expr: str | None = None
+    expr: Any = None
     """A Milvus boolean filter expression (build it with ``milvus_rag.filters``)."""
     metric: str = "IP"
     fusion: Literal["rrf", "weighted"] = "rrf"
@@ -92,6 +92,7 @@ class MilvusRAGRetriever(BaseRetriever):
     max_k: int = 50
 
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _templates: bool = PrivateAttr(default=False)
 
     @classmethod
     def from_settings(
@@ -125,6 +126,9 @@ class MilvusRAGRetriever(BaseRetriever):
                     store = self._open()
                     if self.mode == "hybrid" and len(store.vector_fields) < 2:
                         self.mode = "dense"  # the server has no BM25: the store said why
+                    from milvus_rag.store import supports_filter_templates
+
+                    self._templates = supports_filter_templates(store.client)
                     self.vector_store = store
         return self.vector_store
 
@@ -154,7 +158,12 @@ class MilvusRAGRetriever(BaseRetriever):
             raise ConfigError(f"k={k} is above retrieval.max_k={self.max_k}")
         kwargs: dict[str, Any] = {"k": k}
         if self.expr:
-            kwargs["expr"] = self.expr
+            from milvus_rag.filters import Expr
+
+            if isinstance(self.expr, Expr) and self._templates and self.mode == "dense":
+                kwargs.update(expr=self.expr.template, filter_params=self.expr.params)
+            else:
+                kwargs["expr"] = str(self.expr)
         if self.mode == "hybrid":
             kwargs["fetch_k"] = max(self.fetch_k, k)
             if self.fusion == "rrf":
@@ -210,9 +219,7 @@ class MilvusRAGRetriever(BaseRetriever):
     def _mmr(self, store: Milvus, query: str, search: dict[str, Any]) -> list[Document]:
         """Maximal marginal relevance over ``fetch_k`` candidates, keeping scores."""
         k = search["k"]
-        pairs = store.similarity_search_with_score(
-            query, k=max(self.fetch_k, k), expr=search.get("expr")
-        )
+        pairs = store.similarity_search_with_score(query, **{**search, "k": max(self.fetch_k, k)})
         if not pairs:
             return []
         import numpy as np

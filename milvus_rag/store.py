@@ -58,6 +58,7 @@ __all__ = [
     "has_sparse_field",
     "open_vector_store",
     "supports_bm25",
+    "supports_filter_templates",
 ]
 
 ID_FIELD = "id"
@@ -167,20 +168,30 @@ def collection_identity(client: MilvusClient, collection: str) -> dict[str, Any]
     return record if isinstance(record, dict) else None
 
 
-def supports_bm25(client: MilvusClient) -> bool:
-    """True when the server has Milvus's BM25 function (Milvus >= 2.5, Milvus Lite)."""
+def _server_version(client: MilvusClient) -> tuple[int, int] | None:
+    """(major, minor) of a Milvus server; ``None`` for Milvus Lite or when unknown."""
     import re
 
     try:
         version = str(client.get_server_version())
     except Exception:
-        return True
+        return None
     if version.startswith("milvus_lite"):
-        return True
+        return None
     match = re.search(r"(\d+)\.(\d+)", version)
-    if match is None:
-        return True
-    return (int(match.group(1)), int(match.group(2))) >= (2, 5)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def supports_bm25(client: MilvusClient) -> bool:
+    """True when the server has Milvus's BM25 function (Milvus >= 2.5, Milvus Lite)."""
+    version = _server_version(client)
+    return version is None or version >= (2, 5)
+
+
+def supports_filter_templates(client: MilvusClient) -> bool:
+    """True on servers with filter templating (Milvus >= 2.5); Milvus Lite has none."""
+    version = _server_version(client)
+    return version is not None and version >= (2, 5)
 
 
 def has_sparse_field(client: MilvusClient, collection: str) -> bool:

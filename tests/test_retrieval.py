@@ -290,3 +290,41 @@ def test_hybrid_falls_back_to_dense_without_bm25(
     assert _sources(docs) == ["a.md"]
     warnings = [r for r in caplog.records if "falls back to dense" in r.getMessage()]
     assert warnings and "before 2.5" in warnings[0].getMessage()
+
+
+def test_filter_expr_carries_a_template() -> None:
+    from milvus_rag.filters import Expr, all_of
+
+    expr = all_of(source_glob("faq/"), eq("title", 'say "hi"'), metadata_filter({"n": [1, 2]}))
+    assert isinstance(expr, Expr)
+    assert expr.template == "(source like {p0}) and (title == {p1}) and (n in {p2})"
+    assert expr.params == {"p0": "faq/%", "p1": 'say "hi"', "p2": [1, 2]}
+    assert expr == '(source like "faq/%") and (title == "say \\"hi\\"") and (n in [1, 2])'
+
+
+def test_templating_used_only_where_the_server_supports_it(
+    hybrid_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pymilvus import MilvusClient
+
+    calls: list[dict] = []
+    original = MilvusClient.search
+
+    def spy(self: MilvusClient, *args: Any, **kwargs: Any) -> Any:
+        calls.append(dict(kwargs))
+        if (
+            "filter_params" in kwargs
+        ):  # Milvus Lite has no templating: render it to check the wiring
+            kwargs["filter"] = eq("source", kwargs.pop("filter_params")["p0"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MilvusClient, "search", spy)
+    expr = eq("source", "faq/zebra.md")
+    docs = _retriever(hybrid_settings, mode="dense", expr=expr).invoke("zebra")
+    assert _sources(docs) == ["faq/zebra.md"]
+    assert calls[-1]["filter"] == 'source == "faq/zebra.md"' and "filter_params" not in calls[-1]
+
+    monkeypatch.setattr(MilvusClient, "get_server_version", lambda self, **kw: "v2.5.4")
+    docs = _retriever(hybrid_settings, mode="dense", expr=expr).invoke("zebra")
+    assert _sources(docs) == ["faq/zebra.md"]
+    assert calls[-1]["filter_params"] == {"p0": "faq/zebra.md"}
