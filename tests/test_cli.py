@@ -30,17 +30,17 @@ def run(*args: str) -> object:
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
-def _ingest_faq(config: Path, source: Path) -> object:
-    return run(
-        "ingest",
-        str(source),
-        "--glob",
-        "en/faq/*.md",
-        "--splitter",
-        "tutorial",
-        "--config",
-        str(config),
-    )
+def _ingest_faq(config: Path, source: Path, *extra: str) -> object:
+    glob = ("--glob", "en/faq/*.md", "--splitter", "tutorial")
+    return run("ingest", str(source), *glob, *extra, "--config", str(config))
+
+
+def _tutorial_report(config: Path, source: Path) -> tuple[int, int]:
+    """Files seen and chunks written by a JSON tutorial-splitter ingest of the FAQ."""
+    result = _ingest_faq(config, source, "--json")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    report = json.loads(result.stdout)  # type: ignore[attr-defined]
+    return report["files_seen"], report["chunks_written"]
 
 
 def test_ingest_tutorial_gives_72_chunks_then_nothing(config: Path, faq_folder: Path) -> None:
@@ -54,20 +54,7 @@ def test_ingest_tutorial_gives_72_chunks_then_nothing(config: Path, faq_folder: 
 
 
 def test_ingest_zip_and_json(config: Path, faq_zip: Path) -> None:
-    result = run(
-        "ingest",
-        str(faq_zip),
-        "--glob",
-        "en/faq/*.md",
-        "--splitter",
-        "tutorial",
-        "--json",
-        "--config",
-        str(config),
-    )
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
-    assert report["chunks_written"] == 72 and report["files_seen"] == 4
+    assert _tutorial_report(config, faq_zip) == (4, 72)
 
 
 def test_search_prints_like_the_tutorial(config: Path, faq_folder: Path) -> None:
@@ -203,17 +190,4 @@ def test_config_command_redacts_secrets(config: Path, monkeypatch: pytest.Monkey
 def test_tutorial_parity_on_the_shared_archive(config: Path) -> None:
     from tests.conftest import SHARED_ZIP, require
 
-    result = run(
-        "ingest",
-        str(require(SHARED_ZIP)),
-        "--glob",
-        "en/faq/*.md",
-        "--splitter",
-        "tutorial",
-        "--json",
-        "--config",
-        str(config),
-    )
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
-    assert (report["files_seen"], report["chunks_written"]) == (4, 72)
+    assert _tutorial_report(config, require(SHARED_ZIP)) == (4, 72)

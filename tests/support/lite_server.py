@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from typing_extensions import Self
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -18,8 +20,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class LiteServer:
-    """Start with ``start()``; ``uri`` is ``http://127.0.0.1:PORT``; ``stop()`` kills the group."""
+class ServerProcess:
+    """A server started in its own process group on a free loopback port.
+
+    ``start()`` waits until :meth:`ready`; ``stop()`` kills the whole group.
+    """
+
+    name = "server"
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -30,19 +37,19 @@ class LiteServer:
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60) -> LiteServer:
-        exe = shutil.which("milvus-lite") or str(Path(sys.executable).with_name("milvus-lite"))
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 180) -> Self:
         self.proc = subprocess.Popen(
-            [
-                exe,
-                "server",
-                "--data-dir",
-                str(self.data_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
+            self.command(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -50,16 +57,33 @@ class LiteServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("milvus-lite server exited early")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.2)
+                raise RuntimeError(f"{self.name} exited early")
+            if self.ready():
+                return self
+            time.sleep(0.3)
         self.stop()
-        raise RuntimeError("milvus-lite server did not start")
+        raise RuntimeError(f"{self.name} did not become ready")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=60)
+
+
+class LiteServer(ServerProcess):
+    """``milvus-lite server``: Milvus Lite served over gRPC."""
+
+    name = "milvus-lite server"
+
+    def command(self) -> list[str]:
+        exe = shutil.which("milvus-lite") or str(Path(sys.executable).with_name("milvus-lite"))
+        return [
+            exe,
+            "server",
+            "--data-dir",
+            str(self.data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
