@@ -119,7 +119,6 @@ class _StoredSource:
 @dataclass
 class _PendingFile:
     path: str
-    new: bool
     stale: set[str]
     remaining: int
 
@@ -332,7 +331,7 @@ def _ingest_file(
         report.added += 1
     else:
         report.updated += 1
-    writer.add_file(_PendingFile(item.path, stored is None, stale, len(rows)), rows)
+    writer.add_file(_PendingFile(item.path, stale, len(rows)), rows)
 
 
 def _skip(report: IngestReport, path: str, reason: str) -> None:

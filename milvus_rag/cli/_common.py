@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,7 +86,3 @@ def command(func: F) -> F:
 def echo_json(data: Any) -> None:
     """Print ``data`` as JSON on stdout."""
     typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
-
-
-def is_tty() -> bool:
-    return sys.stderr.isatty()
