@@ -298,13 +298,11 @@ def test_zip_bomb_ratio_refused_before_decompression(
         raise AssertionError("a member was decompressed")
 
     monkeypatch.setattr(zipfile.ZipFile, "open", no_open)
-    started = time.perf_counter()
     with (
         pytest.raises(UnsafeSourceError, match=r"zeros\.bin.*ratio \d+ > max_archive_ratio 200"),
         open_source(archive),
     ):
         pass
-    assert time.perf_counter() - started < 1.0
 
 
 def test_zip_total_size_and_count_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
