@@ -218,19 +218,21 @@ class MilvusRAGRetriever(BaseRetriever):
 
     def _mmr(self, store: Milvus, query: str, search: dict[str, Any]) -> list[Document]:
         """Maximal marginal relevance over ``fetch_k`` candidates, keeping scores."""
-        k = search["k"]
-        pairs = store.similarity_search_with_score(query, **{**search, "k": max(self.fetch_k, k)})
-        if not pairs:
-            return []
         import numpy as np
         from langchain_milvus.vectorstores.milvus import maximal_marginal_relevance
 
+        k = search["k"]
+        query_vector = store.embeddings.embed_query(query)  # type: ignore[union-attr]
+        pairs = store.similarity_search_with_score_by_vector(
+            query_vector, **{**search, "k": max(self.fetch_k, k)}
+        )
+        if not pairs:
+            return []
         ids = [doc.metadata.get("id") for doc, _ in pairs]
         rows = store.client.get(store.collection_name, ids=ids, output_fields=["vector"])
         by_id = {row["id"]: row["vector"] for row in rows}
         vectors = [by_id[i] for i in ids]
-        query_vector = np.array(store.embeddings.embed_query(query))  # type: ignore[union-attr]
         chosen = maximal_marginal_relevance(
-            query_vector, vectors, lambda_mult=self.lambda_mult, k=k
+            np.array(query_vector), vectors, lambda_mult=self.lambda_mult, k=k
         )
         return self._to_documents([pairs[i] for i in chosen])

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from milvus_rag.errors import (
     EmbeddingMismatchError,
     EmptyCollectionError,
+    MilvusRAGError,
     SchemaMismatchError,
     StoreError,
     StoreLockedError,
@@ -345,11 +346,9 @@ def open_vector_store(
         else:
             create_collection(client, settings, identity, hybrid=hybrid)
         return _langchain_store(settings, embeddings, hybrid=hybrid)
-    except (StoreError, EmbeddingMismatchError):
+    except MilvusRAGError:
         raise
     except Exception as exc:
-        if type(exc).__module__.startswith("milvus_rag"):
-            raise
         raise StoreError(f"{_describe_uri(settings.milvus)}: {_reason(exc)}") from exc
 
 
