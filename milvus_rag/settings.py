@@ -160,6 +160,7 @@ class RetrievalSettings(_Section):
     fusion: Literal["rrf", "weighted"] = "rrf"
     rrf_k: int = Field(60, ge=1)
     weights: tuple[float, float] = (0.7, 0.3)
+    bm25_stop_words: Literal["english", "none"] | list[str] = "english"
 
     @model_validator(mode="after")
     def _k_within_max(self) -> RetrievalSettings:

@@ -28,6 +28,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from milvus_rag.bm25 import analyzer_params
 from milvus_rag.errors import (
     EmbeddingMismatchError,
     EmptyCollectionError,
@@ -201,6 +202,36 @@ def has_sparse_field(client: MilvusClient, collection: str) -> bool:
     return any(field.get("name") == SPARSE_FIELD for field in fields)
 
 
+def _stored_analyzer(client: MilvusClient, collection: str) -> dict[str, Any] | None:
+    for field in client.describe_collection(collection).get("fields", []):
+        if field.get("name") == TEXT_FIELD:
+            value = field.get("params", {}).get("analyzer_params")
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    return None
+            return value if isinstance(value, dict) else None
+    return None
+
+
+def _warn_if_analyzer_differs(client: MilvusClient, settings: Settings) -> None:
+    """Log once when a hybrid collection was built with other BM25 stop words.
+
+    The analyzer is part of the collection schema: a changed
+    ``retrieval.bm25_stop_words`` applies only after ``--recreate``.
+    """
+    name = settings.milvus.collection
+    stored = _stored_analyzer(client, name)
+    wanted = analyzer_params(settings.retrieval.bm25_stop_words)
+    if stored is not None and stored != wanted:
+        _log.warning(
+            "collection %s was built with other BM25 stop words than retrieval.bm25_stop_words; "
+            "the new setting applies after ingest --recreate --mode hybrid",
+            name,
+        )
+
+
 def count_entities(client: MilvusClient, collection: str) -> int:
     """Number of chunks stored (0 when the collection does not exist)."""
     if not client.has_collection(collection):
@@ -249,6 +280,7 @@ def create_collection(
     text_options: dict[str, Any] = {"max_length": TEXT_MAX_BYTES}
     if hybrid:
         text_options["enable_analyzer"] = True
+        text_options["analyzer_params"] = analyzer_params(settings.retrieval.bm25_stop_words)
     schema.add_field(TEXT_FIELD, DataType.VARCHAR, **text_options)
     schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=int(identity["dim"]))
     if hybrid:
@@ -343,6 +375,8 @@ def open_vector_store(
                     f"collection {name} was built for dense search and has no BM25 field; "
                     "re-ingest with --recreate --mode hybrid to use hybrid search"
                 )
+            if hybrid and create:
+                _warn_if_analyzer_differs(client, settings)
         else:
             create_collection(client, settings, identity, hybrid=hybrid)
         return _langchain_store(settings, embeddings, hybrid=hybrid)
@@ -381,7 +415,9 @@ def _langchain_store(settings: Settings, embeddings: Any, *, hybrid: bool) -> Mi
     return Milvus(
         embedding_function=embeddings,
         builtin_function=BM25BuiltInFunction(
-            input_field_names=TEXT_FIELD, output_field_names=SPARSE_FIELD
+            input_field_names=TEXT_FIELD,
+            output_field_names=SPARSE_FIELD,
+            analyzer_params=analyzer_params(settings.retrieval.bm25_stop_words),
         ),
         vector_field=[VECTOR_FIELD, SPARSE_FIELD],
         index_params=[
