@@ -2,6 +2,8 @@
 # Retrieval quality and latency on the whole Milvus docs: the tutorial's pipeline
 # (split on "# ", dense) against milvus-rag's default (markdown splitter; dense and hybrid),
 # measured by the same `milvus-rag eval` on the same questions.
+# A held-out set (../shared/eval/dev_questions.jsonl, never used to tune anything) runs too
+# when present.
 # Usage: benchmarks/retrieval_eval.sh MODEL_DIR [ZIP] [QUESTIONS]
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -15,9 +17,15 @@ export MILVUS_RAG_EMBEDDING__MODEL_DIR="$model" MILVUS_RAG_MILVUS__URI="$work/ev
 MILVUS_RAG_MILVUS__COLLECTION=tutorial milvus-rag ingest "$zip" --splitter tutorial --recreate >/dev/null
 MILVUS_RAG_MILVUS__COLLECTION=markdown milvus-rag ingest "$zip" --mode hybrid --recreate >/dev/null
 
-echo "tutorial pipeline (split on '# ', dense):"
-MILVUS_RAG_MILVUS__COLLECTION=tutorial milvus-rag eval "$questions" --mode dense | tail -n 1
-for mode in dense hybrid; do
-  echo "milvus-rag default (markdown splitter, $mode):"
-  MILVUS_RAG_MILVUS__COLLECTION=markdown milvus-rag eval "$questions" --mode "$mode" | tail -n 1
+heldout="$here/../shared/eval/dev_questions.jsonl"
+sets=("$questions")
+[ -f "$heldout" ] && sets+=("$heldout")
+for set in "${sets[@]}"; do
+  echo "== $set"
+  echo "tutorial pipeline (split on '# ', dense):"
+  MILVUS_RAG_MILVUS__COLLECTION=tutorial milvus-rag eval "$set" --mode dense | tail -n 1
+  for mode in dense hybrid; do
+    echo "milvus-rag (markdown splitter, $mode):"
+    MILVUS_RAG_MILVUS__COLLECTION=markdown milvus-rag eval "$set" --mode "$mode" | tail -n 1
+  done
 done
