@@ -7,9 +7,10 @@ Sources, highest priority first:
 3. ``config.yaml`` (``--config PATH``; ``./config.yaml`` when present),
 4. the built-in defaults, which are the tutorial's values.
 
-Secrets (``milvus.token``, the LLM API key) are ``SecretStr`` and come from the
-environment only: the LLM key from the variable named by ``llm.api_key_env``,
-the Milvus token from ``MILVUS_RAG_MILVUS__TOKEN``.
+Secrets (``milvus.token``, the LLM API key, the server's API key) are ``SecretStr``
+and come from the environment only: the LLM key from the variable named by
+``llm.api_key_env``, the Milvus token from ``MILVUS_RAG_MILVUS__TOKEN``, the server
+key from ``MILVUS_RAG_SERVER__API_KEY``.
 
 This is the only module that reads ``os.environ``; everything else receives a
 ``Settings`` (or one of its sections) from the edge that loaded it.
@@ -221,6 +222,10 @@ class ServerSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    api_key: SecretStr | None = None
+    model_name: str = Field("milvus-rag", min_length=1)
+    max_question_chars: int = Field(4000, ge=1)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
 
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("milvus_rag_config_file", default=None)
@@ -264,7 +269,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-_SECRET_KEYS = (("milvus", "token"), ("llm", "api_key"))
+_SECRET_KEYS = (("milvus", "token"), ("llm", "api_key"), ("server", "api_key"))
 
 
 class Settings(BaseSettings):
@@ -305,6 +310,7 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         data["milvus"]["token"] = "**********" if self.milvus.token else None
         data["llm"]["api_key"] = "**********" if self.llm.api_key else None
+        data["server"]["api_key"] = "**********" if self.server.api_key else None
         return data
 
 

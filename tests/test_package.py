@@ -155,3 +155,22 @@ def test_wheel_installs_no_top_level_chains_or_loaders(tmp_path: Path) -> None:
     assert "milvus_rag/loaders/sources.py" in names
     assert "milvus_rag/cli/__init__.py" in names
     assert not any(name.startswith("tests/") for name in names)
+
+
+def test_bm25_and_server_exports() -> None:
+    import milvus_rag.bm25
+    import milvus_rag.server
+
+    assert sorted(milvus_rag.bm25.__all__) == ["ENGLISH_STOP_WORDS", "analyzer_params"]
+    assert sorted(milvus_rag.server.__all__) == sorted(
+        ["STATUS_OF", "ChatRequest", "create_app", "status_of"]
+    )
+
+
+def test_importing_the_server_starts_nothing() -> None:
+    code = (
+        "import sys, milvus_rag.server, milvus_rag.cli; "
+        "assert 'fastapi' not in sys.modules and 'langserve' not in sys.modules, 'eager import'; "
+        "assert 'onnxruntime' not in sys.modules, 'model runtime at import'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

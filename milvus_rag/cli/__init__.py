@@ -14,6 +14,7 @@ from milvus_rag.cli.config import show_config
 from milvus_rag.cli.eval import evaluate
 from milvus_rag.cli.ingest import ingest
 from milvus_rag.cli.search import search
+from milvus_rag.cli.serve import serve
 
 __all__ = ["app", "main"]
 
@@ -29,6 +30,7 @@ app.command("search")(search)
 app.command("ask")(ask)
 app.command("eval")(evaluate)
 app.command("config")(show_config)
+app.command("serve")(serve)
 
 
 def main() -> None:

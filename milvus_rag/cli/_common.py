@@ -47,6 +47,9 @@ def _quiet_libraries() -> None:
         "langchain_milvus",
         "httpx",
         "openai",
+        # Milvus Lite's in-process gRPC server logs a traceback for calls it does not
+        # implement (pymilvus's async client probes AllocTimestamp, then carries on).
+        "grpc._server",
     ):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     ours = logging.getLogger("milvus_rag")
