@@ -52,6 +52,7 @@ __all__ = [
     "SPARSE_FIELD",
     "TEXT_FIELD",
     "VECTOR_FIELD",
+    "check_identity",
     "collection_identity",
     "connect",
     "count_entities",
@@ -59,6 +60,7 @@ __all__ = [
     "drop_collection",
     "has_sparse_field",
     "open_vector_store",
+    "stored_analyzer",
     "supports_bm25",
     "supports_filter_templates",
 ]
@@ -202,7 +204,8 @@ def has_sparse_field(client: MilvusClient, collection: str) -> bool:
     return any(field.get("name") == SPARSE_FIELD for field in fields)
 
 
-def _stored_analyzer(client: MilvusClient, collection: str) -> dict[str, Any] | None:
+def stored_analyzer(client: MilvusClient, collection: str) -> dict[str, Any] | None:
+    """The ``analyzer_params`` of the collection's text field (``None`` when unset)."""
     for field in client.describe_collection(collection).get("fields", []):
         if field.get("name") == TEXT_FIELD:
             value = field.get("params", {}).get("analyzer_params")
@@ -222,7 +225,7 @@ def _warn_if_analyzer_differs(client: MilvusClient, settings: Settings) -> None:
     ``retrieval.bm25_stop_words`` applies only after ``--recreate``.
     """
     name = settings.milvus.collection
-    stored = _stored_analyzer(client, name)
+    stored = stored_analyzer(client, name)
     wanted = analyzer_params(settings.retrieval.bm25_stop_words)
     if stored is not None and stored != wanted:
         _log.warning(

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from milvus_rag.loaders.splitters import Chunk
     from milvus_rag.settings import Settings
 
-__all__ = ["IngestReport", "Progress", "chunk_id", "ingest"]
+__all__ = ["IngestLock", "IngestReport", "Progress", "chunk_id", "ingest"]
 
 _log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ def ingest(
 
     with open_source(source, glob=glob, limits=_limits(settings)) as listing:
         client = connect(settings.milvus)
-        with _ingest_lock(client, settings):
+        with IngestLock(client, settings):
             open_vector_store(settings, embeddings, create=True, recreate=recreate, client=client)
             state = _stored_state(client, collection, listing.origin)
             writer = _Writer(client, collection, embeddings, settings, report, progress)
@@ -369,7 +369,7 @@ def _limits(settings: Settings) -> Any:
     )
 
 
-class _ingest_lock:
+class IngestLock:
     """One ingest per collection at a time.
 
     Milvus Lite already allows one process per database file. On a server, the
@@ -384,7 +384,7 @@ class _ingest_lock:
         self.name = f"{settings.milvus.collection}__ingest_lock"
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
 
-    def __enter__(self) -> _ingest_lock:
+    def __enter__(self) -> IngestLock:
         if not self.enabled:
             return self
         for _ in range(2):

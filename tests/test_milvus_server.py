@@ -57,3 +57,32 @@ def test_ingest_search_ask_and_hybrid_fallback(
     assert ingest(root, s).unchanged == 2
     result = build_rag_chain_with_sources(s).invoke("zebras on the savanna")
     assert result["context"][0].metadata["source"] == "zebra.md"
+
+
+def test_migrate_lite_to_the_server(
+    make_settings: Callable[..., Settings],
+    milvus_server: MilvusServer,
+    faq_folder: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from milvus_rag.migrate import migrate
+    from milvus_rag.retriever import MilvusRAGRetriever
+
+    lite = make_settings(retrieval={"mode": "hybrid"})
+    ingest(faq_folder, lite)
+    target = lite.milvus.model_copy(update={"uri": milvus_server.uri, "collection": "migrated"})
+    with caplog.at_level("WARNING", logger="milvus_rag"):
+        report = migrate(lite, target, recreate=True)
+    assert not report.hybrid  # Milvus 2.3 has no BM25: a dense copy, after one warning
+    assert any("dense only" in r.getMessage() for r in caplog.records)
+    assert report.target_count == report.source_count == report.copied > 10
+    served = lite.model_copy(update={"milvus": target})
+    question = "How is data stored in milvus?"
+
+    def hits(s: Settings) -> list[tuple[str, float]]:
+        docs = MilvusRAGRetriever.from_settings(s, mode="dense").invoke(question)
+        return [(d.metadata["source"], round(d.metadata["score"], 4)) for d in docs]
+
+    assert hits(served) == hits(lite)
+    assert migrate(lite, target).target_count == report.source_count  # rerun: no duplicates
+    assert ingest(faq_folder, served).chunks_written == 0  # the copy stays incremental

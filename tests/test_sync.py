@@ -274,10 +274,10 @@ def test_stale_lock_of_dead_process_is_broken(
     root = _docs(tmp_path / "docs", FILES)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    from milvus_rag.sync import _ingest_lock
+    from milvus_rag.sync import IngestLock
 
     client = connect(s.milvus)
-    lock = _ingest_lock(client, s)
+    lock = IngestLock(client, s)
     lock.owner = f"{lock.owner.rpartition(':')[0]}:{dead.pid}"
     lock._create()
     assert ingest(root, s).added == 3

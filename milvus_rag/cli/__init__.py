@@ -13,6 +13,7 @@ from milvus_rag.cli.ask import ask
 from milvus_rag.cli.config import show_config
 from milvus_rag.cli.eval import evaluate
 from milvus_rag.cli.ingest import ingest
+from milvus_rag.cli.migrate import migrate
 from milvus_rag.cli.search import search
 from milvus_rag.cli.serve import serve
 
@@ -31,6 +32,7 @@ app.command("ask")(ask)
 app.command("eval")(evaluate)
 app.command("config")(show_config)
 app.command("serve")(serve)
+app.command("migrate")(migrate)
 
 
 def main() -> None:

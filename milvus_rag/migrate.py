@@ -1,0 +1,224 @@
+"""Copy a milvus-rag collection to another Milvus deployment (Milvus Lite -> a server).
+
+Everything ingest stored travels: ids, texts, vectors, every metadata field, and
+the embedding record, so the copy answers exactly like the original and later
+ingests into it stay incremental. Vectors are copied, not recomputed. A hybrid
+collection's BM25 field is rebuilt by the target's own BM25 function (with the
+source's stop words); on a target without BM25 (Milvus before 2.5) the copy is
+dense, after one warning.
+
+Rows are upserted by id, so an interrupted migration is resumed by running it
+again, and rerunning never duplicates anything. Rows the target already holds
+and the source does not are kept (nothing stored is lost).
+
+Example:
+    .. code-block:: python
+
+        from milvus_rag import load_settings
+        from milvus_rag.migrate import migrate
+
+        settings = load_settings()  # milvus.uri: the Milvus Lite file
+        target = settings.milvus.model_copy(update={"uri": "http://localhost:19530"})
+        print(migrate(settings, target).summary())
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from milvus_rag.errors import (
+    ConfigError,
+    EmbeddingMismatchError,
+    EmptyCollectionError,
+    MilvusRAGError,
+    SchemaMismatchError,
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
+
+    from milvus_rag.settings import MilvusSettings, Settings
+
+__all__ = ["MigrationReport", "migrate"]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class MigrationReport:
+    """What a migration did."""
+
+    source: str
+    target: str
+    collection: str
+    hybrid: bool = False
+    copied: int = 0
+    source_count: int = 0
+    target_count: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line for humans."""
+        mode = "hybrid" if self.hybrid else "dense"
+        return (
+            f"copied {self.copied} chunks of {self.collection} ({mode}) from {self.source} to "
+            f"{self.target}; source holds {self.source_count}, target {self.target_count}; "
+            f"{self.seconds:.1f} s"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
+        return asdict(self)
+
+
+def migrate(
+    settings: Settings,
+    target: MilvusSettings,
+    *,
+    recreate: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> MigrationReport:
+    """Copy ``settings.milvus.collection`` to the deployment described by ``target``.
+
+    Args:
+        settings: the loaded settings; ``settings.milvus`` is the source.
+        target: the target's ``milvus`` section (uri, token, collection, timeout).
+        recreate: drop the target collection first.
+        on_batch: called with the number of rows after each written batch.
+
+    Raises:
+        ConfigError: source and target are the same collection.
+        EmptyCollectionError: the source collection does not exist.
+        EmbeddingMismatchError: the target collection was built with another model.
+        SchemaMismatchError: the target is dense and the source hybrid (use ``recreate``).
+        StoreError subclasses: a deployment cannot be reached or refuses an operation.
+    """
+    from milvus_rag.store import connect, count_entities
+
+    source = settings.milvus
+    if _same_place(source, target):
+        raise ConfigError(
+            f"the migration target is the source itself ({target.uri}, collection "
+            f"{target.collection}): give another URI or collection"
+        )
+    started = time.perf_counter()
+    report = MigrationReport(source=source.uri, target=target.uri, collection=source.collection)
+    src = connect(source)
+    try:
+        dst = connect(target)
+        try:
+            _copy(settings, target, src, dst, report, recreate, on_batch)
+            report.source_count = count_entities(src, source.collection)
+            report.target_count = count_entities(dst, target.collection)
+        finally:
+            dst.close()
+    except MilvusRAGError:
+        raise
+    except Exception as exc:
+        from milvus_rag.store import _reason
+
+        raise StoreError(f"migration to {target.uri} failed: {_reason(exc)}") from exc
+    finally:
+        src.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _same_place(source: MilvusSettings, target: MilvusSettings) -> bool:
+    if source.collection != target.collection:
+        return False
+    if source.is_lite and target.is_lite:
+        from pathlib import Path
+
+        return Path(source.uri).expanduser().resolve() == Path(target.uri).expanduser().resolve()
+    return source.uri.rstrip("/") == target.uri.rstrip("/")
+
+
+def _copy(
+    settings: Settings,
+    target: MilvusSettings,
+    src: MilvusClient,
+    dst: MilvusClient,
+    report: MigrationReport,
+    recreate: bool,
+    on_batch: Callable[[int], None] | None,
+) -> None:
+    from milvus_rag.store import (
+        SPARSE_FIELD,
+        check_identity,
+        collection_identity,
+        create_collection,
+        drop_collection,
+        has_sparse_field,
+        supports_bm25,
+    )
+    from milvus_rag.sync import IngestLock
+
+    name = settings.milvus.collection
+    if not src.has_collection(name):
+        raise EmptyCollectionError(
+            f"collection {name} does not exist in {settings.milvus.uri}: nothing to migrate"
+        )
+    record = collection_identity(src, name)
+    if record is None:
+        raise EmbeddingMismatchError(
+            f"collection {name} was not created by milvus-rag (no embedding record); "
+            "only milvus-rag collections can be migrated"
+        )
+    identity = {key: value for key, value in record.items() if key != "metric"}
+    hybrid = has_sparse_field(src, name)
+    if hybrid and not supports_bm25(dst):
+        _log.warning(
+            "%s has no BM25 function (Milvus before 2.5): the copy is dense only", target.uri
+        )
+        hybrid = False
+    report.hybrid = hybrid
+    retrieval = settings.retrieval.model_copy(update={"bm25_stop_words": _stop_words(src, name)})
+    target_settings = settings.model_copy(
+        update={
+            "milvus": target.model_copy(update={"metric": record.get("metric", "IP")}),
+            "retrieval": retrieval,
+        }
+    )
+    with IngestLock(dst, target_settings):
+        if recreate:
+            drop_collection(dst, target.collection)
+        if dst.has_collection(target.collection):
+            check_identity(dst, target_settings, identity)
+            if hybrid and not has_sparse_field(dst, target.collection):
+                raise SchemaMismatchError(
+                    f"target collection {target.collection} is dense and the source is hybrid; "
+                    "migrate with --recreate"
+                )
+        else:
+            create_collection(dst, target_settings, identity, hybrid=hybrid)
+        src.load_collection(name)
+        iterator = src.query_iterator(
+            name, batch_size=settings.ingest.write_batch, filter="", output_fields=["*"]
+        )
+        try:
+            while rows := iterator.next():
+                for row in rows:
+                    row.pop(SPARSE_FIELD, None)  # the target's BM25 function rebuilds it
+                dst.upsert(target.collection, rows)
+                report.copied += len(rows)
+                if on_batch is not None:
+                    on_batch(len(rows))
+        finally:
+            iterator.close()
+        dst.flush(target.collection)
+
+
+def _stop_words(client: MilvusClient, collection: str) -> str | list[str]:
+    """The source's BM25 stop words, so that the copy analyzes text the same way."""
+    from milvus_rag.store import stored_analyzer
+
+    for step in (stored_analyzer(client, collection) or {}).get("filter", []):
+        if isinstance(step, dict) and step.get("type") == "stop":
+            return list(step.get("stop_words", []))
+    return "none"
