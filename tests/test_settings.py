@@ -151,3 +151,16 @@ def test_key_env_named_in_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_KEY", "abc")
     s = load_settings(overrides={"llm": {"api_key_env": "MY_KEY"}})
     assert s.llm.api_key is not None and s.llm.api_key.get_secret_value() == "abc"
+
+
+def test_readme_config_table_matches_the_defaults() -> None:
+    import re
+
+    defaults = load_settings(environ={}).model_dump(mode="json")
+    rows = re.findall(
+        r"^\| `([a-z_]+)\.([a-z_0-9]+)` \| `([^`]*)` \|", (REPO / "README.md").read_text(), re.M
+    )
+    assert len(rows) >= 8
+    for section, key, shown in rows:
+        value = defaults[section][key]
+        assert str(value) == shown, f"README says {section}.{key} = {shown}, the default is {value}"
