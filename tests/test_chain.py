@@ -17,28 +17,17 @@ from milvus_rag.embeddings import embeddings_from_settings
 from milvus_rag.retriever import MilvusRAGRetriever
 from milvus_rag.settings import Settings
 from milvus_rag.store import open_vector_store
-from tests.support.corpus import STORAGE_ANSWER
+from tests.support.corpus import CHAIN_DOCS, store_chain_docs
 from tests.support.openai_server import FakeOpenAIServer
 
-DOCS = [
-    ("Where does Milvus store data? " + STORAGE_ANSWER, "en/faq/product_faq.md"),
-    ("Zebras graze on the savanna grass all day long.", "en/animals/zebra.md"),
-    ("Guitar strings are tuned with pegs at the head of the guitar.", "en/music/guitar.md"),
-    ("Bread is baked in a hot oven until the crust is brown.", "en/food/bread.md"),
-]
+DOCS = CHAIN_DOCS
 QUESTION = "Where does Milvus store data?"
 
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     s = make_settings()
-    store = open_vector_store(s, embeddings_from_settings(s), create=True)
-    store.add_texts(
-        [text for text, _ in DOCS],
-        metadatas=[{"source": source} for _, source in DOCS],
-        ids=[f"id{i}" for i in range(len(DOCS))],
-    )
-    store.client.close()
+    store_chain_docs(s)
     return s
 
 

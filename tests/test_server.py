@@ -25,7 +25,6 @@ pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient
 
-from milvus_rag.embeddings import embeddings_from_settings
 from milvus_rag.errors import (
     EmptyCollectionError,
     LLMRateLimitError,
@@ -35,27 +34,15 @@ from milvus_rag.errors import (
 )
 from milvus_rag.server import create_app, status_of
 from milvus_rag.settings import Settings
-from milvus_rag.store import open_vector_store
-from tests.support.corpus import STORAGE_ANSWER
+from tests.support.corpus import STORAGE_ANSWER, store_chain_docs
 from tests.support.openai_server import FakeOpenAIServer, closed_port
 
-DOCS = [
-    ("Where does Milvus store data? " + STORAGE_ANSWER, "en/faq/product_faq.md"),
-    ("Zebras graze on the savanna grass all day long.", "en/animals/zebra.md"),
-    ("Bread is baked in a hot oven until the crust is brown.", "en/food/bread.md"),
-]
 QUESTION = "Where does Milvus store data?"
 CHAT = {"model": "milvus-rag", "messages": [{"role": "user", "content": QUESTION}]}
 
 
 def _fill(s: Settings) -> Settings:
-    store = open_vector_store(s, embeddings_from_settings(s), create=True)
-    store.add_texts(
-        [text for text, _ in DOCS],
-        metadatas=[{"source": source} for _, source in DOCS],
-        ids=[f"id{i}" for i in range(len(DOCS))],
-    )
-    store.client.close()
+    store_chain_docs(s)
     return s
 
 

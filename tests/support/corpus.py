@@ -73,3 +73,26 @@ def write_faq_zip(path: Path) -> Path:
             "en/userGuide/guide.md", "# Guide\n\nUnrelated guide text about zebra stripes.\n"
         )
     return path
+
+
+#: A few passages for chain and server tests: the FAQ answer about storage and distractors.
+CHAIN_DOCS = [
+    ("Where does Milvus store data? " + STORAGE_ANSWER, "en/faq/product_faq.md"),
+    ("Zebras graze on the savanna grass all day long.", "en/animals/zebra.md"),
+    ("Guitar strings are tuned with pegs at the head of the guitar.", "en/music/guitar.md"),
+    ("Bread is baked in a hot oven until the crust is brown.", "en/food/bread.md"),
+]
+
+
+def store_chain_docs(settings: object) -> None:
+    """Write :data:`CHAIN_DOCS` into the collection ``settings`` describes (created if needed)."""
+    from milvus_rag.embeddings import embeddings_from_settings
+    from milvus_rag.store import open_vector_store
+
+    store = open_vector_store(settings, embeddings_from_settings(settings), create=True)  # type: ignore[arg-type]
+    store.add_texts(
+        [text for text, _ in CHAIN_DOCS],
+        metadatas=[{"source": source} for _, source in CHAIN_DOCS],
+        ids=[f"id{i}" for i in range(len(CHAIN_DOCS))],
+    )
+    store.client.close()
