@@ -43,12 +43,8 @@ from milvus_rag.errors import (
     ConfigError,
     EmptyCollectionError,
     IngestLockedError,
-    LLMAuthError,
-    LLMConnectionError,
     LLMError,
-    LLMNotFoundError,
     LLMRateLimitError,
-    LLMServerError,
     LLMTimeoutError,
     MilvusRAGError,
     StoreLockedError,
@@ -64,7 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = ["STATUS_OF", "ChatRequest", "create_app", "status_of"]
 
-#: HTTP status for each typed error (the most specific class listed wins; others: 500).
+#: HTTP status for typed errors: the nearest listed class in the error's MRO wins; others 500.
 STATUS_OF: dict[type[MilvusRAGError], int] = {
     EmptyCollectionError: 503,
     StoreUnavailableError: 503,
@@ -72,12 +68,7 @@ STATUS_OF: dict[type[MilvusRAGError], int] = {
     IngestLockedError: 503,
     LLMRateLimitError: 429,
     LLMTimeoutError: 504,
-    LLMAuthError: 502,
-    LLMNotFoundError: 502,
-    LLMServerError: 502,
-    LLMConnectionError: 502,
-    LLMError: 502,
-    ConfigError: 500,
+    LLMError: 502,  # auth, not found, server error, unreachable: the upstream endpoint failed
 }
 
 

@@ -36,17 +36,10 @@ def migrate(
     token is MILVUS_RAG_MILVUS__TOKEN.
     """
     from milvus_rag.migrate import migrate as run_migration
-    from milvus_rag.settings import MilvusSettings
 
     settings = settings_for(config)
-    values = settings.milvus.model_dump()
-    values.update(uri=to, collection=to_collection or settings.milvus.collection)
-    try:
-        target = MilvusSettings.model_validate(values)
-    except ValueError as exc:
-        from milvus_rag.errors import ConfigError
-
-        raise ConfigError(f"--to / --to-collection: {str(exc).splitlines()[-1].strip()}") from None
+    # The target goes through the same validation as any setting (one line naming the key).
+    target = settings_for(config, {"milvus": {"uri": to, "collection": to_collection}}).milvus
     report = run_migration(settings, target, recreate=recreate)
     if as_json:
         echo_json(report.as_dict())
