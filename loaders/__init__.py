@@ -4,7 +4,7 @@ Knows nothing of Milvus, the LLM or settings objects: plain arguments in,
 ``Document``\\ s out.
 """
 
-from milvus_rag.loaders.documents import SPLITTERS, SourceLoader, make_splitter
+from milvus_rag.loaders.documents import SPLITTERS, SourceLoader, Splitter, make_splitter
 from milvus_rag.loaders.formats import ParsedFile, UnreadableFile, format_of, parse_file
 from milvus_rag.loaders.sources import SourceFile, SourceLimits, glob_match, open_source
 from milvus_rag.loaders.splitters import Chunk, MarkdownSplitter, cap_bytes, split_tutorial
@@ -17,6 +17,7 @@ __all__ = [
     "SourceFile",
     "SourceLimits",
     "SourceLoader",
+    "Splitter",
     "UnreadableFile",
     "cap_bytes",
     "format_of",

@@ -14,18 +14,53 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
 from milvus_rag.loaders.formats import UnreadableFile, format_of, parse_file
 from milvus_rag.loaders.sources import SourceLimits, open_source
-from milvus_rag.loaders.splitters import Chunk, MarkdownSplitter, cap_bytes, split_tutorial
+from milvus_rag.loaders.splitters import (
+    MARKDOWN_SPLITTER_VERSION,
+    TUTORIAL_SPLITTER_VERSION,
+    Chunk,
+    MarkdownSplitter,
+    cap_bytes,
+    estimate_tokens,
+    split_tutorial,
+)
 
-__all__ = ["SPLITTERS", "SourceLoader", "make_splitter"]
+__all__ = ["SPLITTERS", "SourceLoader", "Splitter", "make_splitter"]
 
 SPLITTERS = ("markdown", "tutorial")
+
+
+@dataclass(frozen=True)
+class Splitter:
+    """A named text splitter plus everything that determines its output.
+
+    Calling it splits a text into :class:`Chunk` objects. :attr:`fingerprint` is a
+    short digest of its name, version and parameters (the token counter's identity
+    included): two splitters with the same fingerprint give the same chunks for
+    the same text, so an ingest can record it and re-chunk files when it changes.
+    """
+
+    name: str
+    split: Callable[[str], list[Chunk]] = field(repr=False, compare=False)
+    params: tuple[tuple[str, Any], ...] = ()
+
+    def __call__(self, text: str) -> list[Chunk]:
+        return self.split(text)
+
+    @property
+    def fingerprint(self) -> str:
+        record = json.dumps({"name": self.name, **dict(self.params)}, sort_keys=True)
+        return hashlib.sha256(record.encode("utf-8")).hexdigest()[:16]
 
 
 def make_splitter(
@@ -35,17 +70,39 @@ def make_splitter(
     overlap: int = 32,
     min_chars: int = 80,
     length_function: Callable[[str], int] | None = None,
-) -> Callable[[str], list[Chunk]]:
-    """The splitter called ``name``: ``tutorial`` (exact ``"# "`` split) or ``markdown``."""
+) -> Splitter:
+    """The splitter called ``name``: ``tutorial`` (exact ``"# "`` split) or ``markdown``.
+
+    ``length_function`` counts tokens for ``markdown`` (default: a tokenizer-free
+    estimate); give it an ``identity`` attribute (as
+    :class:`~milvus_rag.embeddings.TokenCounter` has) so the fingerprint names it.
+    """
     if name == "tutorial":
-        return lambda text: cap_bytes(split_tutorial(text))
+        return Splitter(
+            name,
+            lambda text: cap_bytes(split_tutorial(text)),
+            (("version", TUTORIAL_SPLITTER_VERSION),),
+        )
     if name == "markdown":
-        return MarkdownSplitter(
+        counter = length_function or estimate_tokens
+        counter_id = getattr(counter, "identity", None) or getattr(
+            counter, "__qualname__", type(counter).__name__
+        )
+        splitter = MarkdownSplitter(
             max_tokens=max_tokens,
             overlap=overlap,
             min_chars=min_chars,
-            length_function=length_function,
-        ).split
+            length_function=counter,
+        )
+        params = (
+            ("version", MARKDOWN_SPLITTER_VERSION),
+            ("max_tokens", max_tokens),
+            ("overlap", overlap),
+            ("min_chars", min_chars),
+            ("max_bytes", splitter.max_bytes),
+            ("tokens", str(counter_id)),
+        )
+        return Splitter(name, splitter.split, params)
     raise ValueError(f"unknown splitter {name!r}: use one of {', '.join(SPLITTERS)}")
 
 

@@ -27,7 +27,9 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "MARKDOWN_SPLITTER_VERSION",
     "MAX_TEXT_BYTES",
+    "TUTORIAL_SPLITTER_VERSION",
     "Chunk",
     "MarkdownSplitter",
     "cap_bytes",
@@ -35,6 +37,11 @@ __all__ = [
     "parse_front_matter",
     "split_tutorial",
 ]
+
+#: Bumped whenever a splitter's output changes for the same input and parameters, so
+#: that stored files chunked by an older version are re-chunked on the next ingest.
+MARKDOWN_SPLITTER_VERSION = 2
+TUTORIAL_SPLITTER_VERSION = 1
 
 #: Milvus ``VARCHAR`` maximum length, counted in UTF-8 bytes.
 MAX_TEXT_BYTES = 65535

@@ -37,8 +37,10 @@ from milvus_rag.errors import EmbeddingError, ModelNotAvailableError
 __all__ = [
     "BatchedOnnxEncoder",
     "MilvusModelEmbeddings",
+    "TokenCounter",
     "embeddings_from_settings",
     "load_local_onnx_function",
+    "model_fingerprint",
 ]
 
 DEFAULT_MODEL = "GPTCache/paraphrase-albert-onnx"
@@ -221,17 +223,76 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else ""
 
 
-def _fingerprint(path: Path) -> str:
-    """A cheap content fingerprint: size plus the first and last MiB."""
-    digest = hashlib.sha256()
-    size = path.stat().st_size
-    digest.update(str(size).encode())
-    with path.open("rb") as handle:
-        digest.update(handle.read(1 << 20))
-        if size > 2 << 20:
-            handle.seek(-(1 << 20), 2)
-            digest.update(handle.read())
-    return digest.hexdigest()[:16]
+def model_fingerprint(path: str | Path) -> str:
+    """SHA-256 of a whole model file (hex), streamed; cached by path, size and mtime.
+
+    Any change to the weights changes it, so a folder keeping its name but holding
+    other weights is refused like any other model change.
+    """
+    file = Path(path)
+    stat = file.stat()
+    key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+    cached = _FINGERPRINTS.get(key)
+    if cached is None:
+        digest = hashlib.sha256()
+        with file.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+        cached = _FINGERPRINTS[key] = digest.hexdigest()
+    return cached
+
+
+# A cache, not configuration: a file's digest never changes while its size and mtime hold.
+_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
+
+
+class TokenCounter:
+    """Counts a text's tokens under the model's tokenizer: a pure function of the text.
+
+    Holds its own tokenizer instance with truncation and padding switched off, so
+    the count never depends on what the encoder did before (a Hugging Face
+    tokenizer call reconfigures its backend), and texts past the model's maximum
+    length get their true count. Special tokens (``[CLS]``, ``[SEP]``) are counted.
+
+    Args:
+        backend: a ``tokenizers.Tokenizer``; it is copied, never modified.
+    """
+
+    def __init__(self, backend: Any) -> None:
+        from tokenizers import Tokenizer
+
+        self._tokenizer = Tokenizer.from_str(backend.to_str())
+        self._tokenizer.no_truncation()
+        self._tokenizer.no_padding()
+        canonical = self._tokenizer.to_str()
+        #: Digest of the tokenizer's full definition (vocabulary, normaliser, ...).
+        self.identity = "tok-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+    @classmethod
+    def from_folder(cls, folder: str | Path) -> TokenCounter:
+        """The counter of a local model folder (``tokenizer.json``, else its tokenizer files).
+
+        Raises:
+            ModelNotAvailableError: no tokenizer can be loaded from ``folder``.
+        """
+        folder = Path(folder).expanduser()
+        try:
+            if (folder / "tokenizer.json").is_file():
+                from tokenizers import Tokenizer
+
+                return cls(Tokenizer.from_file(str(folder / "tokenizer.json")))
+            _quiet_transformers()
+            from transformers import AutoTokenizer
+
+            return cls(AutoTokenizer.from_pretrained(str(folder)).backend_tokenizer)
+        except Exception as exc:
+            raise ModelNotAvailableError(
+                f"tokenizer in {folder} cannot be loaded ({type(exc).__name__}: "
+                f"{_first_line(exc)}); check embedding.model_dir"
+            ) from exc
+
+    def __call__(self, text: str) -> int:
+        return len(self._tokenizer.encode(text).ids)
 
 
 class MilvusModelEmbeddings(BaseModel, Embeddings):
@@ -265,8 +326,9 @@ class MilvusModelEmbeddings(BaseModel, Embeddings):
     """A ready pymilvus-model ``BaseEmbeddingFunction``; built lazily when ``None``."""
 
     _encoder: BatchedOnnxEncoder | None = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
     _identity: dict[str, Any] | None = PrivateAttr(default=None)
+    _counter: TokenCounter | Callable[[str], int] | None = PrivateAttr(default=None)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed passages (pymilvus-model ``encode_documents`` semantics)."""
@@ -285,12 +347,42 @@ class MilvusModelEmbeddings(BaseModel, Embeddings):
         return await _in_thread(self.embed_query, text)
 
     def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` under the model's tokenizer (special tokens included)."""
-        tokenizer = self._function().tokenizer
+        """Tokens of ``text`` under the model's tokenizer (special tokens included).
+
+        A pure function of the text: see :meth:`token_counter`.
+        """
+        return self.token_counter()(text)
+
+    def token_counter(self) -> TokenCounter | Callable[[str], int]:
+        """The model's token counter (its own tokenizer instance; cached).
+
+        For a local folder only the tokenizer is read, not the ONNX model. Its
+        ``identity`` names the tokenizer, so chunkings can record what counted them.
+        """
+        if self._counter is None:
+            with self._lock:
+                if self._counter is None:
+                    self._counter = self._build_counter()
+        return self._counter
+
+    def _build_counter(self) -> TokenCounter | Callable[[str], int]:
+        if self.function is None and self.model_dir is not None:
+            return TokenCounter.from_folder(self.model_dir)
+        tokenizer = getattr(self._function(), "tokenizer", None)
         backend = getattr(tokenizer, "backend_tokenizer", None)
-        if backend is not None:  # the Rust tokenizer: no length warnings, no Python overhead
-            return len(backend.encode(text).ids)
-        return len(tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+        if backend is not None:
+            return TokenCounter(backend)
+        if tokenizer is None:
+            raise EmbeddingError(
+                "the embedding function has no tokenizer to count tokens with; "
+                "use a splitter that does not count model tokens"
+            )
+        slow = tokenizer
+
+        def count(text: str) -> int:  # a slow (Python) tokenizer: no shared backend state
+            return len(slow(text, add_special_tokens=True, truncation=False)["input_ids"])
+
+        return count
 
     @property
     def dimension(self) -> int:
@@ -310,7 +402,7 @@ class MilvusModelEmbeddings(BaseModel, Embeddings):
             elif self.model_dir is not None:
                 identity = {
                     "model": Path(self.model_dir).name,
-                    "fingerprint": _fingerprint(Path(self.model_dir) / "model.onnx"),
+                    "sha256": model_fingerprint(Path(self.model_dir) / "model.onnx"),
                 }
             else:
                 identity = {"model": self.model}

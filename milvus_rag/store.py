@@ -58,6 +58,7 @@ __all__ = [
     "count_entities",
     "create_collection",
     "drop_collection",
+    "ensure_collection",
     "has_sparse_field",
     "open_vector_store",
     "stored_analyzer",
@@ -326,32 +327,32 @@ def check_identity(client: MilvusClient, settings: Settings, identity: dict[str,
             )
 
 
-def open_vector_store(
+def ensure_collection(
+    client: MilvusClient,
     settings: Settings,
     embeddings: MilvusModelEmbeddings,
     *,
     create: bool = False,
     recreate: bool = False,
     mode: str | None = None,
-    client: MilvusClient | None = None,
-) -> Milvus:
-    """Open the configured collection as a langchain-milvus ``Milvus`` store.
+) -> bool:
+    """Check (or create) the configured collection for ``embeddings``; True when hybrid.
 
     Args:
+        client: an open client (see :func:`connect`).
         settings: the loaded settings.
         embeddings: the embedding model the collection is (to be) built with.
         create: create the collection when missing (ingest); otherwise a missing
-            or empty collection raises :class:`EmptyCollectionError`.
-        recreate: drop the collection first (implies ``create``).
+            collection raises :class:`EmptyCollectionError`.
+        recreate: drop the collection first (implies ``create``); the model is
+            loaded before anything is dropped.
         mode: ``dense`` or ``hybrid``; defaults to ``settings.retrieval.mode``.
-        client: an already open client to reuse.
+            Hybrid falls back to dense, with one warning, on servers without BM25.
 
     Raises:
-        EmbeddingMismatchError, SchemaMismatchError, EmptyCollectionError,
-        StoreLockedError, StoreUnavailableError.
+        EmbeddingMismatchError, SchemaMismatchError, EmptyCollectionError, StoreError.
     """
     mode = mode or settings.retrieval.mode
-    client = client if client is not None else connect(settings.milvus)
     name = settings.milvus.collection
     try:
         exists = client.has_collection(name)
@@ -382,6 +383,40 @@ def open_vector_store(
                 _warn_if_analyzer_differs(client, settings)
         else:
             create_collection(client, settings, identity, hybrid=hybrid)
+        return hybrid
+    except MilvusRAGError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"{_describe_uri(settings.milvus)}: {_reason(exc)}") from exc
+
+
+def open_vector_store(
+    settings: Settings,
+    embeddings: MilvusModelEmbeddings,
+    *,
+    create: bool = False,
+    recreate: bool = False,
+    mode: str | None = None,
+    client: MilvusClient | None = None,
+) -> Milvus:
+    """Open the configured collection as a langchain-milvus ``Milvus`` store.
+
+    Checks it first with :func:`ensure_collection` (same arguments).
+
+    Raises:
+        EmbeddingMismatchError, SchemaMismatchError, EmptyCollectionError,
+        StoreLockedError, StoreUnavailableError.
+    """
+    own = client is None
+    client = client if client is not None else connect(settings.milvus)
+    try:
+        hybrid = ensure_collection(
+            client, settings, embeddings, create=create, recreate=recreate, mode=mode
+        )
+    finally:
+        if own:
+            client.close()
+    try:
         return _langchain_store(settings, embeddings, hybrid=hybrid)
     except MilvusRAGError:
         raise

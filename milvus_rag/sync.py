@@ -2,14 +2,21 @@
 
 How a rerun stays cheap and safe:
 
-* every chunk's id is derived from its origin, source path, the source file's
-  content hash and its position, so the same file always gives the same ids;
-* each chunk stores ``source``, ``origin``, ``source_hash`` and ``chunk_count``
-  in Milvus itself (no side database). A file is unchanged when all its stored
-  chunks carry its current hash and their number equals ``chunk_count``;
-* a changed file's new chunks are written first and only then are its old
-  chunks deleted, so a failure or a kill at any point loses nothing, and the next
-  run completes the work without duplicates (ids are deterministic);
+* chunking is a pure function of a file's bytes and the chunking settings
+  (splitter, sizes, overlap, the tokenizer that counts): its fingerprint
+  (``chunker``) is recorded with every chunk;
+* every chunk's id is derived from its origin, source path, the file's content
+  hash, the chunker, its position and its text, so the same file always gives
+  the same ids;
+* each chunk stores ``source``, ``origin``, ``source_hash``, ``chunker``,
+  ``chunk_count`` and ``chunk_set`` (a digest of all the file's chunk ids) in
+  Milvus itself (no side database). A file is complete only when its stored
+  chunks are exactly the set the current chunking produces: one hash, one
+  chunker, as many ids as ``chunk_count`` and those ids digesting to
+  ``chunk_set``. Anything else (partial, mixed, extra) is rewritten;
+* a file's missing chunks are written first and only then are its stale chunks
+  deleted, so a failure or a kill at any point loses nothing, and the next run
+  converges to what a clean ingest gives, without duplicates;
 * files stream through in bounded batches (by count and by bytes), so memory
   does not grow with the corpus; the collection is flushed at the end.
 
@@ -30,26 +37,35 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from milvus_rag.errors import IngestLockedError
 from milvus_rag.filters import eq
+from milvus_rag.store import ID_FIELD, TEXT_FIELD, VECTOR_FIELD
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
 
     from milvus_rag.embeddings import MilvusModelEmbeddings
+    from milvus_rag.loaders.documents import Splitter
     from milvus_rag.loaders.sources import SourceFile
-    from milvus_rag.loaders.splitters import Chunk
     from milvus_rag.settings import Settings
 
-__all__ = ["IngestLock", "IngestReport", "Progress", "chunk_id", "ingest"]
+__all__ = [
+    "IngestLock",
+    "IngestReport",
+    "Progress",
+    "chunk_id",
+    "chunk_set_digest",
+    "ingest",
+    "splitter_for",
+]
 
 _log = logging.getLogger(__name__)
 
-STATE_FIELDS = ["id", "source", "source_hash", "chunk_count"]
+STATE_FIELDS = ["id", "source", "source_hash", "chunker", "chunk_count", "chunk_set"]
 
 
 @dataclass
@@ -60,6 +76,7 @@ class IngestReport:
     unchanged: int = 0
     added: int = 0
     updated: int = 0
+    rechunked: int = 0
     deleted: int = 0
     skipped: int = 0
     chunks_written: int = 0
@@ -77,9 +94,10 @@ class IngestReport:
         return bool(self.chunks_written or self.chunks_deleted)
 
     def summary(self) -> str:
+        rechunked = f" (re-chunked {self.rechunked})" if self.rechunked else ""
         return (
             f"files seen {self.files_seen}, unchanged {self.unchanged}, added {self.added}, "
-            f"updated {self.updated}, deleted {self.deleted}, skipped {self.skipped}; "
+            f"updated {self.updated}{rechunked}, deleted {self.deleted}, skipped {self.skipped}; "
             f"chunks written {self.chunks_written}, deleted {self.chunks_deleted}; "
             f"{self.seconds:.1f} s, {self.chunks_per_second:.1f} chunks/s"
         )
@@ -100,20 +118,56 @@ class Progress:
     chunks_written: Callable[[int], None] = lambda count: None
 
 
-def chunk_id(origin: str, source: str, source_hash: str, position: int) -> str:
-    """Deterministic id of a chunk (32 hex characters)."""
-    key = f"{origin}\0{source}\0{source_hash}\0{position}".encode()
-    return hashlib.sha256(key).hexdigest()[:32]
+def chunk_id(
+    origin: str, source: str, source_hash: str, chunker: str, position: int, text: str
+) -> str:
+    """Deterministic id of a chunk (32 hex characters).
+
+    Everything that determines the chunk goes in: where its file came from, the
+    file's content, the chunking that cut it, its position and its text.
+    """
+    text_hash = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    key = f"{origin}\0{source}\0{source_hash}\0{chunker}\0{position}\0{text_hash}"
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def chunk_set_digest(ids: Iterable[str]) -> str:
+    """Digest of a file's complete set of chunk ids (order-free, 16 hex characters)."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
 
 
 @dataclass
 class _StoredSource:
-    hashes: set[str] = field(default_factory=set)
-    ids: set[str] = field(default_factory=set)
-    chunk_count: int = -1
+    """What Milvus holds for one source file (possibly several partial versions)."""
 
-    def complete(self, source_hash: str) -> bool:
-        return self.hashes == {source_hash} and len(self.ids) == self.chunk_count
+    ids: set[str] = field(default_factory=set)
+    hashes: set[str] = field(default_factory=set)
+    chunkers: set[str] = field(default_factory=set)
+    counts: set[int] = field(default_factory=set)
+    sets: set[str] = field(default_factory=set)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.ids.add(str(row[ID_FIELD]))
+        self.hashes.add(str(row.get("source_hash")))
+        self.chunkers.add(str(row.get("chunker")))
+        self.counts.add(_as_int(row.get("chunk_count")))
+        self.sets.add(str(row.get("chunk_set")))
+
+    def complete(self, source_hash: str, chunker: str) -> bool:
+        """True when the stored chunks are exactly one whole chunking of this content."""
+        return (
+            self.hashes == {source_hash}
+            and self.chunkers == {chunker}
+            and self.counts == {len(self.ids)}
+            and self.sets == {chunk_set_digest(self.ids)}
+        )
+
+
+def _as_int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1
 
 
 @dataclass
@@ -150,7 +204,7 @@ class _Writer:
     def add_file(self, pending: _PendingFile, rows: list[dict[str, Any]]) -> None:
         self.files.append(pending)
         for row in rows:
-            size = len(row["text"].encode("utf-8")) + 64 + 4 * 1024
+            size = len(row[TEXT_FIELD].encode("utf-8")) + 64 + 4 * 1024
             if self.rows and (
                 len(self.rows) >= self.max_rows or self.bytes + size > self.max_bytes
             ):
@@ -163,9 +217,9 @@ class _Writer:
     def flush(self) -> None:
         if not self.rows:
             return
-        vectors = self.embeddings.embed_documents([row["text"] for row in self.rows])
+        vectors = self.embeddings.embed_documents([row[TEXT_FIELD] for row in self.rows])
         for row, vector in zip(self.rows, vectors, strict=True):
-            row["vector"] = vector
+            row[VECTOR_FIELD] = vector
         self.client.insert(self.collection, self.rows)
         self.report.chunks_written += len(self.rows)
         self.progress.chunks_written(len(self.rows))
@@ -195,10 +249,7 @@ def _stored_state(client: MilvusClient, collection: str, origin: str) -> dict[st
             if not batch:
                 break
             for row in batch:
-                entry = state.setdefault(str(row.get("source")), _StoredSource())
-                entry.ids.add(row["id"])
-                entry.hashes.add(str(row.get("source_hash")))
-                entry.chunk_count = int(row.get("chunk_count", -1))
+                state.setdefault(str(row.get("source")), _StoredSource()).add(row)
     finally:
         iterator.close()
     return state
@@ -231,44 +282,66 @@ def ingest(
         SourceError, StoreError, EmbeddingError subclasses; nothing stored is lost.
     """
     from milvus_rag.embeddings import embeddings_from_settings
-    from milvus_rag.loaders.sources import glob_match, open_source
-    from milvus_rag.store import connect, open_vector_store
+    from milvus_rag.loaders.sources import open_source
+    from milvus_rag.store import connect
 
     started = time.perf_counter()
     progress = progress or Progress()
-    report = IngestReport()
     embeddings = embeddings or embeddings_from_settings(settings)
     glob = glob if glob is not None else settings.ingest.glob
-    splitter = splitter or settings.ingest.splitter
-    split = _splitter(splitter, settings, embeddings)
-    collection = settings.milvus.collection
+    split = splitter_for(settings, embeddings, splitter)
 
     with open_source(source, glob=glob, limits=_limits(settings)) as listing:
         client = connect(settings.milvus)
-        with IngestLock(client, settings):
-            open_vector_store(settings, embeddings, create=True, recreate=recreate, client=client)
-            state = _stored_state(client, collection, listing.origin)
-            writer = _Writer(client, collection, embeddings, settings, report, progress)
-            progress.start(len(listing.files))
-            seen: set[str] = set()
-            for item in listing.files:
-                seen.add(item.path)
-                report.files_seen += 1
-                _ingest_file(
-                    item, listing.origin, state.get(item.path), split, writer, report, settings
-                )
-                progress.file_done(item.path)
-            writer.flush()
-            if prune:
-                for path, stored in state.items():
-                    if path in seen or (glob and not glob_match(path, glob)):
-                        continue
-                    client.delete(collection, ids=sorted(stored.ids))
-                    report.deleted += 1
-                    report.chunks_deleted += len(stored.ids)
-            if report.changed:
-                client.flush(collection)
+        try:
+            report = _sync(
+                client, listing, settings, embeddings, split, glob, recreate, prune, progress
+            )
+        finally:
+            client.close()
     report.seconds = time.perf_counter() - started
+    return report
+
+
+def _sync(
+    client: MilvusClient,
+    listing: Any,
+    settings: Settings,
+    embeddings: MilvusModelEmbeddings,
+    split: Splitter,
+    glob: str | None,
+    recreate: bool,
+    prune: bool,
+    progress: Progress,
+) -> IngestReport:
+    from milvus_rag.loaders.sources import glob_match
+    from milvus_rag.store import ensure_collection
+
+    report = IngestReport()
+    collection = settings.milvus.collection
+    with IngestLock(client, settings):
+        ensure_collection(client, settings, embeddings, create=True, recreate=recreate)
+        state = _stored_state(client, collection, listing.origin)
+        writer = _Writer(client, collection, embeddings, settings, report, progress)
+        progress.start(len(listing.files))
+        seen: set[str] = set()
+        for item in listing.files:
+            seen.add(item.path)
+            report.files_seen += 1
+            _ingest_file(
+                item, listing.origin, state.get(item.path), split, writer, report, settings
+            )
+            progress.file_done(item.path)
+        writer.flush()
+        if prune:
+            for path, stored in state.items():
+                if path in seen or (glob and not glob_match(path, glob)):
+                    continue
+                client.delete(collection, ids=sorted(stored.ids))
+                report.deleted += 1
+                report.chunks_deleted += len(stored.ids)
+        if report.changed:
+            client.flush(collection)
     return report
 
 
@@ -276,7 +349,7 @@ def _ingest_file(
     item: SourceFile,
     origin: str,
     stored: _StoredSource | None,
-    split: Callable[[str], list[Chunk]],
+    split: Splitter,
     writer: _Writer,
     report: IngestReport,
     settings: Settings,
@@ -294,7 +367,8 @@ def _ingest_file(
         _skip(report, item.path, str(exc))
         return
     source_hash = hashlib.sha256(data).hexdigest()
-    if stored is not None and stored.complete(source_hash):
+    chunker = split.fingerprint
+    if stored is not None and stored.complete(source_hash, chunker):
         report.unchanged += 1
         return
     try:
@@ -308,29 +382,39 @@ def _ingest_file(
     chunks = split(parsed.text)
     if not chunks:
         _skip(report, item.path, "no text after splitting")
+        if stored is not None:  # its earlier content had text: those chunks are stale now
+            report.updated += 1
+            writer.add_file(_PendingFile(item.path, set(stored.ids), 0), [])
         return
+    ids = [
+        chunk_id(origin, item.path, source_hash, chunker, position, chunk.text)
+        for position, chunk in enumerate(chunks)
+    ]
+    chunk_set = chunk_set_digest(ids)
+    have = stored.ids if stored is not None else set()
     rows = []
-    new_ids = []
-    for position, chunk in enumerate(chunks):
-        cid = chunk_id(origin, item.path, source_hash, position)
-        new_ids.append(cid)
-        if stored is not None and cid in stored.ids:
-            continue  # written by an earlier, interrupted run
+    for position, (cid, chunk) in enumerate(zip(ids, chunks, strict=True)):
+        if cid in have:
+            continue  # the same chunk, written by an earlier (interrupted) run
         metadata = dict(chunk.metadata)
         metadata.update(
             source=item.path,
             origin=origin,
             source_hash=source_hash,
+            chunker=chunker,
             position=position,
             chunk_count=len(chunks),
+            chunk_set=chunk_set,
             format=parsed.format,
         )
-        rows.append({"id": cid, "text": chunk.text, **metadata})
-    stale = (stored.ids - set(new_ids)) if stored is not None else set()
+        rows.append({ID_FIELD: cid, TEXT_FIELD: chunk.text, **metadata})
+    stale = have - set(ids)
     if stored is None:
         report.added += 1
     else:
         report.updated += 1
+        if stored.hashes == {source_hash} and stored.chunkers != {chunker}:
+            report.rechunked += 1
     writer.add_file(_PendingFile(item.path, stale, len(rows)), rows)
 
 
@@ -339,18 +423,25 @@ def _skip(report: IngestReport, path: str, reason: str) -> None:
     report.skipped_files.append((path, reason))
 
 
-def _splitter(
-    name: str, settings: Settings, embeddings: MilvusModelEmbeddings
-) -> Callable[[str], list[Chunk]]:
+def splitter_for(
+    settings: Settings, embeddings: MilvusModelEmbeddings, name: str | None = None
+) -> Splitter:
+    """The splitter an ingest with these settings uses (``name`` overrides the setting).
+
+    Give it to :class:`~milvus_rag.loaders.SourceLoader` to get the chunks an
+    ingest stores. The markdown splitter counts tokens with the embedding model's
+    own tokenizer (a separate instance: see ``MilvusModelEmbeddings.token_counter``).
+    """
     from milvus_rag.loaders import make_splitter
 
+    name = name or settings.ingest.splitter
     i = settings.ingest
     return make_splitter(
         name,
         max_tokens=i.chunk_tokens,
         overlap=i.chunk_overlap,
         min_chars=i.min_chunk_chars,
-        length_function=embeddings.count_tokens if name == "markdown" else None,
+        length_function=embeddings.token_counter() if name == "markdown" else None,
     )
 
 

@@ -70,6 +70,7 @@ def test_subpackage_apis_are_locked() -> None:
             "SourceFile",
             "SourceLimits",
             "SourceLoader",
+            "Splitter",
             "UnreadableFile",
             "cap_bytes",
             "format_of",
