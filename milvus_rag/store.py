@@ -60,6 +60,7 @@ __all__ = [
     "drop_collection",
     "ensure_collection",
     "has_sparse_field",
+    "load_collection",
     "open_vector_store",
     "stored_analyzer",
     "supports_bm25",
@@ -244,6 +245,15 @@ def count_entities(client: MilvusClient, collection: str) -> int:
     return int(rows[0]["count(*)"]) if rows else 0
 
 
+def load_collection(client: MilvusClient, collection: str) -> None:
+    """Load ``collection`` unless it is loaded (a killed writer leaves Milvus Lite's released)."""
+    from pymilvus.client.types import LoadState
+
+    state = client.get_load_state(collection).get("state")
+    if state != LoadState.Loaded:
+        client.load_collection(collection)
+
+
 def drop_collection(client: MilvusClient, collection: str) -> None:
     """Drop ``collection`` if it exists."""
     if client.has_collection(collection):
@@ -374,6 +384,7 @@ def ensure_collection(
             hybrid = False
         if exists:
             check_identity(client, settings, identity)
+            load_collection(client, name)
             if hybrid and not has_sparse_field(client, name):
                 raise SchemaMismatchError(
                     f"collection {name} was built for dense search and has no BM25 field; "

@@ -375,6 +375,7 @@ def _ingest_file(
         parsed = parse_file(item.path, data, parse_timeout=settings.ingest.parse_timeout)
     except UnreadableFile as exc:
         _skip(report, item.path, str(exc))
+        _retire_replaced(item.path, stored, source_hash, writer, report)
         return
     finally:
         del data
@@ -382,9 +383,7 @@ def _ingest_file(
     chunks = split(parsed.text)
     if not chunks:
         _skip(report, item.path, "no text after splitting")
-        if stored is not None:  # its earlier content had text: those chunks are stale now
-            report.updated += 1
-            writer.add_file(_PendingFile(item.path, set(stored.ids), 0), [])
+        _retire_replaced(item.path, stored, source_hash, writer, report)
         return
     ids = [
         chunk_id(origin, item.path, source_hash, chunker, position, chunk.text)
@@ -416,6 +415,24 @@ def _ingest_file(
         if stored.hashes == {source_hash} and stored.chunkers != {chunker}:
             report.rechunked += 1
     writer.add_file(_PendingFile(item.path, stale, len(rows)), rows)
+
+
+def _retire_replaced(
+    path: str,
+    stored: _StoredSource | None,
+    source_hash: str,
+    writer: _Writer,
+    report: IngestReport,
+) -> None:
+    """Delete the chunks of a file's earlier content when its new content gives none.
+
+    A clean ingest of the source would hold nothing for this file. Chunks of the
+    same content are kept: then the failure may be passing (a parse timeout).
+    """
+    if stored is None or source_hash in stored.hashes:
+        return
+    report.updated += 1
+    writer.add_file(_PendingFile(path, set(stored.ids), 0), [])
 
 
 def _skip(report: IngestReport, path: str, reason: str) -> None:
