@@ -40,7 +40,7 @@ __all__ = [
 
 #: Bumped whenever a splitter's output changes for the same input and parameters, so
 #: that stored files chunked by an older version are re-chunked on the next ingest.
-MARKDOWN_SPLITTER_VERSION = 2
+MARKDOWN_SPLITTER_VERSION = 3
 TUTORIAL_SPLITTER_VERSION = 1
 
 #: Milvus ``VARCHAR`` maximum length, counted in UTF-8 bytes.
@@ -341,49 +341,48 @@ def _is_prefix(short: list[str], long: list[str]) -> bool:
     return len(short) <= len(long) and long[: len(short)] == short
 
 
-def _absorb(tiny: list[_Section], target: _Section) -> tuple[list[_Block], bool]:
-    """Blocks of tiny sections to put into ``target``, and whether a heading was added.
-
-    Ancestors of ``target`` (or the same path) contribute only their body; others keep
-    their heading line so the reader sees where the text came from.  A heading-only
-    section that is not an ancestor contributes nothing.
-    """
-    blocks: list[_Block] = []
-    added_heading = False
-    for section in tiny:
-        if not section.blocks:
-            continue
-        if section.heading_line and not _is_prefix(section.path, target.path):
-            blocks.append(_Block(text=section.heading_line))
-            added_heading = True
-        blocks.extend(section.blocks)
-    return blocks, added_heading
+def _carry(pending: list[_Section], target: _Section) -> None:
+    """Put the bodies of ``pending`` (``target``'s ancestors, in order) before its own."""
+    carried = [block for section in pending for block in section.blocks]
+    target.blocks = carried + target.blocks
 
 
 def _merge_tiny(sections: list[_Section], min_chars: int) -> list[_Section]:
-    """Merge sections whose body is shorter than ``min_chars`` into their neighbours."""
+    """Give every section with a body its own chunk, under its own heading path.
+
+    A section whose body is shorter than ``min_chars`` is carried into the next
+    section only when that section's heading path names it (a parent's short
+    introduction goes with its first child; text before the first heading goes
+    with whatever follows). Otherwise it stands alone: a short answer stays under
+    its own question, never under a sibling's heading. Sections with no body are
+    dropped (their titles live on in their children's paths), unless the document
+    has nothing else.
+    """
     merged: list[_Section] = []
     pending: list[_Section] = []
+
+    def release() -> None:
+        if pending:
+            target = pending[-1]  # the deepest: its path names all the others
+            _carry(pending[:-1], target)
+            merged.append(target)
+            pending.clear()
+
     for section in sections:
+        if pending and not _is_prefix(pending[-1].path, section.path):
+            release()
+        if not section.blocks:
+            continue
         if section.body_chars() < min_chars:
             pending.append(section)
             continue
         if pending:
-            carried, added = _absorb(pending, section)
-            own = [_Block(text=section.heading_line)] if added and section.heading_line else []
-            section.blocks = carried + own + section.blocks
-            pending = []
+            _carry(pending, section)
+            pending.clear()
         merged.append(section)
-    if pending:
-        if merged:
-            target = merged[-1]
-            carried, _ = _absorb(pending, target)
-            target.blocks.extend(carried)
-        else:
-            target = pending[0]
-            carried, _ = _absorb(pending[1:], target)
-            target.blocks.extend(carried)
-            merged.append(target)
+    release()
+    if not merged and sections:
+        merged.append(sections[0])
     return merged
 
 

@@ -315,7 +315,7 @@ def test_no_overlap_when_zero() -> None:
     assert facts == [f"Fact number {i}" for i in range(60)]
 
 
-def test_tiny_fragments_merge_into_next_section() -> None:
+def test_short_sections_keep_their_own_heading() -> None:
     body = "This section has a body that is comfortably longer than the eighty char minimum."
     text = (
         "# Manual\n\n<!-- TOC -->\n\n<!-- /TOC -->\n\n"
@@ -326,16 +326,49 @@ def test_tiny_fragments_merge_into_next_section() -> None:
         "## Last tiny\n\nBye.\n"
     )
     chunks = MarkdownSplitter().split(text)
-    assert [c.metadata["heading"] for c in chunks] == ["Manual > Real", "Manual > Other"]
-    first, last = chunks
-    # The tiny sibling's text is kept (with its heading) in the next section's chunk.
-    assert first.text.startswith("Manual > Real\n\n")
-    assert "## Short\n\nTiny note." in first.text
-    assert first.text.index("Tiny note.") < first.text.index(body)
-    assert "Empty heading" not in first.text
-    assert "TOC" not in first.text
-    # The last tiny section goes into the previous chunk.
-    assert last.text.endswith("## Last tiny\n\nBye.")
+    assert [c.text for c in chunks] == [
+        "Manual > Short\n\nTiny note.",
+        f"Manual > Real\n\n{body}",
+        f"Manual > Other\n\n{body}",
+        "Manual > Last tiny\n\nBye.",
+    ]
+    assert [c.metadata["heading"] for c in chunks] == [
+        "Manual > Short",
+        "Manual > Real",
+        "Manual > Other",
+        "Manual > Last tiny",
+    ]
+
+
+def test_faq_short_answers_stay_under_their_own_question() -> None:
+    """The regression: a short answer was merged under the previous question's heading."""
+    faq = [
+        (
+            "Is Milvus scalable?",
+            "Yes. You can deploy Milvus clusters with multiple nodes "
+            "through Helm Chart on Kubernetes. Refer to the Scaling Guide for more.",
+        ),
+        ("Does Milvus support Apple M1 CPU?", "No, Milvus does not support Apple M1 CPU."),
+        ("Does Milvus support inserting and searching data simultaneously?", "Yes."),
+        (
+            "Why is there no vector data in etcd?",
+            "etcd stores Milvus module metadata; MinIO stores entities.",
+        ),
+        (
+            "What data types does Milvus support on the primary key field?",
+            "Milvus supports "
+            "both INT64 and VARCHAR data types on the primary key field in the current release.",
+        ),
+    ]
+    text = "---\nid: product_faq.md\n---\n\n# Product FAQ\n\n<!-- TOC -->\n\n" + "".join(
+        f"#### {q}\n\n{a}\n\n" for q, a in faq
+    )
+    chunks = MarkdownSplitter().split(text)
+    assert len(chunks) == len(faq)
+    for chunk, (question, answer) in zip(chunks, faq, strict=True):
+        assert chunk.metadata["heading"] == f"Product FAQ > {question}"
+        assert chunk.text == f"Product FAQ > {question}\n\n{answer}"
+        assert chunk.text.count("?") == question.count("?")  # no other question inside
 
 
 def test_tiny_parent_body_merges_into_child() -> None:
@@ -347,11 +380,19 @@ def test_tiny_parent_body_merges_into_child() -> None:
     assert chunks[0].text == f"Parent > Child\n\nIntro.\n\n{body}"
 
 
-def test_all_tiny_document_gives_one_chunk() -> None:
+def test_short_parent_intro_goes_with_its_short_child() -> None:
     chunks = MarkdownSplitter().split("# Title\n\nShort.\n\n## Sub\n\nAlso short.\n")
-    assert len(chunks) == 1
-    assert chunks[0].metadata["heading"] == "Title"
-    assert "Short." in chunks[0].text and "Also short." in chunks[0].text
+    assert chunks == [
+        Chunk(text="Title > Sub\n\nShort.\n\nAlso short.", metadata={"heading": "Title > Sub"})
+    ]
+
+
+def test_short_sibling_is_not_carried_into_a_cousin() -> None:
+    body = "A body long enough to stand as its own chunk, well over the eighty characters."
+    text = f"# A\n\nIntro.\n\n## A1\n\nShort.\n\n# B\n\n{body}\n"
+    chunks = MarkdownSplitter().split(text)
+    assert [c.metadata["heading"] for c in chunks] == ["A > A1", "B"]
+    assert chunks[0].text == "A > A1\n\nIntro.\n\nShort."
 
 
 def test_heading_only_document() -> None:
