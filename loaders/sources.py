@@ -18,8 +18,11 @@ Guards, all driven by plain arguments in :class:`SourceLimits`:
   redirect, followed by hand) the host is resolved and refused if any address
   is not global (loopback, private, link-local, cloud metadata...) unless
   private URLs are allowed. The connection is pinned to the checked address so
-  a second DNS answer cannot swap it. The body is size-capped, streamed to a
-  temporary file removed when the context exits.
+  a second DNS answer cannot swap it. ``download_timeout`` bounds the whole
+  download, redirects included (a watchdog cuts a connection that drips bytes).
+  The body is size-capped, streamed to a temporary file removed when the context
+  exits. A URL is stored and shown only through :func:`redact_url`: no user
+  info, no query values, no fragment.
 
 Example::
 
@@ -38,12 +41,15 @@ import re
 import socket
 import stat
 import tempfile
+import threading
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -63,6 +69,7 @@ __all__ = [
     "glob_match",
     "is_url",
     "open_source",
+    "redact_url",
 ]
 
 _MIB = 1 << 20
@@ -92,6 +99,7 @@ _KNOWN_SCHEME = re.compile(
     re.IGNORECASE,
 )
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_QUERY_KEY = re.compile(r"[A-Za-z0-9_.~%\-\[\]]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -105,7 +113,8 @@ class SourceLimits:
             1 MiB) and for the whole archive.
         max_archive_files: most entries an archive may hold.
         max_download_bytes: most bytes a URL may return.
-        download_timeout: connect/read timeout of each HTTP request, in seconds.
+        download_timeout: most seconds the whole download may take, every
+            redirect, connection and read included.
         allow_private_urls: allow URLs whose host resolves to a non-global
             address (loopback, private network, link-local...).
         max_file_bytes: most bytes of one file; larger files are refused when read.
@@ -129,7 +138,8 @@ class SourceFile:
             a zip: the entry name, e.g. ``en/faq/product_faq.md``).
         size: uncompressed size in bytes, as listed.
         origin: stable label of the source root: the resolved absolute path of
-            the folder, file or zip, or the URL as given.
+            the folder, file or zip, or the URL as given less its secrets (see
+            :func:`redact_url`).
     """
 
     path: str
@@ -566,6 +576,38 @@ def _zip_reader(
 # --------------------------------------------------------------------------- URLs
 
 
+def redact_url(url: str) -> str:
+    """A URL as it may be stored and shown: no user info, no query values, no fragment.
+
+    ``http://user:pw@host/doc.md?X-Amz-Signature=abc&v=2#top`` becomes
+    ``http://host/doc.md?X-Amz-Signature=&v=``: query keys that look like
+    parameter names are kept, so the label still tells a signed URL from a plain
+    one. Everything before the first ``/`` after ``scheme://`` and up to the last
+    ``@`` is user info, even when it holds an unescaped ``#`` or ``?``. URLs that
+    differ only in query values get the same label (and so the same origin).
+
+    Args:
+        url: the URL as given (any scheme, well-formed or not).
+
+    Returns:
+        The redacted URL; a URL without secrets is returned unchanged.
+    """
+    scheme, sep, rest = url.partition("://")
+    prefix = ""
+    if sep:
+        slash = rest.find("/")
+        authority, tail = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
+        prefix, rest = scheme + sep, authority.rpartition("@")[2] + tail
+    rest = rest.partition("#")[0]
+    base, _, query = rest.partition("?")
+    keys = [
+        key
+        for key, eq, _value in (pair.partition("=") for pair in query.split("&"))
+        if eq and _QUERY_KEY.fullmatch(key)
+    ]
+    return prefix + base + ("?" + "&".join(f"{key}=" for key in keys) if keys else "")
+
+
 def _resolve(host: str, port: int) -> list[str]:
     """Resolve ``host`` to its IP addresses (module-level so tests can replace it)."""
     try:
@@ -622,34 +664,38 @@ def check_url_allowed(url: str, allow_private: bool = False) -> list[str]:
             address while ``allow_private`` is false.
         DownloadError: the host cannot be resolved.
     """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
+    shown = redact_url(url)
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:
+        raise UnsafeSourceError(f"{shown} is not a valid URL; check it") from exc
     if scheme not in ("http", "https"):
         raise UnsafeSourceError(
-            f"{url}: scheme {scheme + ':' if scheme else '(none)'} is not allowed; "
+            f"{shown}: scheme {scheme + ':' if scheme else '(none)'} is not allowed; "
             "use an http:// or https:// URL"
         )
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError) as exc:
-        raise UnsafeSourceError(f"{url} is not a valid URL ({exc})") from exc
+        why = f" ({exc})" if shown == url else ""  # the parser's words may quote a secret
+        raise UnsafeSourceError(f"{shown} is not a valid URL{why}; check it") from exc
     host = parsed.host
     if not host:
-        raise UnsafeSourceError(f"{url} has no host; give a full http(s) URL")
+        raise UnsafeSourceError(f"{shown} has no host; give a full http(s) URL")
     port = parsed.port or (443 if scheme == "https" else 80)
     try:
         addresses = _resolve(host, port)
     except (OSError, UnicodeError) as exc:
         raise DownloadError(
-            f"cannot resolve host {host!r} of {url} ({exc}); check the URL"
+            f"cannot resolve host {host!r} of {shown} ({exc}); check the URL"
         ) from exc
     if not addresses:
-        raise DownloadError(f"host {host!r} of {url} resolves to no address; check the URL")
+        raise DownloadError(f"host {host!r} of {shown} resolves to no address; check the URL")
     if not allow_private:
         for address in addresses:
             if not _is_public_address(address):
                 raise UnsafeSourceError(
-                    f"{url}: host {host!r} resolves to non-public address {address}; refused "
+                    f"{shown}: host {host!r} resolves to non-public address {address}; refused "
                     "(set allow_private_urls to fetch internal URLs)"
                 )
     return addresses
@@ -670,6 +716,7 @@ def _open_url(
     session: _Session,
     stack: contextlib.ExitStack,
 ) -> SourceListing:
+    shown = redact_url(url)
     tmpdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="milvus-rag-")))
     target = tmpdir / "download"
     final_url, ctype = _download(url, target, limits)
@@ -678,21 +725,21 @@ def _open_url(
     name, suffix = _url_file_name(final_url)
     is_docx = suffix == ".docx" or ctype == _DOCX_MIME
     if head in _ZIP_MAGIC and not is_docx:
-        archive = _open_zip(target, url, stack)
-        files = _zip_files(archive, url, url, limits, session)
-        return _listing(url, "url", files, glob, url)
-    shown = ctype or "none"
+        archive = _open_zip(target, shown, stack)
+        files = _zip_files(archive, shown, shown, limits, session)
+        return _listing(shown, "url", files, glob, shown)
+    content = ctype or "none"
     if suffix == ".zip":
         raise DownloadError(
-            f"{url} did not return a zip archive (Content-Type: {shown}); check the URL"
+            f"{shown} did not return a zip archive (Content-Type: {content}); check the URL"
         )
     if suffix in _DOCUMENT_SUFFIXES or ctype in _DOCUMENT_TYPES:
         if suffix not in _DOCUMENT_SUFFIXES:
             name = (name if name != "index.html" else "index") + _DOCUMENT_TYPES[ctype]
-        item = _disk_file(target, name, url, target.stat().st_size, limits, session)
-        return _listing(url, "url", [item], glob, url)
+        item = _disk_file(target, name, shown, target.stat().st_size, limits, session)
+        return _listing(shown, "url", [item], glob, shown)
     raise DownloadError(
-        f"{url} did not return a zip archive or a supported document (Content-Type: {shown})"
+        f"{shown} did not return a zip archive or a supported document (Content-Type: {content})"
     )
 
 
@@ -705,18 +752,92 @@ def _url_file_name(url: str) -> tuple[str, str]:
     return segment, os.path.splitext(segment)[1].lower()
 
 
+class _Deadline:
+    """The time budget of a whole download: every connection, read and redirect.
+
+    Each request gets the remaining time as its timeouts, and a watchdog shuts the
+    request's sockets when the budget runs out, so a server that drips bytes (each
+    read well within a read timeout) cannot stretch the download.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._streams: list[Any] = []
+        self._fired = False
+        self._finished = False
+        self._timer = threading.Timer(min(seconds, threading.TIMEOUT_MAX), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._finished = True  # the sockets may be closed and their numbers reused
+        self._timer.cancel()
+
+    @property
+    def expired(self) -> bool:
+        return self._fired or time.monotonic() >= self._end
+
+    def timeout(self, url: str) -> httpx.Timeout:
+        """The timeouts of the next request: what is left of the budget."""
+        left = self._end - time.monotonic()
+        if left <= 0:
+            raise self.error(url)
+        return httpx.Timeout(left)
+
+    def error(self, url: str) -> DownloadError:
+        return DownloadError(
+            f"{redact_url(url)} timed out after {self.seconds:g} s (download_timeout bounds "
+            "the whole download, redirects included); check the URL or raise download_timeout"
+        )
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: remember each new connection's stream."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            with self._lock:
+                self._streams.append(info.get("return_value"))
+                if self._fired and not self._finished:
+                    self._shut_down()
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self._fired = True
+            self._shut_down()
+
+    def _shut_down(self) -> None:
+        """Shut the sockets down: a read blocked in another thread returns at once."""
+        for stream in self._streams:
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is None or sock.fileno() < 0:
+                continue
+            with (
+                contextlib.suppress(OSError),
+                socket.fromfd(sock.fileno(), sock.family, sock.type) as dup,
+            ):
+                dup.shutdown(socket.SHUT_RDWR)
+
+
 def _download(url: str, target: Path, limits: SourceLimits) -> tuple[str, str]:
     """Download ``url`` to ``target``, following redirects by hand; return (final URL, type)."""
-    timeout = httpx.Timeout(limits.download_timeout)
     current = url
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+    with (
+        _Deadline(limits.download_timeout) as deadline,
+        httpx.Client(follow_redirects=False, trust_env=False) as client,
+    ):
         for _ in range(_MAX_REDIRECTS + 1):
             addresses = check_url_allowed(current, limits.allow_private_urls)
-            answer = _fetch(client, current, addresses, target, limits)
+            answer = _fetch(client, current, addresses, target, limits, deadline)
             if answer.location is None:
                 return current, answer.content_type
             current = str(httpx.URL(current).join(answer.location))
-    raise DownloadError(f"{url} redirected more than {_MAX_REDIRECTS} times; refused")
+    raise DownloadError(f"{redact_url(url)} redirected more than {_MAX_REDIRECTS} times; refused")
 
 
 def _fetch(
@@ -725,46 +846,59 @@ def _fetch(
     addresses: list[str],
     target: Path,
     limits: SourceLimits,
+    deadline: _Deadline,
 ) -> _Answer:
     """GET ``url`` with the connection pinned to one of the checked ``addresses``."""
+    shown = redact_url(url)
     parsed = httpx.URL(url)
     headers = {"Host": parsed.netloc.decode("ascii"), "Accept-Encoding": "identity"}
-    extensions: dict[str, str] = {}
+    extensions: dict[str, Any] = {"trace": deadline.trace}
     if parsed.scheme == "https":
         extensions["sni_hostname"] = parsed.host
     last_error: httpx.ConnectError | None = None
     for address in addresses:
         pinned = parsed.copy_with(host=address)
         try:
-            with client.stream("GET", pinned, headers=headers, extensions=extensions) as response:
-                return _save(response, url, target, limits)
+            with client.stream(
+                "GET",
+                pinned,
+                headers=headers,
+                extensions=extensions,
+                timeout=deadline.timeout(url),
+            ) as response:
+                answer = _save(response, shown, target, limits)
         except httpx.ConnectError as exc:
+            if deadline.expired:
+                raise deadline.error(url) from exc
             last_error = exc  # try the next address
+            continue
         except httpx.TimeoutException as exc:
-            raise DownloadError(
-                f"{url} timed out after {limits.download_timeout:g} s; "
-                "check the URL or raise download_timeout"
-            ) from exc
+            raise deadline.error(url) from exc
         except httpx.HTTPError as exc:
-            raise DownloadError(f"downloading {url} failed: {exc}; try again") from exc
+            if deadline.expired:  # the watchdog cut the connection
+                raise deadline.error(url) from exc
+            raise DownloadError(f"downloading {shown} failed: {exc}; try again") from exc
+        if deadline.expired:  # cut mid-body: what was saved is incomplete
+            raise deadline.error(url)
+        return answer
     raise DownloadError(
-        f"cannot connect to {url} ({last_error}); check the URL and your network"
+        f"cannot connect to {shown} ({last_error}); check the URL and your network"
     ) from last_error
 
 
-def _save(response: httpx.Response, url: str, target: Path, limits: SourceLimits) -> _Answer:
+def _save(response: httpx.Response, shown: str, target: Path, limits: SourceLimits) -> _Answer:
     status = response.status_code
     if status in _REDIRECT_STATUSES:
         location = response.headers.get("location")
         if not location:
-            raise DownloadError(f"{url} answered HTTP {status} without a Location header")
+            raise DownloadError(f"{shown} answered HTTP {status} without a Location header")
         return _Answer(location=location)
     if status >= 400:
-        raise DownloadError(f"{url} answered HTTP {status}")
+        raise DownloadError(f"{shown} answered HTTP {status}")
     if not 200 <= status < 300:
-        raise DownloadError(f"{url} answered HTTP {status}; expected 200")
+        raise DownloadError(f"{shown} answered HTTP {status}; expected 200")
     too_big = DownloadError(
-        f"{url} returned more than max_download_bytes ({limits.max_download_bytes:,} bytes); "
+        f"{shown} returned more than max_download_bytes ({limits.max_download_bytes:,} bytes); "
         "refused (raise the limit if you trust it)"
     )
     declared = response.headers.get("content-length", "").strip()

@@ -80,26 +80,54 @@ class EvalReport:
 
 
 def load_questions(path: str | Path) -> list[EvalQuestion]:
-    """Read a JSONL questions file; a bad line is a :class:`ConfigError` naming it."""
+    """Read a JSONL questions file (UTF-8, a BOM allowed).
+
+    Raises:
+        ConfigError: the file cannot be read, is not UTF-8, holds a line that is
+            not a question record, or holds no question; the message names the
+            file and the line (and the byte offset of undecodable bytes).
+    """
     file = Path(path)
     try:
-        lines = file.read_text(encoding="utf-8").splitlines()
+        raw = file.read_bytes()
     except OSError as exc:
         raise ConfigError(f"questions file {path} cannot be read: {exc.strerror}") from exc
     questions = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    offset = 0
+    for number, line in enumerate(raw.split(b"\n"), 1):
+        start, offset = offset, offset + len(line) + 1
+        try:
+            text = line.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"questions file {path} line {number}: not UTF-8 (byte {start + exc.start} "
+                f"is 0x{line[exc.start]:02x}); save the file as UTF-8"
+            ) from None
+        if not text.strip():
             continue
         try:
-            item = json.loads(line)
+            item = json.loads(text)
+            if not isinstance(item, dict):
+                raise ValueError("expected a JSON object")
             question = item["question"]
             sources = item["sources"]
             if not isinstance(question, str) or not question.strip():
                 raise ValueError("question must be a non-empty string")
             if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
                 raise ValueError("sources must be a list of paths")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path} line {number}: not a question record ({exc})") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(
+                f"questions file {path} line {number}: not valid JSON ({exc.msg} at column "
+                f"{exc.colno})"
+            ) from None
+        except KeyError as exc:
+            raise ConfigError(
+                f"questions file {path} line {number}: not a question record (no {exc} key)"
+            ) from None
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(
+                f"questions file {path} line {number}: not a question record ({exc})"
+            ) from None
         questions.append(EvalQuestion(question, tuple(sources)))
     if not questions:
         raise ConfigError(f"questions file {path} holds no questions")

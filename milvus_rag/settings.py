@@ -9,8 +9,10 @@ Sources, highest priority first:
 
 Secrets (``milvus.token``, the LLM API key, the server's API key) are ``SecretStr``
 and come from the environment only: the LLM key from the variable named by
-``llm.api_key_env``, the Milvus token from ``MILVUS_RAG_MILVUS__TOKEN``, the server
-key from ``MILVUS_RAG_SERVER__API_KEY``.
+``llm.api_key_env`` (which may not be a ``MILVUS_RAG_`` variable), the Milvus token
+from ``MILVUS_RAG_MILVUS__TOKEN``, the server key from ``MILVUS_RAG_SERVER__API_KEY``.
+A ``MILVUS_RAG_`` variable that names no setting is reported with the closest valid
+name (:func:`unknown_env_vars`). Every float setting must be finite.
 
 This is the only module that reads ``os.environ``; everything else receives a
 ``Settings`` (or one of its sections) from the edge that loaded it.
@@ -26,7 +28,10 @@ Example:
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -37,6 +42,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -46,6 +52,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from milvus_rag.errors import ConfigError
@@ -63,10 +70,13 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "load_settings",
+    "unknown_env_vars",
 ]
 
 ENV_PREFIX = "MILVUS_RAG_"
 DEFAULT_CONFIG_FILE = Path("config.yaml")
+
+_log = logging.getLogger(__name__)
 
 
 class LLMPreset(BaseModel):
@@ -107,7 +117,7 @@ LLM_PRESETS: dict[str, LLMPreset] = {
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class MilvusSettings(_Section):
@@ -181,6 +191,18 @@ class LLMSettings(_Section):
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
     temperature: float | None = Field(None, ge=0, le=2)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _not_our_secret(cls, value: str | None) -> str | None:
+        # A config file must not be able to send MILVUS_RAG_MILVUS__TOKEN (or any other
+        # milvus-rag variable) as the bearer key to a base_url of its choosing.
+        if value is not None and value.upper().startswith(ENV_PREFIX):
+            raise ValueError(
+                f"api_key_env may not name a {ENV_PREFIX} variable; "
+                "use the LLM provider's own variable, e.g. OPENAI_API_KEY"
+            )
+        return value
 
     @model_validator(mode="after")
     def _fill_from_preset(self) -> LLMSettings:
@@ -259,6 +281,18 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
+    for section, values in list(data.items()):
+        # Checked here: MILVUS_RAG_<SECTION>__* variables would otherwise replace the
+        # section wholesale and hide the mistake.
+        if section not in Settings.model_fields:
+            continue  # reported as an unknown key by validation
+        if values is None:
+            del data[section]  # a section whose keys are all commented out
+        elif not isinstance(values, dict):
+            raise ConfigError(
+                f"invalid setting {section} in {path}: must be a mapping of keys "
+                f"(got {type(values).__name__})"
+            )
     for section, key in _SECRET_KEYS:
         if isinstance(data.get(section), dict) and key in data[section]:
             env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
@@ -293,6 +327,13 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     ingest: IngestSettings = IngestSettings()
     server: ServerSettings = ServerSettings()
+
+    _config_file: Path | None = PrivateAttr(None)
+
+    @property
+    def config_file(self) -> Path | None:
+        """The config file :func:`load_settings` read (absolute), or None."""
+        return self._config_file
 
     @classmethod
     def settings_customise_sources(
@@ -330,11 +371,17 @@ def load_settings(
             (``os.environ`` by default); ``MILVUS_RAG_`` variables are always
             read from the process environment.
 
+    Unknown ``MILVUS_RAG_`` variables are logged as warnings (logger
+    ``milvus_rag.settings``) with the closest valid name.
+
     Raises:
         ConfigError: a value is invalid, a key unknown or the file missing; the
             message names the key.
     """
     env = os.environ if environ is None else environ
+    for name, suggestion in unknown_env_vars():
+        hint = f"; did you mean {suggestion}?" if suggestion else ""
+        _log.warning("unknown environment variable %s (not a milvus-rag setting)%s", name, hint)
     if config_path is not None:
         path: Path | None = Path(config_path)
         if not path.is_file():  # type: ignore[union-attr]
@@ -346,12 +393,50 @@ def load_settings(
         settings = Settings(**_prune(overrides or {}))
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
+    except SettingsError as exc:
+        raise ConfigError(_describe_env_error(exc)) from None
     finally:
         _CONFIG_FILE.reset(token)
+    settings._config_file = path.resolve() if path is not None else None
     key_env = settings.llm.api_key_env
     if key_env and env.get(key_env):
         settings.llm.api_key = SecretStr(env[key_env])
     return settings
+
+
+def _env_names() -> list[str]:
+    """Every ``MILVUS_RAG_`` variable a setting is read from (sections take JSON too)."""
+    names = []
+    for section, info in Settings.model_fields.items():
+        names.append(f"{ENV_PREFIX}{section}".upper())
+        model = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            names.extend(f"{ENV_PREFIX}{section}__{key}".upper() for key in model.model_fields)
+    return names
+
+
+def unknown_env_vars(environ: Mapping[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """``MILVUS_RAG_`` variables that name no setting, each with the closest valid name.
+
+    Args:
+        environ: the environment to check (``os.environ`` by default).
+
+    Returns:
+        ``(name, suggestion)`` pairs sorted by name; ``suggestion`` is None when no
+        valid name is close, e.g. ``("MILVUS_RAG_RETREIVAL__TOP_K",
+        "MILVUS_RAG_RETRIEVAL__TOP_K")``.
+    """
+    env = os.environ if environ is None else environ
+    # Compared without the shared prefix, which would make every name look close.
+    valid = [name.removeprefix(ENV_PREFIX) for name in _env_names()]
+    known = set(valid)
+    unknown: list[tuple[str, str | None]] = []
+    for name in sorted(env):
+        upper = name.upper()  # pydantic-settings matches names case-insensitively
+        if upper.startswith(ENV_PREFIX) and upper.removeprefix(ENV_PREFIX) not in known:
+            close = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), valid, n=1)
+            unknown.append((name, ENV_PREFIX + close[0] if close else None))
+    return unknown
 
 
 def _prune(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -365,6 +450,16 @@ def _prune(values: Mapping[str, Any]) -> dict[str, Any]:
         elif value is not None:
             out[key] = value
     return out
+
+
+def _describe_env_error(exc: SettingsError) -> str:
+    """One line for a ``MILVUS_RAG_`` variable pydantic-settings could not parse."""
+    found = re.search(r'field "([^"]+)"', str(exc))
+    section = found.group(1) if found else "settings"
+    return (
+        f"invalid setting {section}: a {ENV_PREFIX}{section.upper()}* environment variable "
+        "is not valid JSON (list and mapping values are given as JSON)"
+    )
 
 
 def _describe(exc: ValidationError, path: Path | None) -> str:

@@ -364,6 +364,15 @@ def ensure_collection(
     """
     mode = mode or settings.retrieval.mode
     name = settings.milvus.collection
+    milvus = settings.milvus
+    read_only = client is None and not (create or recreate)
+    if read_only and milvus.is_lite and not Path(milvus.uri).expanduser().exists():
+        # Connecting would create an empty database there.
+        raise EmptyCollectionError(
+            f"there is no Milvus Lite database at {milvus.uri}, so no collection {name}: "
+            "run `milvus-rag ingest SOURCE` first, or fix milvus.uri"
+        )
+    client = client if client is not None else connect(settings.milvus)
     try:
         exists = client.has_collection(name)
         if not exists and not (create or recreate):

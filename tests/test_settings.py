@@ -164,3 +164,113 @@ def test_readme_config_table_matches_the_defaults() -> None:
     for section, key, shown in rows:
         value = defaults[section][key]
         assert str(value) == shown, f"README says {section}.{key} = {shown}, the default is {value}"
+
+
+# --------------------------------------------------------------------------- limits and exposure
+
+
+@pytest.mark.parametrize("name", ["MILVUS_RAG_MILVUS__TOKEN", "milvus_rag_server__api_key"])
+def test_api_key_env_may_not_name_a_milvus_rag_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A config file cannot send the Milvus token to an endpoint of its choosing."""
+    monkeypatch.setenv("MILVUS_RAG_MILVUS__TOKEN", "milvus-secret")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"llm:\n  base_url: https://collector.example/v1\n  api_key_env: {name}\n")
+    for load in (lambda: load_settings(cfg), lambda: load_settings()):  # explicit and ./config.yaml
+        with pytest.raises(ConfigError) as info:
+            load()
+        message = str(info.value)
+        assert "llm.api_key_env" in message and "MILVUS_RAG_" in message
+        assert "milvus-secret" not in message and "\n" not in message
+    with pytest.raises(ConfigError, match="llm.api_key_env"):
+        load_settings(overrides={"llm": {"api_key_env": name}})
+
+
+def test_config_file_is_recorded_but_is_no_setting(tmp_path: Path) -> None:
+    assert load_settings().config_file is None
+    cfg = tmp_path / "other.yaml"
+    cfg.write_text("retrieval:\n  top_k: 4\n")
+    s = load_settings(cfg)
+    assert s.config_file == cfg.resolve() and s.config_file.is_absolute()
+    assert "config_file" not in s.model_dump() and "config_file" not in s.redacted()
+    assert s.model_copy().config_file == cfg.resolve()
+    (tmp_path / "config.yaml").write_text("retrieval:\n  top_k: 5\n")  # the cwd
+    assert load_settings().config_file == (tmp_path / "config.yaml").resolve()
+    with pytest.raises(ConfigError, match="config_file.*unknown key"):
+        load_settings(overrides={"config_file": "x.yaml"})
+
+
+@pytest.mark.parametrize("body", ["milvus: 5\n", "milvus: [a, b]\n", "milvus: uri\n"])
+def test_section_that_is_not_a_mapping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(body)
+    monkeypatch.setenv("MILVUS_RAG_MILVUS__URI", "/tmp/x.db")  # must not hide the mistake
+    with pytest.raises(
+        ConfigError, match=r"invalid setting milvus in .*c\.yaml: must be a mapping"
+    ):
+        load_settings(cfg)
+
+
+def test_empty_section_is_allowed(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("milvus:\nretrieval:\n  top_k: 4\n")
+    assert load_settings(cfg).milvus.uri == "./milvus_demo.db"
+
+
+def test_unknown_env_vars_have_suggestions() -> None:
+    from milvus_rag.settings import unknown_env_vars
+
+    environ = {
+        "MILVUS_RAG_RETREIVAL__TOP_K": "5",
+        "MILVUS_RAG_MILVUS_URI": "x",
+        "MILVUS_RAG_ZZZ": "1",
+        "MILVUS_RAG_MILVUS__URI": "ok",
+        "milvus_rag_llm__timeout": "3",  # pydantic-settings reads names case-insensitively
+        "MILVUS_RAG_RETRIEVAL": "{}",  # a whole section as JSON
+        "MILVUS_RAG_LLM__API_KEY": "k",
+        "OTHER": "x",
+    }
+    assert unknown_env_vars(environ) == [
+        ("MILVUS_RAG_MILVUS_URI", "MILVUS_RAG_MILVUS__URI"),
+        ("MILVUS_RAG_RETREIVAL__TOP_K", "MILVUS_RAG_RETRIEVAL__TOP_K"),
+        ("MILVUS_RAG_ZZZ", None),
+    ]
+
+
+def test_unknown_env_var_warned_at_load(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("milvus_rag"), "propagate", True)  # the CLI turns it off
+    monkeypatch.setenv("MILVUS_RAG_RETREIVAL__TOP_K", "5")
+    with caplog.at_level(logging.WARNING, logger="milvus_rag.settings"):
+        s = load_settings()
+    assert s.retrieval.top_k == 3  # ignored, hence the warning
+    records = [r for r in caplog.records if r.name == "milvus_rag.settings"]
+    assert {(r.levelno, r.getMessage()) for r in records} == {
+        (
+            logging.WARNING,
+            "unknown environment variable MILVUS_RAG_RETREIVAL__TOP_K (not a milvus-rag "
+            "setting); did you mean MILVUS_RAG_RETRIEVAL__TOP_K?",
+        )
+    }
+
+
+def test_env_var_that_is_not_json_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MILVUS_RAG_RETRIEVAL__WEIGHTS", "0.5, 0.5")
+    with pytest.raises(ConfigError, match=r"invalid setting retrieval: .*not valid JSON"):
+        load_settings()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("retrieval", "score_threshold"), ("ingest", "download_timeout"), ("llm", "timeout")],
+)
+def test_float_settings_must_be_finite(section: str, key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{section}\.{key}.*finite"):
+        load_settings(overrides={section: {key: float(value)}})

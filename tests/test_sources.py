@@ -22,6 +22,7 @@ from milvus_rag.loaders.sources import (
     glob_match,
     is_url,
     open_source,
+    redact_url,
 )
 
 from milvus_rag.errors import (
@@ -402,9 +403,38 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             self._route()
 
+    def _drip(self, body: bytes, length: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        if length:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.flush()
+        for byte in body:  # each read well within the read timeout
+            time.sleep(0.1)
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+
+    def _drip_headers(self) -> None:
+        head = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n" + b"X-Pad: " + b"p" * 40
+        for byte in head + b"\r\n\r\nlate":
+            time.sleep(0.1)
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+
     def _route(self) -> None:
-        path = self.path
-        if path == "/docs.zip":
+        path = self.path.split("?", 1)[0]
+        if path.startswith("/hop/"):  # a chain of redirects, each answered quickly enough
+            time.sleep(0.2)
+            left = int(path.rsplit("/", 1)[1])
+            self._redirect(f"/hop/{left - 1}" if left else "/docs.zip")
+        elif path == "/drip":
+            self._drip(b"d" * 40, length=True)
+        elif path == "/drip-stream":
+            self._drip(b"d" * 40, length=False)
+        elif path == "/drip-headers":
+            self._drip_headers()
+        elif path == "/docs.zip":
             self._send(200, ZIP_BODY, "application/zip")
         elif path == "/page.md":
             self._send(200, b"# Page\n", "text/markdown; charset=utf-8")
@@ -589,3 +619,99 @@ def test_ssrf_guard_runs_after_each_redirect(
     assert time.perf_counter() - started < 5
     # One request reached the server, pinned to the checked address with the original Host.
     assert server.seen == [("/to-metadata", f"public.test:{port}")]
+
+
+# --------------------------------------------------------------------------- total download deadline
+
+
+@pytest.mark.parametrize("path", ["/drip", "/drip-stream", "/drip-headers", "/hop/5"])
+def test_download_timeout_bounds_the_whole_download(server: _Server, path: str) -> None:
+    """Bytes every 0.1 s (or quick redirects) never trip a per-read timeout of 0.5 s.
+
+    Without a total deadline each of these downloads succeeds after 1-5 s.
+    """
+    with (
+        pytest.raises(DownloadError, match=r"timed out after 0\.5 s .*download_timeout") as err,
+        open_source(f"{base(server)}{path}", limits=LOCAL),
+    ):
+        pass
+    assert "\n" not in str(err.value)
+
+
+def test_download_within_the_deadline_still_works(server: _Server) -> None:
+    limits = SourceLimits(allow_private_urls=True, download_timeout=20)
+    with open_source(f"{base(server)}/hop/1", limits=limits) as listing:
+        assert "en/faq/a.md" in paths(listing)
+    with open_source(f"{base(server)}/drip", limits=limits) as listing:
+        assert listing.files[0].read_bytes() == b"d" * 40
+
+
+# --------------------------------------------------------------------------- secrets in URLs
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://host/doc.md", "http://host/doc.md"),
+        ("https://user:pw@host:8443/a/doc.md", "https://host:8443/a/doc.md"),
+        (
+            "http://u:pw@host/d.zip?X-Amz-Signature=SECRET&v=2#frag",
+            "http://host/d.zip?X-Amz-Signature=&v=",
+        ),
+        ("http://host/d.md?SECRET", "http://host/d.md"),
+        ("http://host/d.md#SECRET", "http://host/d.md"),
+        ("http://u:p#SECRET@host/d.md", "http://host/d.md"),
+        ("http://u:p?SECRET@host", "http://host"),
+        ("http://host?token=SECRET", "http://host?token="),
+        ("http://[::1]:80/x?a=SECRET", "http://[::1]:80/x?a="),
+        ("ftp://u:SECRET@host/x", "ftp://host/x"),
+        ("http://[::1/x?a=SECRET", "http://[::1/x?a="),
+    ],
+)
+def test_redact_url(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+SIGNED = "?X-Amz-Signature=SECRETSIG&X-Amz-Credential=SECRETCRED#SECRETFRAG"
+
+
+def _with_secrets(server: _Server, path: str) -> tuple[str, str]:
+    port = server.server_address[1]
+    url = f"http://alice:SECRETPW@127.0.0.1:{port}{path}{SIGNED}"
+    return url, f"http://127.0.0.1:{port}{path}?X-Amz-Signature=&X-Amz-Credential="
+
+
+def test_url_secrets_are_used_but_never_kept(server: _Server) -> None:
+    url, shown = _with_secrets(server, "/docs.zip")
+    with open_source(url, limits=LOCAL) as listing:
+        assert listing.origin == shown
+        assert {f.origin for f in listing.files} == {shown}
+    # The request itself carried the query (the credentials go as Basic auth).
+    assert server.seen[-1][0] == "/docs.zip?X-Amz-Signature=SECRETSIG&X-Amz-Credential=SECRETCRED"
+
+    small = SourceLimits(allow_private_urls=True, download_timeout=2, max_file_bytes=1)
+    with open_source(url, limits=small) as listing, pytest.raises(SourceError) as err:
+        listing.files[-1].read_bytes()
+    assert shown in str(err.value) and "SECRET" not in str(err.value)
+
+
+@pytest.mark.parametrize("path", ["/missing", "/error.zip", "/blob", "/loop", "/big", "/drip"])
+def test_url_errors_never_show_secrets(server: _Server, path: str) -> None:
+    url, shown = _with_secrets(server, path)
+    limits = SourceLimits(allow_private_urls=True, download_timeout=0.5, max_download_bytes=1000)
+    with pytest.raises(SourceError) as err, open_source(url, limits=limits):
+        pass
+    assert shown.split("?")[0] in str(err.value) and "SECRET" not in str(err.value)
+
+
+def test_refused_url_errors_never_show_secrets(server: _Server) -> None:
+    url, _ = _with_secrets(server, "/docs.zip")
+    for candidate, limits in [
+        (url, SourceLimits(download_timeout=0.5)),  # private address refused
+        (url.replace("http:", "ftp:", 1), LOCAL),
+        ("http://alice:SECRETPW@127.0.0.1:bad/x?k=SECRET", LOCAL),
+        ("http://alice:SECRETPW@no-such-host.invalid/x?k=SECRET", LOCAL),
+    ]:
+        with pytest.raises(SourceError) as err, open_source(candidate, limits=limits):
+            pass
+        assert "SECRET" not in str(err.value), str(err.value)

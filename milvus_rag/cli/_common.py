@@ -1,4 +1,10 @@
-"""What every command shares: the --config option, settings loading, error output."""
+"""What every command shares: the --config option, settings loading, error output.
+
+Everything printed that may hold a name from outside (a zip entry, a URL, a
+heading, an error message quoting them) goes through :func:`printable`, so
+escape sequences and line breaks in a name cannot drive the terminal or forge
+output lines.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,15 @@ import typer
 from milvus_rag.errors import MilvusRAGError
 from milvus_rag.settings import Settings, load_settings
 
-__all__ = ["ConfigOption", "JsonOption", "command", "echo_json", "settings_for"]
+__all__ = [
+    "ConfigOption",
+    "JsonOption",
+    "command",
+    "config_file_of",
+    "echo_json",
+    "printable",
+    "settings_for",
+]
 
 ConfigOption = Annotated[
     Path | None,
@@ -30,9 +44,44 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def printable(text: object) -> str:
+    """``text`` with every non-printable character escaped, as ``repr`` would.
+
+    Escape sequences (``\\x1b[2J``), other control characters, CR/LF and invisible
+    format characters (``\\u202e``) become visible escapes; letters of any script
+    are kept.
+    """
+    value = str(text)
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+
+
+def _json_safe(text: str) -> str:
+    """JSON text whose non-printable characters are ``\\u`` escapes (still valid JSON)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else json.dumps(c)[1:-1] for c in text)
+
+
+class _EchoHandler(logging.Handler):
+    """Log records as printable lines on the current stderr (looked up at each record)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            typer.echo(printable(self.format(record)), err=True)
+        except Exception:
+            self.handleError(record)
+
+
 def settings_for(config: Path | None, overrides: Mapping[str, Any] | None = None) -> Settings:
     """Load settings once for a command: flags > env > config file > defaults."""
     return load_settings(config, overrides)
+
+
+def config_file_of(settings: Settings) -> str | None:
+    """The config file the settings were read from, for display (None: no file)."""
+    return str(settings.config_file) if settings.config_file is not None else None
 
 
 def _quiet_libraries() -> None:
@@ -54,7 +103,7 @@ def _quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     ours = logging.getLogger("milvus_rag")
     if not ours.handlers:
-        handler = logging.StreamHandler()
+        handler = _EchoHandler()
         handler.setFormatter(logging.Formatter("warning: %(message)s"))
         ours.addHandler(handler)
         ours.setLevel(logging.WARNING)
@@ -66,7 +115,7 @@ def _errors_as_messages() -> Iterator[None]:
     try:
         yield
     except MilvusRAGError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {printable(exc)}", err=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
@@ -87,5 +136,5 @@ def command(func: F) -> F:
 
 
 def echo_json(data: Any) -> None:
-    """Print ``data`` as JSON on stdout."""
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    """Print ``data`` as JSON on stdout (non-printable characters escaped)."""
+    typer.echo(_json_safe(json.dumps(data, ensure_ascii=False, indent=2)))

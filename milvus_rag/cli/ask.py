@@ -6,7 +6,15 @@ from typing import Annotated, Any
 
 import typer
 
-from milvus_rag.cli._common import ConfigOption, JsonOption, command, echo_json, settings_for
+from milvus_rag.cli._common import (
+    ConfigOption,
+    JsonOption,
+    command,
+    config_file_of,
+    echo_json,
+    printable,
+    settings_for,
+)
 from milvus_rag.cli._retrieval import (
     FilterOption,
     KOption,
@@ -47,7 +55,10 @@ def ask(
         result = chain.invoke(question)
         answer, context = result["answer"], result["context"]
         if as_json:
-            echo_json({"answer": answer, "sources": [source_of(d) for d in context]})
+            sources = [source_of(d) for d in context]
+            echo_json(
+                {"answer": answer, "sources": sources, "config_file": config_file_of(settings)}
+            )
             return
         typer.echo(answer)
     else:
@@ -67,4 +78,4 @@ def _print_sources(context: list[Any]) -> None:
     for rank, doc in enumerate(context, 1):
         heading = doc.metadata.get("heading")
         where = f"{doc.metadata.get('source')}" + (f" ({heading})" if heading else "")
-        typer.echo(f"  [{rank}] {where}  score {doc.metadata.get('score', 0.0):.3f}")
+        typer.echo(f"  [{rank}] {printable(where)}  score {doc.metadata.get('score', 0.0):.3f}")

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from milvus_rag.cli._common import ConfigOption, JsonOption, command, echo_json, settings_for
+from milvus_rag.cli._common import (
+    ConfigOption,
+    JsonOption,
+    command,
+    echo_json,
+    printable,
+    settings_for,
+)
 from milvus_rag.cli._retrieval import KOption, ModeOption, retrieval_overrides
 
 
@@ -33,5 +40,6 @@ def evaluate(
         return
     for miss in report.misses:
         got = ", ".join(str(r["source"]) for r in miss.retrieved) or "nothing"
-        typer.echo(f"miss: {miss.question}  (wanted {', '.join(miss.sources)}; got {got})")
+        wanted = ", ".join(miss.sources)
+        typer.echo(printable(f"miss: {miss.question}  (wanted {wanted}; got {got})"))
     typer.echo(report.summary())

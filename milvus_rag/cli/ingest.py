@@ -6,7 +6,14 @@ from typing import Annotated, Literal
 
 import typer
 
-from milvus_rag.cli._common import ConfigOption, JsonOption, command, echo_json, settings_for
+from milvus_rag.cli._common import (
+    ConfigOption,
+    JsonOption,
+    command,
+    echo_json,
+    printable,
+    settings_for,
+)
 
 
 @command
@@ -36,6 +43,7 @@ def ingest(
 ) -> None:
     """Load, split, embed and store a source; reruns only write what changed."""
     from milvus_rag.cli.progress import IngestProgress
+    from milvus_rag.embeddings import embeddings_from_settings
     from milvus_rag.errors import ConfigError
     from milvus_rag.sync import ingest as run_ingest
 
@@ -45,10 +53,13 @@ def ingest(
         config,
         {"ingest": {"splitter": splitter}, "retrieval": {"mode": _mode(mode)}},
     )
+    embeddings = embeddings_from_settings(settings)
+    embeddings.identity()  # load the model before anything connects: no empty database left
     with IngestProgress(enabled=not as_json) as progress:
         report = run_ingest(
             source,
             settings,
+            embeddings=embeddings,
             glob=glob,
             recreate=recreate,
             prune=prune,
@@ -58,9 +69,9 @@ def ingest(
         echo_json(report.as_dict())
         return
     for path, reason in report.skipped_files:
-        typer.echo(f"skipped {path}: {reason}", err=True)
+        typer.echo(f"skipped {printable(path)}: {printable(reason)}", err=True)
     for warning in report.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        typer.echo(f"warning: {printable(warning)}", err=True)
     if not report.changed:
         typer.echo("nothing changed: the collection is up to date")
     typer.echo(report.summary())
