@@ -38,7 +38,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -275,8 +274,8 @@ def _langserve_limits(limits: ServerSettings) -> Callable[..., Awaitable[None]]:
         if not isinstance(body, dict):
             return
         inputs = body.get("inputs") if endpoint == "batch" else [body.get("input")]
-        if not isinstance(inputs, list):
-            return
+        if not isinstance(inputs, list):  # LangServe would iterate a string's characters
+            raise _Refused('"inputs" must be a list of questions')
         if len(inputs) > limits.max_batch:
             raise _Refused(
                 f"batch holds {len(inputs)} inputs; the server accepts at most "
@@ -356,19 +355,13 @@ async def _started(events: Any, started: asyncio.Event | None) -> AsyncIterator[
 
 
 async def _resumed(held: list[Any], events: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    try:
-        for event in held:
-            yield event
-        async for event in events:
-            if _is_error(event):
-                yield _error_event(await _raised(events), event)
-                return
-            yield event
-    finally:
-        # On a client disconnect LangServe's generator answers GeneratorExit with its
-        # error event, which Python reports as a RuntimeError: nothing is left to send.
-        with contextlib.suppress(RuntimeError):
-            await events.aclose()  # type: ignore[attr-defined]
+    for event in held:
+        yield event
+    async for event in events:
+        if _is_error(event):
+            yield _error_event(await _raised(events), event)
+            return
+        yield event
 
 
 def _is_error(event: Any) -> bool:

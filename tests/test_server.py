@@ -388,6 +388,8 @@ def test_batch_size_limit(make_settings: Callable[..., Settings], llm: FakeOpenA
         assert response.status_code == 413
         assert "16" in response.json()["error"]["message"]
         assert "server.max_batch" in response.json()["error"]["message"]
+        for inputs in ("x" * 200, {str(i): QUESTION for i in range(200)}, 5):
+            assert c.post("/rag/batch", json={"inputs": inputs}).status_code == 422
     assert llm.chat_requests() == []
     with TestClient(create_app(_fill(make_settings(server={"max_batch": 2})))) as c:
         for path in ("/rag/batch", "/rag-with-sources/batch"):
