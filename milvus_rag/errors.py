@@ -28,7 +28,8 @@ codes or HTTP statuses.
         ├── LLMRateLimitError     429 after the configured retries
         ├── LLMServerError        5xx
         ├── LLMTimeoutError
-        └── LLMConnectionError    endpoint unreachable
+        ├── LLMConnectionError    endpoint unreachable
+        └── LLMResponseError      answered, but not with an OpenAI-compatible chat completion
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
     "LLMError",
     "LLMNotFoundError",
     "LLMRateLimitError",
+    "LLMResponseError",
     "LLMServerError",
     "LLMTimeoutError",
     "MilvusRAGError",
@@ -158,3 +160,11 @@ class LLMTimeoutError(LLMError):
 
 class LLMConnectionError(LLMError):
     """The endpoint could not be reached at all."""
+
+
+class LLMResponseError(LLMError):
+    """The endpoint answered (HTTP 200) with something that is not a chat completion.
+
+    Typically an HTML page from a proxy, a login portal or a base URL that is not an
+    OpenAI-compatible API root.
+    """

@@ -4,7 +4,8 @@
 base URL, model, key, timeout, retries). :class:`EndpointChatOpenAI` is
 ``ChatOpenAI`` whose endpoint failures surface as milvus-rag's typed
 :class:`~milvus_rag.errors.LLMError` subclasses with one-line messages that name
-the base URL and what to change.
+the base URL and what to change, including an endpoint that answers HTTP 200 with
+something that is not a chat completion (:class:`~milvus_rag.errors.LLMResponseError`).
 
 Example:
     .. code-block:: python
@@ -18,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +32,7 @@ from milvus_rag.errors import (
     LLMError,
     LLMNotFoundError,
     LLMRateLimitError,
+    LLMResponseError,
     LLMServerError,
     LLMTimeoutError,
     MissingAPIKeyError,
@@ -38,7 +41,13 @@ from milvus_rag.errors import (
 if TYPE_CHECKING:
     from milvus_rag.settings import LLMSettings, Settings
 
-__all__ = ["EndpointChatOpenAI", "chat_model_from_settings", "endpoint_error", "require_api_key"]
+__all__ = [
+    "EndpointChatOpenAI",
+    "chat_model_from_settings",
+    "endpoint_error",
+    "require_api_key",
+    "response_error",
+]
 
 _RETIRED_HINT = "Lepton's hosted *.lepton.run endpoints were retired; set llm.preset (nvidia, openai, local) or llm.base_url"
 
@@ -94,6 +103,35 @@ def endpoint_error(
     return LLMError(f"{where} failed ({type(exc).__name__}: {_cause(exc)})")
 
 
+def response_error(base_url: str, what: str) -> LLMResponseError:
+    """The one-line error for an endpoint that answered with something that is not a chat completion.
+
+    ``what`` says what came back instead, e.g. ``"an HTML page"``.
+    """
+    return LLMResponseError(
+        f"LLM endpoint {base_url} answered, but not with an OpenAI-compatible chat completion "
+        f"({what}); check llm.base_url: it must be the API root, usually ending in /v1"
+    )
+
+
+def _described(body: Any, exc: BaseException) -> str:
+    """What a non-completion response held, in a few words."""
+    if isinstance(body, str):
+        text = body.strip()
+        if text.startswith("<"):
+            return "got an HTML page"
+        first = text.splitlines()[0][:80] if text else ""
+        return f"got text: {first!r}" if first else "got an empty body"
+    error = body.get("error") if isinstance(body, dict) else getattr(body, "error", None)
+    if isinstance(error, dict):
+        error = error.get("message")
+    if error:
+        return "it reports an error: " + str(error).strip().splitlines()[0][:160]
+    if isinstance(exc, (KeyError, TypeError)) and "choices" in str(exc):
+        return "got JSON without choices"
+    return f"{type(exc).__name__}: {_cause(exc)}"
+
+
 def _detail(exc: Any) -> str:
     body = getattr(exc, "body", None)
     message = None
@@ -132,10 +170,13 @@ class EndpointChatOpenAI(ChatOpenAI):
     key_env: str | None = None
     """Name of the environment variable the key came from (for messages only)."""
 
+    def _base_url(self) -> str:
+        return str(self.openai_api_base or "https://api.openai.com/v1")
+
     def _error(self, exc: BaseException) -> LLMError:
         return endpoint_error(
             exc,
-            base_url=str(self.openai_api_base or "https://api.openai.com/v1"),
+            base_url=self._base_url(),
             model=self.model_name,
             key_env=self.key_env,
             timeout=self.request_timeout
@@ -143,6 +184,14 @@ class EndpointChatOpenAI(ChatOpenAI):
             else None,
             retries=self.max_retries,
         )
+
+    def _create_chat_result(self, response: Any, generation_info: dict | None = None) -> ChatResult:
+        # langchain-openai parses the body here: an HTML page arrives as a str, a JSON
+        # object without ``choices`` as a dict; either fails with a builtin exception.
+        try:
+            return super()._create_chat_result(response, generation_info)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise response_error(self._base_url(), _described(response, exc)) from exc
 
     def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
         try:
@@ -153,12 +202,17 @@ class EndpointChatOpenAI(ChatOpenAI):
             raise self._mapped(exc) from exc
 
     def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        chunks = 0
         try:
-            yield from super()._stream(*args, **kwargs)
+            for chunk in super()._stream(*args, **kwargs):
+                chunks += 1
+                yield chunk
         except LLMError:
             raise
         except Exception as exc:
             raise self._mapped(exc) from exc
+        if not chunks:
+            raise self._empty_stream()
 
     async def _agenerate(self, *args: Any, **kwargs: Any) -> ChatResult:
         try:
@@ -169,18 +223,30 @@ class EndpointChatOpenAI(ChatOpenAI):
             raise self._mapped(exc) from exc
 
     async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        chunks = 0
         try:
             async for chunk in super()._astream(*args, **kwargs):
+                chunks += 1
                 yield chunk
         except LLMError:
             raise
         except Exception as exc:
             raise self._mapped(exc) from exc
+        if not chunks:
+            raise self._empty_stream()
+
+    def _empty_stream(self) -> LLMResponseError:
+        # An HTML page (or any body without ``data:`` events) parses as an empty stream.
+        return response_error(self._base_url(), "the stream held no chat completion chunks")
 
     def _mapped(self, exc: Exception) -> Exception:
         import openai
 
-        return self._error(exc) if isinstance(exc, openai.OpenAIError) else exc
+        if isinstance(exc, openai.OpenAIError):
+            return self._error(exc)
+        if isinstance(exc, json.JSONDecodeError):  # a JSON content type, or an SSE event, not JSON
+            return response_error(self._base_url(), f"got invalid JSON: {_cause(exc)}")
+        return exc
 
 
 def require_api_key(llm: LLMSettings) -> str:

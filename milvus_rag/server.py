@@ -13,9 +13,17 @@ A thin adapter around the chain factories (LangServe is in maintenance mode):
 - ``GET /health``: liveness, without touching Milvus or the LLM.
 
 When ``MILVUS_RAG_SERVER__API_KEY`` is set, every route but ``/health`` needs
-``Authorization: Bearer KEY``. Bodies above ``server.max_body_bytes`` get 413;
-questions above ``server.max_question_chars`` get 422. Typed errors become JSON
-``{"error": {"message", "type"}}`` with an HTTP status (see :data:`STATUS_OF`).
+``Authorization: Bearer KEY``. Bodies above ``server.max_body_bytes`` and batches
+above ``server.max_batch`` inputs get 413; questions above
+``server.max_question_chars``, empty or not valid Unicode text get 422, on every
+route before anything runs. Typed errors become JSON ``{"error": {"message", "type"}}``
+with an HTTP status (see :data:`STATUS_OF`).
+
+Streams start once the LLM has answered (its first token), so retrieval and LLM
+failures still get their status and JSON body. A failure after that ends the
+stream with one well-formed error event: ``event: error`` with
+``{"status_code", "message"}`` on the LangServe routes, a ``{"error": ...}`` chunk
+then ``[DONE]`` on the OpenAI-compatible endpoint.
 
 Example:
     .. code-block:: python
@@ -29,14 +37,17 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
+from langchain_core.callbacks import AsyncCallbackHandler
 from pydantic import BaseModel, Field
 
 from milvus_rag.errors import (
@@ -56,7 +67,7 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from langchain_core.retrievers import BaseRetriever
 
-    from milvus_rag.settings import Settings
+    from milvus_rag.settings import ServerSettings, Settings
 
 __all__ = ["STATUS_OF", "ChatRequest", "create_app", "status_of"]
 
@@ -78,6 +89,9 @@ def status_of(error: MilvusRAGError) -> int:
         if cls in STATUS_OF:
             return STATUS_OF[cls]
     return 500
+
+
+_log = logging.getLogger(__name__)
 
 
 def _error_body(message: str, type_: str) -> dict[str, Any]:
@@ -132,7 +146,7 @@ def create_app(
         ConfigError: the ``server`` extra (FastAPI, LangServe) is not installed.
     """
     try:
-        from fastapi import Depends, FastAPI
+        from fastapi import APIRouter, Depends, FastAPI
         from langserve import add_routes
     except ImportError as exc:
         raise ConfigError(
@@ -176,13 +190,16 @@ def create_app(
     _install_body_limit(app, limits.max_body_bytes)
     auth = [Depends(_bearer_auth(limits.api_key.get_secret_value() if limits.api_key else None))]
 
+    langserve = APIRouter(route_class=_langserve_route_class())
     for path, chain in (("/rag", answer_chain), ("/rag-with-sources", sources_chain)):
         add_routes(
-            app,
-            _with_question_limit(chain, limits.max_question_chars),
+            langserve,
+            chain,
             path=path,
-            dependencies=auth,
+            dependencies=[*auth, Depends(_langserve_limits(limits))],
+            per_req_config_modifier=_watch_llm,
         )
+    app.include_router(langserve)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -202,9 +219,10 @@ def create_app(
         if body.stream:
             from fastapi.responses import StreamingResponse
 
+            chunks = _completion_chunks(sources_chain, question, limits.model_name)
+            first = await anext(chunks)  # retrieval and the LLM's first token: errors get a status
             return StreamingResponse(
-                _stream_completion(sources_chain, question, limits.model_name),
-                media_type="text/event-stream",
+                _completion_stream(first, chunks), media_type="text/event-stream"
             )
         result = await sources_chain.ainvoke(question)
         return _completion(limits.model_name, result["answer"], result["context"])
@@ -212,37 +230,162 @@ def create_app(
     return app
 
 
-class _QuestionTooLong(Exception):
-    """Raised inside the app for a question above ``server.max_question_chars``."""
+class _Refused(Exception):
+    """A request the edge refuses before anything runs (a bad question, too many inputs)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _check_question(question: str, limit: int) -> None:
     if not question.strip():
-        raise _QuestionTooLong("the request holds no question (no user message with text)")
+        raise _Refused("the request holds no question (no user message with text)")
     if len(question) > limit:
-        raise _QuestionTooLong(
+        raise _Refused(
             f"question is {len(question)} characters; the server accepts at most {limit} "
             "(server.max_question_chars)"
         )
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _Refused(
+            f"question is not valid Unicode text (a lone surrogate at character {exc.start}); "
+            "send UTF-8 text"
+        ) from None
 
 
-def _with_question_limit(chain: Any, limit: int) -> Any:
-    from langchain_core.runnables import RunnableLambda
+#: LangServe endpoints that run the chain, by the last part of their path.
+_RUN_ENDPOINTS = frozenset({"invoke", "batch", "stream", "stream_log", "stream_events"})
 
-    from milvus_rag.chains import QuestionInput
 
-    def check(value: Any) -> Any:
-        text = value if isinstance(value, str) else getattr(value, "question", None)
-        if isinstance(value, dict):
-            text = value.get("question")
-        if isinstance(text, str):
-            _check_question(text, limit)
-        return value
+def _langserve_limits(limits: ServerSettings) -> Callable[..., Awaitable[None]]:
+    """A dependency checking LangServe inputs: questions, and the batch size (before any run)."""
+    from fastapi import Request
 
-    input_type: Any = str | QuestionInput
-    return (RunnableLambda(check).with_types(input_type=input_type) | chain).with_config(
-        run_name=chain.get_name()
-    )
+    async def check(request: Request) -> None:
+        endpoint = request.url.path.rsplit("/", 1)[-1]
+        if request.method != "POST" or endpoint not in _RUN_ENDPOINTS:
+            return
+        try:
+            body = await request.json()  # cached: LangServe reads the same request
+        except ValueError:
+            return  # LangServe answers malformed bodies itself (422)
+        if not isinstance(body, dict):
+            return
+        inputs = body.get("inputs") if endpoint == "batch" else [body.get("input")]
+        if not isinstance(inputs, list):  # LangServe would iterate a string's characters
+            raise _Refused('"inputs" must be a list of questions')
+        if len(inputs) > limits.max_batch:
+            raise _Refused(
+                f"batch holds {len(inputs)} inputs; the server accepts at most "
+                f"{limits.max_batch} (server.max_batch)",
+                413,
+            )
+        for value in inputs:
+            question = value.get("question") if isinstance(value, dict) else value
+            if isinstance(question, str):
+                _check_question(question, limits.max_question_chars)
+
+    check.__annotations__["request"] = Request  # FastAPI resolves names in module globals only
+    return check
+
+
+class _LLMStarted(AsyncCallbackHandler):
+    """Sets :attr:`started` once the chat model has produced its first token (or answered)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    async def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
+        self.started.set()
+
+    async def on_llm_end(self, *args: Any, **kwargs: Any) -> None:
+        self.started.set()
+
+
+def _watch_llm(config: dict[str, Any], request: Request) -> dict[str, Any]:
+    """LangServe's per-request hook: note on the request when the LLM starts answering."""
+    watcher = _LLMStarted()
+    request.state.llm_started = watcher.started
+    return {**config, "callbacks": [*(config.get("callbacks") or []), watcher]}
+
+
+def _langserve_route_class() -> type[Any]:
+    """FastAPI routes whose LangServe event streams start only once the LLM answers."""
+    from fastapi.routing import APIRoute
+    from sse_starlette import EventSourceResponse
+
+    class LangServeRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def route(request: Request) -> Response:
+                response = await handler(request)
+                if isinstance(response, EventSourceResponse):
+                    started = getattr(request.state, "llm_started", None)
+                    response.body_iterator = await _started(response.body_iterator, started)
+                return response
+
+            return route
+
+    return LangServeRoute
+
+
+async def _started(events: Any, started: asyncio.Event | None) -> AsyncIterator[Any]:
+    """Hold LangServe's events until the LLM answers; return the whole stream.
+
+    LangServe turns any failure into a ``500 Internal Server Error`` event, then
+    re-raises (an aborted response and an ASGI traceback). A typed error before the
+    stream starts is raised here (its status and JSON body); later, it becomes one
+    error event with its status and message, and the stream ends cleanly.
+    """
+    held: list[Any] = []
+    async for event in events:
+        if _is_error(event):
+            error = await _raised(events)
+            if error is None:
+                held.append(event)
+                break
+            raise error
+        held.append(event)
+        if started is None or started.is_set():
+            break
+    return _resumed(held, events)
+
+
+async def _resumed(held: list[Any], events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    for event in held:
+        yield event
+    async for event in events:
+        if _is_error(event):
+            yield _error_event(await _raised(events), event)
+            return
+        yield event
+
+
+def _is_error(event: Any) -> bool:
+    return isinstance(event, dict) and event.get("event") == "error"
+
+
+async def _raised(events: AsyncIterator[Any]) -> Exception | None:
+    """The exception LangServe re-raises after its error event."""
+    try:
+        await anext(events)
+    except StopAsyncIteration:
+        return None
+    except Exception as exc:
+        return exc
+    return None
+
+
+def _error_event(error: Exception | None, generic: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(error, MilvusRAGError):
+        data = {"status_code": status_of(error), "message": str(error)}
+        return {"event": "error", "data": json.dumps(data)}
+    if error is not None:
+        _log.error("stream failed", exc_info=error)  # not ours: a bug worth its traceback
+    return generic
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -252,8 +395,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, MilvusRAGError)
         return JSONResponse(_error_body(str(exc), type(exc).__name__), status_code=status_of(exc))
 
-    async def too_long(request: Request, exc: Exception) -> Response:
-        return JSONResponse(_error_body(str(exc), "invalid_request_error"), status_code=422)
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, _Refused)
+        body = _error_body(str(exc), "invalid_request_error")
+        return JSONResponse(body, status_code=exc.status)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         from starlette.exceptions import HTTPException
@@ -269,7 +414,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(MilvusRAGError, typed)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(_QuestionTooLong, too_long)
+    app.add_exception_handler(_Refused, refused)
 
 
 def _install_body_limit(app: FastAPI, limit: int) -> None:
@@ -379,21 +524,42 @@ def _sse(payload: Any) -> str:
     return f"data: {json.dumps(payload)}\n\n"
 
 
-async def _stream_completion(chain: Any, question: str, model: str) -> AsyncIterator[str]:
-    """OpenAI-style SSE: a role chunk carrying ``sources``, content chunks, a stop chunk."""
+async def _completion_chunks(
+    chain: Any, question: str, model: str
+) -> AsyncIterator[dict[str, Any]]:
+    """OpenAI chunks: a role chunk carrying ``sources`` (once the LLM answers), content, stop."""
     ident = f"chatcmpl-{uuid.uuid4().hex}"
+    first = _chunk(ident, model, {"role": "assistant", "content": ""})
     started = False
-    try:
-        async for part in chain.astream(question):
-            if "context" in part and not started:
-                first = _chunk(ident, model, {"role": "assistant", "content": ""})
-                first["sources"] = _sources(part["context"])
+    async for part in chain.astream(question):
+        if "context" in part:
+            first["sources"] = _sources(part["context"])
+        if part.get("answer"):
+            if not started:
                 started = True
-                yield _sse(first)
-            if part.get("answer"):
-                yield _sse(_chunk(ident, model, {"content": part["answer"]}))
-        yield _sse(_chunk(ident, model, {}, "stop"))
-    except MilvusRAGError as exc:
+                yield first
+            yield _chunk(ident, model, {"content": part["answer"]})
+    if not started:
+        yield first
+    yield _chunk(ident, model, {}, "stop")
+
+
+async def _completion_stream(
+    first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]]
+) -> AsyncIterator[str]:
+    """SSE of the chunks; a failure becomes a final ``{"error": ...}`` chunk, then ``[DONE]``."""
+    yield _sse(first)
+    try:
+        async for chunk in chunks:
+            yield _sse(chunk)
+    except Exception as exc:
         # Headers are gone: the error travels in the stream, as OpenAI's API does.
-        yield _sse(_error_body(str(exc), type(exc).__name__))
+        if isinstance(exc, MilvusRAGError):
+            body = _error_body(str(exc), type(exc).__name__)
+            body["error"]["code"] = status_of(exc)
+        else:
+            _log.error("stream failed", exc_info=exc)  # not ours: a bug worth its traceback
+            body = _error_body("internal server error", "server_error")
+            body["error"]["code"] = 500
+        yield _sse(body)
     yield "data: [DONE]\n\n"

@@ -248,6 +248,7 @@ class ServerSettings(_Section):
     model_name: str = Field("milvus-rag", min_length=1)
     max_question_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    max_batch: int = Field(16, ge=1)
 
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("milvus_rag_config_file", default=None)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import yaml
 
 from milvus_rag.errors import (
     LLMAuthError,
     LLMConnectionError,
+    LLMError,
     LLMNotFoundError,
     LLMRateLimitError,
+    LLMResponseError,
     LLMServerError,
     LLMTimeoutError,
     MissingAPIKeyError,
@@ -139,3 +143,127 @@ def test_local_preset_needs_no_key() -> None:
 
     model = chat_model_from_settings(load_settings(overrides={"llm": {"preset": "local"}}))
     assert model.openai_api_key is not None
+
+
+def _not_a_completion(error: object, llm: FakeOpenAIServer) -> str:
+    message = str(error)
+    assert llm.base_url in message and "\n" not in message
+    assert "not with an OpenAI-compatible chat completion" in message
+    return message
+
+
+def test_html_page_is_a_response_error(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer
+) -> None:
+    model = _model(make_settings)
+    llm.script_html()
+    with pytest.raises(LLMResponseError) as info:
+        model.invoke("hi")
+    assert "HTML page" in _not_a_completion(info.value, llm)
+    llm.script_html()
+    with pytest.raises(LLMResponseError) as info:
+        list(model.stream("hi"))
+    _not_a_completion(info.value, llm)
+
+
+async def test_html_page_is_a_response_error_async(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer
+) -> None:
+    model = _model(make_settings)
+    llm.script_html()
+    with pytest.raises(LLMResponseError) as info:
+        await model.ainvoke("hi")
+    _not_a_completion(info.value, llm)
+    llm.script_html()
+    with pytest.raises(LLMResponseError) as info:
+        async for _ in model.astream("hi"):
+            pass
+    _not_a_completion(info.value, llm)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "shown"),
+    [
+        ({"object": "list", "data": []}, None, "without choices"),
+        ({"error": {"message": "model is loading"}}, None, "model is loading"),
+        ("{not json", "application/json", "invalid JSON"),
+        ("Service temporarily moved", None, "Service temporarily moved"),
+    ],
+)
+def test_other_non_completions(
+    make_settings: Callable[..., Settings],
+    llm: FakeOpenAIServer,
+    body: object,
+    content_type: str | None,
+    shown: str,
+) -> None:
+    model = _model(make_settings)
+    llm.script(body=body, content_type=content_type)
+    with pytest.raises(LLMResponseError) as info:
+        model.invoke("hi")
+    assert shown in _not_a_completion(info.value, llm)
+    llm.script(body=body, content_type=content_type)
+    with pytest.raises(LLMResponseError):
+        list(model.stream("hi"))
+
+
+def test_error_inside_a_stream_is_typed(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer
+) -> None:
+    llm.script(error_after=2)
+    pieces: list[object] = []
+    with pytest.raises(LLMError) as info:
+        for chunk in _model(make_settings).stream("hi"):
+            pieces.append(chunk.content)
+    assert "".join(map(str, pieces))  # part of the answer came first
+    assert llm.base_url in str(info.value)
+
+
+@pytest.fixture
+def ask_config(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    llm: FakeOpenAIServer,
+    make_settings: Callable[..., Settings],
+) -> Path:
+    """A config file whose collection holds the chain documents (for ``milvus-rag ask``)."""
+    from tests.conftest import base_config
+    from tests.support.corpus import store_chain_docs
+
+    store_chain_docs(make_settings())
+    path = tmp_path / "ask.yaml"
+    path.write_text(yaml.safe_dump(base_config(tmp_path / "milvus.db", tiny_model_dir, llm)))
+    return path
+
+
+@pytest.mark.parametrize("flags", [[], ["--no-stream"], ["--json"]])
+def test_ask_html_endpoint_is_one_line(
+    ask_config: Path, llm: FakeOpenAIServer, flags: list[str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from milvus_rag.cli import app
+
+    llm.script_html()
+    result = CliRunner().invoke(
+        app, ["ask", "Where does Milvus store data?", *flags, "-c", str(ask_config)]
+    )
+    assert result.exit_code == 1
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in result.output
+    _not_a_completion(err, llm)
+
+
+def test_ask_error_after_part_of_the_answer(ask_config: Path, llm: FakeOpenAIServer) -> None:
+    from typer.testing import CliRunner
+
+    from milvus_rag.cli import app
+
+    llm.script(error_after=2)
+    result = CliRunner().invoke(
+        app, ["ask", "Where does Milvus store data?", "-c", str(ask_config)]
+    )
+    assert result.exit_code == 1
+    assert result.stdout.endswith("\n") and " ".join(llm.answer.split()[:2]) in result.stdout
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err and llm.base_url in err

@@ -8,11 +8,14 @@ a temp dir, the tiny model and the real local OpenAI-compatible server; one test
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,17 @@ QUESTION = "Where does Milvus store data?"
 CHAT = {"model": "milvus-rag", "messages": [{"role": "user", "content": QUESTION}]}
 
 
+@pytest.fixture(autouse=True)
+def _fresh_sse_exit_event() -> Iterator[None]:
+    """sse-starlette 1.x keeps one exit event per process, bound to the first event loop
+    that streamed; every TestClient (and the uvicorn thread) runs its own loop."""
+    from sse_starlette.sse import AppStatus
+
+    AppStatus.should_exit_event = None
+    yield
+    AppStatus.should_exit_event = None
+
+
 def _fill(s: Settings) -> Settings:
     store_chain_docs(s)
     return s
@@ -64,6 +78,72 @@ def _events(text: str) -> list[Any]:
             data = line[len("data: ") :]
             out.append(data if data == "[DONE]" else json.loads(data))
     return out
+
+
+def _sse_events(text: str) -> list[tuple[str, str]]:
+    """``(event, data)`` pairs of a server-sent event stream (comments skipped)."""
+    out = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        event, data = "message", []
+        for line in block.splitlines():
+            if line.startswith("event:"):
+                event = line[len("event:") :].strip()
+            elif line.startswith("data:"):
+                data.append(line[len("data:") :].removeprefix(" "))
+        if data or event != "message":
+            out.append((event, "\n".join(data)))
+    return out
+
+
+STREAM_ROUTES = [
+    f"{base}/{kind}"
+    for base in ("/rag", "/rag-with-sources")
+    for kind in (
+        "stream",
+        "stream_log",
+        "stream_events",
+    )
+]
+RUN_ROUTES = [
+    f"{base}/{kind}"
+    for base in ("/rag", "/rag-with-sources")
+    for kind in (
+        "invoke",
+        "stream",
+        "stream_log",
+        "stream_events",
+    )
+]
+
+
+@contextmanager
+def _uvicorn(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on loopback in a thread; its log records reach caplog."""
+    import uvicorn
+
+    port = closed_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def _tracebacks(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Log records carrying a traceback, but Milvus Lite's gRPC noise (see cli._common)."""
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if not r.name.startswith("grpc") and (r.exc_info or "Traceback" in r.getMessage())
+    ]
 
 
 def test_health_needs_nothing(client: TestClient) -> None:
@@ -174,13 +254,11 @@ def test_llm_errors_become_statuses(client: TestClient, llm: FakeOpenAIServer) -
     assert error["type"] == "LLMAuthError" and "key" in error["message"]
 
 
-def test_llm_error_inside_a_stream(client: TestClient, llm: FakeOpenAIServer) -> None:
+def test_llm_error_before_a_stream_starts(client: TestClient, llm: FakeOpenAIServer) -> None:
     llm.script(status=404)
-    events = _events(client.post("/v1/chat/completions", json={**CHAT, "stream": True}).text)
-    assert events[-1] == "[DONE]"
-    assert any(
-        isinstance(e, dict) and e.get("error", {}).get("type") == "LLMNotFoundError" for e in events
-    )
+    response = client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert response.status_code == 502
+    assert response.json()["error"]["type"] == "LLMNotFoundError"
 
 
 def test_unreachable_llm(make_settings: Callable[..., Settings]) -> None:
@@ -194,8 +272,133 @@ def test_unreachable_llm(make_settings: Callable[..., Settings]) -> None:
 def test_empty_collection_is_503(make_settings: Callable[..., Settings]) -> None:
     with TestClient(create_app(make_settings())) as c:
         response = c.post("/v1/chat/completions", json=CHAT)
-    assert response.status_code == 503
-    assert "milvus-rag ingest" in response.json()["error"]["message"]
+        assert response.status_code == 503
+        assert "milvus-rag ingest" in response.json()["error"]["message"]
+        streamed = c.post("/v1/chat/completions", json={**CHAT, "stream": True})
+        assert streamed.status_code == 503
+        for path in STREAM_ROUTES:
+            response = c.post(path, json={"input": QUESTION})
+            assert response.status_code == 503, path
+            assert response.json()["error"]["type"] == "EmptyCollectionError"
+
+
+def test_llm_answering_html_is_502(client: TestClient, llm: FakeOpenAIServer) -> None:
+    for path, body in [
+        ("/v1/chat/completions", CHAT),
+        ("/v1/chat/completions", {**CHAT, "stream": True}),
+        ("/rag/invoke", {"input": QUESTION}),
+        ("/rag/stream", {"input": QUESTION}),
+        ("/rag-with-sources/stream", {"input": QUESTION}),
+    ]:
+        llm.script_html()
+        response = client.post(path, json=body)
+        assert response.status_code == 502, (path, response.text)
+        error = response.json()["error"]
+        assert error["type"] == "LLMResponseError", path
+        assert llm.base_url in error["message"]
+        assert "not with an OpenAI-compatible chat completion" in error["message"]
+
+
+def test_lone_surrogate_questions_are_422(client: TestClient, llm: FakeOpenAIServer) -> None:
+    bad = '"why \\ud800 here?"'  # valid JSON, but not valid Unicode text once decoded
+    bodies = {path: f'{{"input": {bad}}}' for path in RUN_ROUTES}
+    bodies["/rag-with-sources/invoke"] = f'{{"input": {{"question": {bad}}}}}'
+    bodies["/rag/batch"] = f'{{"inputs": ["fine", {bad}]}}'
+    chat = f'{{"messages": [{{"role": "user", "content": {bad}}}]}}'
+    requests = [*bodies.items(), ("/v1/chat/completions", chat)]
+    requests.append(("/v1/chat/completions", chat[:-1] + ', "stream": true}'))
+    for path, raw in requests:
+        response = client.post(path, content=raw, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, (path, response.text)
+        assert "not valid Unicode text" in response.json()["error"]["message"], path
+    assert llm.chat_requests() == []
+
+
+def test_limits_apply_before_streaming(client: TestClient, llm: FakeOpenAIServer) -> None:
+    for path in STREAM_ROUTES:
+        response = client.post(path, json={"input": "why " * 1_200})
+        assert response.status_code == 422, path
+        assert response.headers["content-type"] == "application/json"
+        assert "max_question_chars" in response.json()["error"]["message"]
+        mapping = client.post(path, json={"input": {"question": "why " * 1_200}})
+        assert mapping.status_code == 422, path
+    assert llm.chat_requests() == []
+
+
+def test_llm_failure_before_the_first_byte_is_a_status(
+    client: TestClient, llm: FakeOpenAIServer
+) -> None:
+    for path in STREAM_ROUTES:
+        llm.script(status=503)
+        response = client.post(path, json={"input": QUESTION})
+        assert response.status_code == 502, (path, response.text)
+        assert response.json()["error"]["type"] == "LLMServerError"
+    llm.script(status=429)
+    response = client.post("/rag/stream", json={"input": QUESTION})
+    assert response.status_code == 429
+
+
+def test_streams_still_work_after_the_first_token(
+    client: TestClient, llm: FakeOpenAIServer
+) -> None:
+    for path in STREAM_ROUTES:
+        response = client.post(path, json={"input": QUESTION})
+        assert response.status_code == 200, path
+        events = _sse_events(response.text)
+        assert events[-1][0] == "end", path
+        assert llm.answer.split()[-1] in response.text
+    sources = _sse_events(client.post("/rag-with-sources/stream", json={"input": QUESTION}).text)
+    data = [json.loads(d) for e, d in sources if e == "data"]
+    assert "context" in data[0]
+    assert "".join(d.get("answer", "") for d in data) == llm.answer
+
+
+def test_errors_after_the_first_byte_end_the_stream_cleanly(
+    settings: Settings, llm: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    with _uvicorn(create_app(settings)) as base:
+        for path in STREAM_ROUTES:
+            llm.script(error_after=2)
+            response = httpx.post(base + path, json={"input": QUESTION}, timeout=60)
+            assert response.status_code == 200, path  # the LLM had started answering
+            events = _sse_events(response.text)
+            assert [e for e, _ in events].count("data") >= 2, path
+            kind, data = events[-1]
+            assert kind == "error", (path, events[-3:])
+            error = json.loads(data)
+            assert error["status_code"] == 502 and llm.base_url in error["message"], path
+
+        llm.script(error_after=2)
+        response = httpx.post(
+            f"{base}/v1/chat/completions", json={**CHAT, "stream": True}, timeout=60
+        )
+        events = _events(response.text)
+        assert events[-1] == "[DONE]"
+        assert events[0]["sources"] and events[1]["choices"][0]["delta"]["content"]
+        error = events[-2]["error"]
+        assert error["type"] == "LLMError" and error["code"] == 502
+        assert llm.base_url in error["message"]
+    assert _tracebacks(caplog) == []
+
+
+def test_batch_size_limit(make_settings: Callable[..., Settings], llm: FakeOpenAIServer) -> None:
+    with TestClient(create_app(_fill(make_settings()))) as c:
+        response = c.post("/rag/batch", json={"inputs": [QUESTION] * 200})
+        assert response.status_code == 413
+        assert "16" in response.json()["error"]["message"]
+        assert "server.max_batch" in response.json()["error"]["message"]
+        for inputs in ("x" * 200, {str(i): QUESTION for i in range(200)}, 5):
+            assert c.post("/rag/batch", json={"inputs": inputs}).status_code == 422
+    assert llm.chat_requests() == []
+    with TestClient(create_app(_fill(make_settings(server={"max_batch": 2})))) as c:
+        for path in ("/rag/batch", "/rag-with-sources/batch"):
+            llm.reset()
+            assert c.post(path, json={"inputs": [QUESTION] * 3}).status_code == 413, path
+            assert llm.chat_requests() == []
+            response = c.post(path, json={"inputs": [QUESTION, {"question": QUESTION}]})
+            assert response.status_code == 200, path
+            assert len(response.json()["output"]) == 2
 
 
 def test_status_mapping() -> None:
@@ -278,3 +481,48 @@ def test_serve_refuses_an_empty_collection(
     assert result.exit_code == 1
     assert "milvus-rag ingest" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("host", "key", "warned"),
+    [
+        ("0.0.0.0", None, True),
+        ("::", None, True),
+        ("192.168.1.20", None, True),
+        ("0.0.0.0", "k1", False),
+        ("127.0.0.1", None, False),
+        ("localhost", None, False),
+        ("::1", None, False),
+    ],
+)
+def test_serve_warns_when_reachable_without_a_key(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    llm: FakeOpenAIServer,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    host: str,
+    key: str | None,
+    warned: bool,
+) -> None:
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from milvus_rag.cli import app
+    from tests.conftest import base_config
+
+    config = tmp_path / "c.yaml"  # the collection the settings fixture filled
+    config.write_text(yaml.safe_dump(base_config(tmp_path / "milvus.db", tiny_model_dir, llm)))
+    if key:
+        monkeypatch.setenv("MILVUS_RAG_SERVER__API_KEY", key)
+    ran: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append(kw))
+    result = CliRunner().invoke(app, ["serve", "--host", host, "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert ran and ran[0]["host"] == host  # it still starts
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    if warned:
+        assert len(warnings) == 1
+        assert "MILVUS_RAG_SERVER__API_KEY" in warnings[0] and host in warnings[0]
+    else:
+        assert warnings == []

@@ -24,6 +24,7 @@ from milvus_rag.cli._retrieval import (
     filter_expression,
     retrieval_overrides,
 )
+from milvus_rag.errors import MilvusRAGError
 
 
 @command
@@ -62,11 +63,18 @@ def ask(
             return
         typer.echo(answer)
     else:
-        for part in chain.stream(question):
-            if "context" in part:
-                context = part["context"]
-            if "answer" in part:
-                typer.echo(part["answer"], nl=False)
+        answered = False
+        try:
+            for part in chain.stream(question):
+                if "context" in part:
+                    context = part["context"]
+                if "answer" in part:
+                    typer.echo(part["answer"], nl=False)
+                    answered = True
+        except MilvusRAGError:
+            if answered:  # end the partial answer's line: the error gets a line of its own
+                typer.echo()
+            raise
         typer.echo()
     _print_sources(context)
 

@@ -44,9 +44,28 @@ def serve(
     app = create_app(settings, retriever=retriever)
     retriever.ensure_not_empty()  # fail now, not on the first question
 
+    if settings.server.api_key is None and not _is_loopback(settings.server.host):
+        typer.echo(
+            f"warning: serving on {settings.server.host} without an API key: anyone who can "
+            "reach it can query the documents and spend the LLM's quota; set "
+            "MILVUS_RAG_SERVER__API_KEY",
+            err=True,
+        )
     typer.echo(
         f"serving {settings.milvus.collection} on http://{settings.server.host}:"
         f"{settings.server.port} (OpenAI-compatible base URL: /v1)",
         err=True,
     )
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level="warning")
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (``localhost``, 127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface

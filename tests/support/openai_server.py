@@ -4,7 +4,8 @@
 ``openai``/``langchain-openai`` clients to exercise their real HTTP code
 paths: ``POST /v1/chat/completions`` (plain JSON and SSE streaming) and
 ``GET /v1/models``.  Tests can script one-shot behaviours (error statuses,
-custom headers/bodies, delays) that are consumed in order, one per request.
+custom headers/bodies, an HTML page answered with 200, a stream failing
+midway, delays) that are consumed in order, one per request.
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
-__all__ = ["DEFAULT_ANSWER", "FakeOpenAIServer", "ScriptedBehaviour", "closed_port"]
+__all__ = ["DEFAULT_ANSWER", "HTML_PAGE", "FakeOpenAIServer", "ScriptedBehaviour", "closed_port"]
 
 DEFAULT_ANSWER = "Milvus stores data in object storage."
+
+#: What a proxy, captive portal or web server root answers instead of the API.
+HTML_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Welcome</title></head><body>It works!</body></html>\n"
+)
 
 _ERROR_KINDS: dict[int, tuple[str, str | None, str]] = {
     400: ("invalid_request_error", None, "Bad request."),
@@ -66,8 +72,11 @@ class ScriptedBehaviour:
 
     ``status`` >= 400 with ``body=None`` yields an OpenAI-shaped error body.
     ``body`` may be a dict/list (sent as JSON), ``str`` or ``bytes`` (sent raw)
-    and replaces the normal response body.  ``delay`` sleeps before
-    answering.  ``answer`` overrides the assistant text of a success reply.
+    and replaces the normal response body, plain or streamed; ``content_type``
+    overrides its Content-Type.  ``delay`` sleeps before answering.
+    ``answer`` overrides the assistant text of a success reply.
+    ``error_after`` makes a streamed reply send that many content chunks, then
+    an in-band ``{"error": ...}`` event, and end.
     """
 
     status: int = 200
@@ -75,6 +84,8 @@ class ScriptedBehaviour:
     body: Any = None
     delay: float = 0.0
     answer: str | None = None
+    content_type: str | None = None
+    error_after: int | None = None
 
 
 def _content_text(content: Any) -> str:
@@ -169,18 +180,23 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, obj: Any, headers: dict[str, str]) -> None:
         self._send_bytes(status, json.dumps(obj).encode(), "application/json", headers)
 
-    def _send_custom(self, status: int, body: Any, headers: dict[str, str]) -> None:
+    def _send_custom(
+        self, status: int, body: Any, headers: dict[str, str], content_type: str | None
+    ) -> None:
         if isinstance(body, bytes):
-            self._send_bytes(status, body, "application/octet-stream", headers)
+            self._send_bytes(status, body, content_type or "application/octet-stream", headers)
         elif isinstance(body, str):
-            self._send_bytes(status, body.encode(), "text/plain; charset=utf-8", headers)
+            type_ = content_type or "text/plain; charset=utf-8"
+            self._send_bytes(status, body.encode(), type_, headers)
         else:
-            self._send_json(status, body, headers)
+            self._send_bytes(
+                status, json.dumps(body).encode(), content_type or "application/json", headers
+            )
 
     def _respond(self, method: str, path: str, body: Any, behaviour: ScriptedBehaviour) -> None:
         headers = {"x-request-id": f"req_{uuid.uuid4().hex[:16]}", **behaviour.headers}
         if behaviour.body is not None:
-            self._send_custom(behaviour.status, behaviour.body, headers)
+            self._send_custom(behaviour.status, behaviour.body, headers, behaviour.content_type)
             return
         if behaviour.status >= 400:
             type_, code, message = _ERROR_KINDS.get(
@@ -198,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             answer = behaviour.answer if behaviour.answer is not None else owner.answer
             if body.get("stream"):
-                self._stream_chat(body, answer, behaviour.status, headers)
+                self._stream_chat(body, answer, behaviour, headers)
             else:
                 self._send_json(behaviour.status, owner._completion(body, answer), headers)
         elif method == "GET" and path == "/v1/models":
@@ -225,19 +241,28 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _stream_chat(
-        self, body: dict[str, Any], answer: str, status: int, headers: dict[str, str]
+        self,
+        body: dict[str, Any],
+        answer: str,
+        behaviour: ScriptedBehaviour,
+        headers: dict[str, str],
     ) -> None:
         owner = self.server.owner
-        self.send_response(status)
+        self.send_response(behaviour.status)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
-        for event in owner._stream_events(body, answer):
+        events = owner._stream_events(body, answer)
+        if behaviour.error_after is not None:
+            events = events[: 1 + behaviour.error_after]  # the role chunk, then content
+            events.append(json.dumps(openai_error(_ERROR_KINDS[500][2], "server_error")))
+        for event in events:
             self._write_chunk(b"data: " + event.encode() + b"\n\n")
-        self._write_chunk(b"data: [DONE]\n\n")
+        if behaviour.error_after is None:
+            self._write_chunk(b"data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -351,6 +376,8 @@ class FakeOpenAIServer:
         body: Any = None,
         delay: float = 0.0,
         answer: str | None = None,
+        content_type: str | None = None,
+        error_after: int | None = None,
     ) -> ScriptedBehaviour:
         """Queue a one-shot behaviour for the next unscripted request."""
         behaviour = ScriptedBehaviour(
@@ -359,10 +386,16 @@ class FakeOpenAIServer:
             body=body,
             delay=delay,
             answer=answer,
+            content_type=content_type,
+            error_after=error_after,
         )
         with self._lock:
             self._script.append(behaviour)
         return behaviour
+
+    def script_html(self) -> ScriptedBehaviour:
+        """Queue a 200 ``text/html`` page (for plain and streamed calls alike)."""
+        return self.script(body=HTML_PAGE, content_type="text/html; charset=utf-8")
 
     @property
     def pending_scripts(self) -> int:
