@@ -364,15 +364,6 @@ def ensure_collection(
     """
     mode = mode or settings.retrieval.mode
     name = settings.milvus.collection
-    milvus = settings.milvus
-    read_only = client is None and not (create or recreate)
-    if read_only and milvus.is_lite and not Path(milvus.uri).expanduser().exists():
-        # Connecting would create an empty database there.
-        raise EmptyCollectionError(
-            f"there is no Milvus Lite database at {milvus.uri}, so no collection {name}: "
-            "run `milvus-rag ingest SOURCE` first, or fix milvus.uri"
-        )
-    client = client if client is not None else connect(settings.milvus)
     try:
         exists = client.has_collection(name)
         if not exists and not (create or recreate):
@@ -428,7 +419,14 @@ def open_vector_store(
         StoreLockedError, StoreUnavailableError.
     """
     own = client is None
-    client = client if client is not None else connect(settings.milvus)
+    milvus = settings.milvus
+    lite_missing = milvus.is_lite and not Path(milvus.uri).expanduser().exists()
+    if own and not (create or recreate) and lite_missing:  # connecting would create it
+        raise EmptyCollectionError(
+            f"there is no Milvus Lite database at {milvus.uri}, so no collection "
+            f"{milvus.collection}: run `milvus-rag ingest SOURCE` first, or fix milvus.uri"
+        )
+    client = client if client is not None else connect(milvus)
     try:
         hybrid = ensure_collection(
             client, settings, embeddings, create=create, recreate=recreate, mode=mode

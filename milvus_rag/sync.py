@@ -292,6 +292,8 @@ def ingest(
     split = splitter_for(settings, embeddings, splitter)
 
     with open_source(source, glob=glob, limits=_limits(settings)) as listing:
+        # Load the model before connecting: a bad source or model leaves no empty database.
+        embeddings.identity()
         client = connect(settings.milvus)
         try:
             report = _sync(

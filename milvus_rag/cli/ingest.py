@@ -43,7 +43,6 @@ def ingest(
 ) -> None:
     """Load, split, embed and store a source; reruns only write what changed."""
     from milvus_rag.cli.progress import IngestProgress
-    from milvus_rag.embeddings import embeddings_from_settings
     from milvus_rag.errors import ConfigError
     from milvus_rag.sync import ingest as run_ingest
 
@@ -53,13 +52,10 @@ def ingest(
         config,
         {"ingest": {"splitter": splitter}, "retrieval": {"mode": _mode(mode)}},
     )
-    embeddings = embeddings_from_settings(settings)
-    embeddings.identity()  # load the model before anything connects: no empty database left
     with IngestProgress(enabled=not as_json) as progress:
         report = run_ingest(
             source,
             settings,
-            embeddings=embeddings,
             glob=glob,
             recreate=recreate,
             prune=prune,
