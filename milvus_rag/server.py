@@ -490,14 +490,17 @@ class _LLMStarted(AsyncCallbackHandler):
 
 
 class _Usage(AsyncCallbackHandler):
-    """Sums the token usage the endpoint reports over every LLM call of one request."""
+    """Sums the token usage the endpoint reports over every LLM call of one request
+    (the question rewrite and the answer)."""
 
     def __init__(self) -> None:
         self.prompt = 0
         self.completion = 0
-        self.reported = False
+        self.calls = 0
+        self.reported = 0
 
     async def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        self.calls += 1
         found = False
         for generations in response.generations:
             for generation in generations:
@@ -506,17 +509,17 @@ class _Usage(AsyncCallbackHandler):
                     self.prompt += int(meta.get("input_tokens") or 0)
                     self.completion += int(meta.get("output_tokens") or 0)
                     found = True
-        if not found:  # older integrations report it in llm_output only
+        if not found:  # some integrations report it in llm_output only
             token_usage = (response.llm_output or {}).get("token_usage") or {}
             if token_usage:
                 self.prompt += int(token_usage.get("prompt_tokens") or 0)
                 self.completion += int(token_usage.get("completion_tokens") or 0)
                 found = True
-        self.reported = self.reported or found
+        self.reported += found
 
     def total(self) -> dict[str, int] | None:
-        """OpenAI's ``usage`` object, or None when no call reported usage."""
-        if not self.reported:
+        """OpenAI's ``usage`` object; None unless every call reported its usage."""
+        if not self.calls or self.reported < self.calls:
             return None
         return {
             "prompt_tokens": self.prompt,
