@@ -225,6 +225,7 @@ def test_api_key(
             assert response.status_code == 401
             assert "API key" in response.json()["error"]["message"]
         assert c.post("/rag/invoke", json={"input": QUESTION}).status_code == 401
+        assert c.post("/retrieve/invoke", json={"input": QUESTION}).status_code == 401
         assert c.get("/v1/models").status_code == 401
         ok = c.post("/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
@@ -747,6 +748,7 @@ def test_langserve_configurable_k_mode_source(client: TestClient, llm: FakeOpenA
     batch = {"inputs": [QUESTION], "config": [{"configurable": {"k": 99}}]}
     assert client.post("/rag/batch", json=batch).status_code == 422
     assert client.post("/rag/c/abc/invoke", json={"input": QUESTION}).status_code == 404
+    assert client.get("/rag/playground/").status_code == 200
 
 
 def test_only_retrieval_options_are_configurable(
