@@ -297,3 +297,17 @@ def test_retrieval_chain_lists_passages(settings: Settings, llm: FakeOpenAIServe
     assert isinstance(passages[0]["score"], float) and len(passages) == 3
     assert chain.invoke(QUESTION) == passages
     assert llm.chat_requests() == []
+
+
+def test_question_input_model_carries_history(settings: Settings, llm: FakeOpenAIServer) -> None:
+    from milvus_rag.chains import QuestionInput
+
+    llm.script(answer="What do zebras graze on?")
+    value = QuestionInput(
+        question="What do they eat?",
+        chat_history=[HumanMessage("Tell me about zebras"), AIMessage("Striped horses.")],
+    )
+    assert build_rag_chain(settings).invoke(value) == llm.answer
+    rewrite, _ = llm.chat_requests()
+    user = rewrite["body"]["messages"][1]["content"]
+    assert "User: Tell me about zebras\nAssistant: Striped horses." in user
