@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_openai import ChatOpenAI
+from pydantic import PrivateAttr
 
 from milvus_rag.errors import (
     LLMAuthError,
@@ -170,6 +171,35 @@ class EndpointChatOpenAI(ChatOpenAI):
     key_env: str | None = None
     """Name of the environment variable the key came from (for messages only)."""
 
+    _loop: Any = PrivateAttr(default=None)
+    _loop_http: Any = PrivateAttr(default=None)
+
+    def _bind_to_running_loop(self) -> None:
+        """Give the async client a connection pool of the running event loop.
+
+        An httpx pool keeps connections bound to the loop that opened them, so a
+        second ``asyncio.run`` (or a test's new loop) would fail with "Event loop
+        is closed". One pool per loop, made on first use in that loop.
+        """
+        import asyncio
+        import weakref
+
+        from openai import DefaultAsyncHttpxClient
+
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop() is loop:
+            return
+        self._loop_http = DefaultAsyncHttpxClient()
+        self.root_async_client = self.root_async_client.copy(http_client=self._loop_http)
+        self.async_client = self.root_async_client.chat.completions
+        self._loop = weakref.ref(loop)
+
+    async def aclose(self) -> None:
+        """Close the connection pool of the current event loop (e.g. at server shutdown)."""
+        if self._loop_http is not None:
+            await self._loop_http.aclose()
+            self._loop, self._loop_http = None, None
+
     def _base_url(self) -> str:
         return str(self.openai_api_base or "https://api.openai.com/v1")
 
@@ -215,6 +245,7 @@ class EndpointChatOpenAI(ChatOpenAI):
             raise self._empty_stream()
 
     async def _agenerate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        self._bind_to_running_loop()
         try:
             return await super()._agenerate(*args, **kwargs)
         except LLMError:
@@ -223,6 +254,7 @@ class EndpointChatOpenAI(ChatOpenAI):
             raise self._mapped(exc) from exc
 
     async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        self._bind_to_running_loop()
         chunks = 0
         try:
             async for chunk in super()._astream(*args, **kwargs):
