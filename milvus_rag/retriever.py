@@ -34,6 +34,8 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from milvus_rag.errors import ConfigError
+from milvus_rag.loaders.views import MAX_VIEWS
+from milvus_rag.store import ID_FIELD, VECTOR_FIELD
 
 if TYPE_CHECKING:
     from langchain_milvus import Milvus
@@ -179,42 +181,50 @@ class MilvusRAGRetriever(BaseRetriever):
             return score <= self.score_threshold
         return score >= self.score_threshold
 
-    def _to_documents(self, pairs: list[tuple[Document, float]]) -> list[Document]:
+    def _to_documents(self, pairs: list[tuple[Document, float]], k: int) -> list[Document]:
+        """The ``k`` best distinct chunks: a chunk found by several views counts once."""
         docs = []
+        seen: set[tuple[Any, ...]] = set()
         for doc, score in pairs:
             if not self._keep(score):
                 continue
+            key = _chunk_key(doc)
+            if key in seen:
+                continue
+            seen.add(key)
             metadata = dict(doc.metadata, score=float(score))
             docs.append(
                 Document(page_content=doc.page_content, metadata=metadata, id=metadata.get("id"))
             )
+            if len(docs) == k:
+                break
         return docs
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        k = int(kwargs.get("k", self.k))
-        store = self.store()
-        search = self._search_kwargs(k)
-        if self.search_type == "mmr" and self.mode == "dense":
-            return self._mmr(store, query, search)
-        with _legacy_rankers_ok():
-            pairs = store.similarity_search_with_score(query, **search)
-        return self._to_documents(pairs)
+        return self._search(query, int(kwargs.get("k", self.k)))
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
+        # The sync path in a worker thread: pymilvus's async client binds itself to
+        # the first event loop that uses it, so a second ``asyncio.run`` would fail.
         from langchain_core.runnables.config import run_in_executor
 
-        k = int(kwargs.get("k", self.k))
-        store = await run_in_executor(None, self.store)
+        return await run_in_executor(None, self._search, query, int(kwargs.get("k", self.k)))
+
+    def _search(self, query: str, k: int) -> list[Document]:
+        store = self.store()
         search = self._search_kwargs(k)
         if self.search_type == "mmr" and self.mode == "dense":
-            return await run_in_executor(None, self._mmr, store, query, search)
+            return self._mmr(store, query, search)
+        # Each chunk is stored once per view (its text, a question heading): ask for
+        # enough rows to find k distinct chunks.
+        search["k"] = k * MAX_VIEWS
         with _legacy_rankers_ok():
-            pairs = await store.asimilarity_search_with_score(query, **search)
-        return self._to_documents(pairs)
+            pairs = store.similarity_search_with_score(query, **search)
+        return self._to_documents(pairs, k)
 
     def _mmr(self, store: Milvus, query: str, search: dict[str, Any]) -> list[Document]:
         """Maximal marginal relevance over ``fetch_k`` candidates, keeping scores."""
@@ -228,11 +238,23 @@ class MilvusRAGRetriever(BaseRetriever):
         )
         if not pairs:
             return []
-        ids = [doc.metadata.get("id") for doc, _ in pairs]
-        rows = store.client.get(store.collection_name, ids=ids, output_fields=["vector"])
-        by_id = {row["id"]: row["vector"] for row in rows}
+        best: dict[tuple[Any, ...], tuple[Document, float]] = {}
+        for doc, score in pairs:
+            best.setdefault(_chunk_key(doc), (doc, score))
+        pairs = list(best.values())
+        ids = [doc.metadata.get(ID_FIELD) for doc, _ in pairs]
+        rows = store.client.get(store.collection_name, ids=ids, output_fields=[VECTOR_FIELD])
+        by_id = {row[ID_FIELD]: row[VECTOR_FIELD] for row in rows}
         vectors = [by_id[i] for i in ids]
         chosen = maximal_marginal_relevance(
             np.array(query_vector), vectors, lambda_mult=self.lambda_mult, k=k
         )
-        return self._to_documents([pairs[i] for i in chosen])
+        return self._to_documents([pairs[i] for i in chosen], k)
+
+
+def _chunk_key(doc: Document) -> tuple[Any, ...]:
+    """What identifies a chunk across its views (rows without sync fields stay distinct)."""
+    meta = doc.metadata
+    if "position" in meta and "source" in meta:
+        return (meta.get("origin"), meta["source"], meta["position"])
+    return ("id", meta.get(ID_FIELD, id(doc)))

@@ -62,6 +62,7 @@ __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",
     "LLM_PRESETS",
+    "AnswerSettings",
     "EmbeddingSettings",
     "IngestSettings",
     "LLMEndpoint",
@@ -273,6 +274,13 @@ class LLMSettings(_Section):
         return [self, *self.fallbacks]
 
 
+class AnswerSettings(_Section):
+    """How answers are written: citations, and how much chat history a follow-up sees."""
+
+    citations: bool = False
+    history_turns: int = Field(6, ge=0)
+
+
 class IngestSettings(_Section):
     """How sources are read and split."""
 
@@ -303,6 +311,7 @@ class ServerSettings(_Section):
     max_question_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_batch: int = Field(16, ge=1)
+    max_history_chars: int = Field(16000, ge=0)
 
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("milvus_rag_config_file", default=None)
@@ -380,6 +389,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     llm: LLMSettings = LLMSettings()
+    answer: AnswerSettings = AnswerSettings()
     ingest: IngestSettings = IngestSettings()
     server: ServerSettings = ServerSettings()
 

@@ -539,19 +539,21 @@ def connect_existing(milvus: MilvusSettings) -> MilvusClient:
 
 
 class StoredSource:
-    """One source file in the collection: where it came from and its chunks."""
+    """One source file in the collection: where it came from, its rows and chunks."""
 
-    __slots__ = ("chunkers", "ids", "origin", "source")
+    __slots__ = ("chunkers", "ids", "origin", "positions", "source")
 
     def __init__(self, source: str, origin: str) -> None:
         self.source = source
         self.origin = origin
         self.ids: list[str] = []
+        self.positions: set[int] = set()
         self.chunkers: set[str] = set()
 
     @property
     def chunks(self) -> int:
-        return len(self.ids)
+        """Chunks of the file: rows holding another view of a chunk are not counted."""
+        return len(self.positions) if self.positions else len(self.ids)
 
 
 def list_sources(
@@ -559,15 +561,15 @@ def list_sources(
 ) -> list[StoredSource]:
     """The source files stored in ``collection`` (those matching ``expr``), sorted by path.
 
-    Reads every chunk's ``source``, ``origin`` and ``chunker`` in pages; two origins
-    holding the same path are two entries.
+    Reads every row's ``source``, ``origin``, ``position`` and ``chunker`` in pages;
+    two origins holding the same path are two entries.
     """
     found: dict[tuple[str, str], StoredSource] = {}
     iterator = client.query_iterator(
         collection,
         batch_size=_PAGE,
         filter=expr or "",
-        output_fields=[ID_FIELD, "source", "origin", "chunker"],
+        output_fields=[ID_FIELD, "source", "origin", "position", "chunker"],
     )
     try:
         while batch := iterator.next():
@@ -577,6 +579,8 @@ def list_sources(
                 if entry is None:
                     entry = found[key] = StoredSource(*key)
                 entry.ids.append(str(row[ID_FIELD]))
+                if isinstance(row.get("position"), int):
+                    entry.positions.add(row["position"])
                 if row.get("chunker"):
                     entry.chunkers.add(str(row["chunker"]))
     finally:
@@ -585,7 +589,7 @@ def list_sources(
 
 
 def delete_sources(client: MilvusClient, collection: str, sources: list[StoredSource]) -> int:
-    """Delete every chunk of ``sources`` (from :func:`list_sources`); returns how many.
+    """Delete every row of ``sources`` (from :func:`list_sources`); returns how many.
 
     The chunks hold the ingest's sync state, so the next ingest of those files writes
     them anew. The ingest records of an origin left with no chunk are dropped

@@ -16,6 +16,7 @@ from typer.core import TyperGroup
 
 from milvus_rag.cli._common import printable
 from milvus_rag.cli.ask import ask
+from milvus_rag.cli.chat import chat
 from milvus_rag.cli.config import config_app
 from milvus_rag.cli.delete import delete
 from milvus_rag.cli.doctor import doctor
@@ -110,6 +111,7 @@ def _root(
 app.command("ingest")(ingest)
 app.command("search")(search)
 app.command("ask")(ask)
+app.command("chat")(chat)
 app.command("eval")(evaluate)
 app.command("sources")(sources)
 app.command("delete")(delete)

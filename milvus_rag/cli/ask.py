@@ -11,9 +11,9 @@ from milvus_rag.cli._common import (
     ConfigOption,
     JsonOption,
     UriOption,
+    command,
     config_file_of,
     echo_json,
-    milvus_command,
     printable,
     settings_for,
 )
@@ -30,7 +30,7 @@ from milvus_rag.cli._retrieval import (
 from milvus_rag.errors import MilvusRAGError
 
 
-@milvus_command
+@command
 def ask(
     question: Annotated[str, typer.Argument(help="The question to answer.")],
     k: KOption = None,

@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from milvus_rag.cli._common import ConfigOption, command, config_file_of, echo_json, settings_for
+from milvus_rag.cli._common import (
+    ConfigOption,
+    config_file_of,
+    echo_json,
+    light_command,
+    settings_for,
+)
 
 __all__ = ["config_app"]
 
@@ -19,7 +25,7 @@ config_app = typer.Typer(
 
 
 @config_app.callback()
-@command
+@light_command
 def show_config(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Print the resolved settings (secrets shown only as set or unset).
 
@@ -33,7 +39,7 @@ def show_config(ctx: typer.Context, config: ConfigOption = None) -> None:
 
 
 @config_app.command("init")
-@command
+@light_command
 def init_config(
     path: Annotated[Path, typer.Argument(help="Where to write it.", show_default=True)] = Path(
         "config.yaml"

@@ -10,13 +10,13 @@ from milvus_rag.cli._common import (
     CollectionOption,
     ConfigOption,
     UriOption,
-    milvus_command,
+    command,
     printable,
     settings_for,
 )
 
 
-@milvus_command
+@command
 def delete(
     patterns: Annotated[
         list[str],
@@ -56,7 +56,7 @@ def delete(
         if not yes and not typer.confirm(question, default=False):
             typer.echo("nothing deleted", err=True)
             raise typer.Exit(1)
-        deleted = delete_sources(client, name, matched)
+        delete_sources(client, name, matched)
     finally:
         client.close()
-    typer.echo(f"deleted {len(matched)} documents ({deleted} chunks) from {name}")
+    typer.echo(f"deleted {len(matched)} documents ({chunks} chunks) from {name}")

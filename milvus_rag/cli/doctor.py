@@ -13,8 +13,8 @@ from milvus_rag.cli._common import (
     ConfigOption,
     JsonOption,
     UriOption,
+    command,
     echo_json,
-    milvus_command,
     printable,
     settings_for,
 )
@@ -43,7 +43,7 @@ class Check:
         return printable(f"{label:<4}  {self.name:<10}  {self.detail}{fix}")
 
 
-@milvus_command
+@command
 def doctor(
     offline: Annotated[
         bool, typer.Option("--offline", help="Skip the checks that need the network (LLM).")

@@ -12,15 +12,15 @@ from milvus_rag.cli._common import (
     ConfigOption,
     JsonOption,
     UriOption,
+    command,
     echo_json,
-    milvus_command,
     printable,
     settings_for,
 )
 from milvus_rag.cli._retrieval import KOption, ModeOption, retrieval_overrides
 
 
-@milvus_command
+@command
 def evaluate(
     questions: Annotated[Path, typer.Argument(help='JSONL: {"question": ..., "sources": [paths]}')],
     k: KOption = None,

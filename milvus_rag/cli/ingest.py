@@ -12,8 +12,8 @@ from milvus_rag.cli._common import (
     ConfigOption,
     JsonOption,
     UriOption,
+    command,
     echo_json,
-    milvus_command,
     printable,
     settings_for,
 )
@@ -27,7 +27,7 @@ UNSUPPORTED = "unsupported file type"
 SHOWN = 5
 
 
-@milvus_command
+@command
 def ingest(
     source: Annotated[
         str, typer.Argument(help="Folder, file, .zip archive, or http(s) URL of one.")

@@ -11,13 +11,13 @@ from milvus_rag.cli._common import (
     ConfigOption,
     JsonOption,
     UriOption,
+    command,
     echo_json,
-    milvus_command,
     settings_for,
 )
 
 
-@milvus_command
+@command
 def migrate(
     to: Annotated[
         str,

@@ -10,8 +10,8 @@ from milvus_rag.cli._common import (
     CollectionOption,
     ConfigOption,
     UriOption,
+    command,
     echo_json,
-    milvus_command,
     printable,
     settings_for,
 )
@@ -43,7 +43,7 @@ FormatOption = Annotated[
 ]
 
 
-@milvus_command
+@command
 def search(
     question: Annotated[str, typer.Argument(help="The question to search for.")],
     k: KOption = None,

@@ -10,14 +10,14 @@ from milvus_rag.cli._common import (
     CollectionOption,
     ConfigOption,
     UriOption,
-    milvus_command,
+    command,
     settings_for,
 )
 from milvus_rag.cli._retrieval import ModeOption, retrieval_overrides
 from milvus_rag.errors import ConfigError
 
 
-@milvus_command
+@command
 def serve(
     host: Annotated[
         str | None, typer.Option(help="Interface to listen on (server.host).", show_default=False)

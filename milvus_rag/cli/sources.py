@@ -11,8 +11,8 @@ from milvus_rag.cli._common import (
     ConfigOption,
     JsonOption,
     UriOption,
+    command,
     echo_json,
-    milvus_command,
     printable,
     settings_for,
 )
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from milvus_rag.store import StoredSource
 
 
-@milvus_command
+@command
 def sources(
     as_json: JsonOption = False,
     uri: UriOption = None,
