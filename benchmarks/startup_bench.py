@@ -75,6 +75,7 @@ PHASES = textwrap.dedent(
     import json, sys, time
     started = time.perf_counter()
     import milvus_rag.cli
+    assert milvus_rag.cli.__file__.startswith(sys.argv[2]), milvus_rag.cli.__file__
     from milvus_rag.cli._common import _quiet_libraries
     from milvus_rag.settings import load_settings
     from milvus_rag.retriever import MilvusRAGRetriever
@@ -131,9 +132,13 @@ def baseline_tree(revision: str, workdir: Path) -> Path:
 
 
 def timed(argv: list[str], env: dict[str, str]) -> float:
-    """Wall seconds of one run of ``argv`` (output discarded; a failure stops the benchmark)."""
+    """Wall seconds of one run of ``argv`` (output discarded; a failure stops the benchmark).
+
+    Runs in the temp folder: ``python -c`` puts the working directory first on the
+    path, and the repository's own ``milvus_rag/`` must not shadow either tree.
+    """
     started = time.perf_counter()
-    result = subprocess.run(argv, env=env, capture_output=True, text=True)
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, cwd=env["BENCH_CWD"])
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed: {result.stderr.strip()[-500:]}")
@@ -163,10 +168,11 @@ def phases(tree: Path, env: dict[str, str], runs: int) -> dict[str, float]:
     samples: dict[str, list[float]] = {}
     for _ in range(runs):
         out = subprocess.run(
-            [sys.executable, "-c", PHASES, QUESTION],
+            [sys.executable, "-c", PHASES, QUESTION, str(tree)],
             env={**env, "PYTHONPATH": str(tree)},
             capture_output=True,
             text=True,
+            cwd=env["BENCH_CWD"],
         )
         if out.returncode != 0:
             raise SystemExit(f"phase run in {tree} failed: {out.stderr.strip()[-500:]}")
@@ -198,6 +204,7 @@ def main() -> int:
             "MILVUS_RAG_MILVUS__URI": str(work / "bench.db"),
             "HF_HUB_OFFLINE": "1",
             "GRPC_VERBOSITY": "NONE",
+            "BENCH_CWD": str(work),
         }
         cli = [sys.executable, "-c", "from milvus_rag.cli import main; main()"]
         cur_env = {**env, "PYTHONPATH": str(current)}
