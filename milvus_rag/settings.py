@@ -172,9 +172,10 @@ class RetrievalSettings(_Section):
     fetch_k: int = Field(20, ge=1)
     lambda_mult: float = Field(0.5, ge=0, le=1)
     score_threshold: float | None = None
-    fusion: Literal["rrf", "weighted"] = "rrf"
+    fusion: Literal["zscore", "rrf", "weighted"] = "zscore"
     rrf_k: int = Field(60, ge=1)
-    weights: tuple[float, float] = (0.7, 0.3)
+    weights: tuple[float, float] = (1.0, 0.3)
+    diverse: bool = True
     bm25_stop_words: Literal["english", "none"] | list[str] = "english"
 
     @model_validator(mode="after")
