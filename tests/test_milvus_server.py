@@ -6,29 +6,16 @@ warning. Skipped where ``milvus-server`` is not installed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from milvus_rag.settings import Settings
 from milvus_rag.sync import ingest
-from tests.support.milvus_server import MilvusServer, milvus_server_command
+from tests.support.milvus_server import MilvusServer
 
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture(scope="module")
-def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
-    if milvus_server_command() is None:
-        pytest.skip("milvus-server (PyPI package milvus) is not installed")
-    server = MilvusServer(tmp_path_factory.mktemp("milvus-data"))
-    try:
-        server.start()
-    except RuntimeError as exc:
-        pytest.skip(f"milvus-server could not start here: {exc}")
-    yield server
-    server.stop()
 
 
 def test_ingest_search_ask_and_hybrid_fallback(
