@@ -1,9 +1,20 @@
-"""LCEL chains: question -> retrieve -> tutorial prompt -> chat model -> answer.
+"""LCEL chains: question (+ chat history) -> retrieve -> tutorial prompt -> chat model -> answer.
 
-Both factories accept a plain string or ``{"question": ...}`` as input and
-support ``invoke``, ``batch``, ``stream``, ``ainvoke`` and ``astream``.
-Building a chain touches no network and loads no model: the store opens and
-the model loads on the first question.
+The factories accept a plain string, or a mapping / :class:`QuestionInput`:
+
+- ``question``: the question (the last user turn);
+- ``chat_history``: the prior turns (see :mod:`milvus_rag.chains.history` for the
+  accepted forms). With prior turns, the chat model first rewrites the question into
+  a standalone question (:data:`~milvus_rag.chains.prompt.CONDENSE_PROMPT`, one extra
+  call); retrieval and the tutorial's answer prompt then use that question. Without
+  history there is no extra call;
+- ``citations``: number the passages, ask the model to cite them (``[1]``) and end
+  the answer with a numbered source list (default: ``answer.citations``);
+- ``system``: extra instructions, appended to the prompt's system message.
+
+Chains support ``invoke``, ``batch``, ``stream``, ``ainvoke`` and ``astream``.
+Building a chain touches no network and loads no model: the store opens and the
+model loads on the first question.
 
 Example:
     .. code-block:: python
@@ -13,17 +24,52 @@ Example:
 
         chain = build_rag_chain(load_settings())
         print(chain.invoke("How is data stored in milvus?"))
+        print(
+            chain.invoke(
+                {
+                    "question": "And how is it flushed?",
+                    "chat_history": [
+                        ("user", "How is data stored in milvus?"),
+                        ("assistant", "In object storage and etcd."),
+                    ],
+                    "citations": True,
+                }
+            )
+        )
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.documents import Document
+from langchain_core.messages import BaseMessage, SystemMessage
 from langchain_core.output_parsers import StrOutputParser
-from langchain_core.runnables import Runnable, RunnableLambda, RunnablePassthrough
-from milvus_rag.chains.prompt import RAG_PROMPT, format_docs, neutralize
+from langchain_core.prompt_values import ChatPromptValue
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import (
+    Runnable,
+    RunnableConfig,
+    RunnableGenerator,
+    RunnableLambda,
+    RunnablePassthrough,
+)
+from milvus_rag.chains.history import (
+    messages_from,
+    recent_turns,
+    standalone_question,
+    transcript,
+)
+from milvus_rag.chains.prompt import (
+    CITATION_INSTRUCTION,
+    CONDENSE_PROMPT,
+    RAG_PROMPT,
+    format_docs,
+    neutralize,
+    source_list,
+)
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
@@ -32,36 +78,174 @@ if TYPE_CHECKING:
 
     from milvus_rag.settings import Settings
 
-__all__ = ["QuestionInput", "build_rag_chain", "build_rag_chain_with_sources", "source_of"]
+__all__ = [
+    "CONDENSE_TAG",
+    "QuestionInput",
+    "build_rag_chain",
+    "build_rag_chain_with_sources",
+    "build_retrieval_chain",
+    "retrieved_of",
+    "source_of",
+]
+
+#: Tag on the question-rewrite step's runs (and its chat model call), for callbacks.
+CONDENSE_TAG = "milvus_rag:condense"
 
 
 class QuestionInput(BaseModel):
     """The chains' input when given as a mapping."""
 
     question: str = Field(..., description="The question to answer from the documents.")
+    chat_history: list[Any] = Field(
+        default_factory=list,
+        description=(
+            "Prior turns, oldest first: messages, [role, content] pairs or "
+            '{"role": "user"|"assistant", "content": ...} objects.'
+        ),
+    )
+    citations: bool | None = Field(
+        None, description="Cite the passages ([1], [2]) and end with a numbered source list."
+    )
+    system: str | None = Field(
+        None, description="Extra instructions, appended to the system message."
+    )
 
 
-def _question(value: Any) -> dict[str, str]:
+def _inputs(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
-        return {"question": value}
+        return {"question": value, "chat_history": [], "citations": None, "system": None}
     if isinstance(value, BaseModel):
         value = value.model_dump()
     if isinstance(value, dict) and isinstance(value.get("question"), str):
-        return {"question": value["question"]}
-    raise TypeError('chain input must be a question string or {"question": "..."}')
+        system = value.get("system")
+        if system is not None and not isinstance(system, str):
+            raise TypeError("system must be a string")
+        citations = value.get("citations")
+        if citations is not None and not isinstance(citations, bool):
+            raise TypeError("citations must be true or false")
+        return {
+            "question": value["question"],
+            "chat_history": messages_from(value.get("chat_history")),
+            "citations": citations,
+            "system": system,
+        }
+    raise TypeError(
+        'chain input must be a question string or {"question": "...", "chat_history": [...]}'
+    )
 
 
-def _prompt_inputs(state: dict[str, Any]) -> dict[str, str]:
-    return {"context": format_docs(state["context"]), "question": neutralize(state["question"])}
+def _question_only(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, dict) and isinstance(value.get("question"), str):
+        return str(value["question"])
+    raise TypeError('input must be a question string or {"question": "..."}')
+
+
+def _check_prompt(prompt: ChatPromptTemplate) -> ChatPromptTemplate:
+    variables = set(prompt.input_variables)
+    missing = {"context", "question"} - variables
+    if missing:
+        raise ValueError(f"the prompt must use {{context}} and {{question}}; missing {missing}")
+    extra = variables - {"context", "question"}
+    if extra:
+        raise ValueError(
+            f"the prompt may only use {{context}} and {{question}}; it also uses {extra}"
+        )
+    return prompt
+
+
+def _extended_system(messages: list[BaseMessage], additions: list[str]) -> list[BaseMessage]:
+    """``additions`` appended, one per line, to the first system message (or a new one)."""
+    if not additions:
+        return messages
+    extra = "\n".join(additions)
+    if messages and isinstance(messages[0], SystemMessage) and isinstance(messages[0].content, str):
+        first = SystemMessage(content=f"{messages[0].content}\n{extra}")
+        return [first, *messages[1:]]
+    return [SystemMessage(content=extra), *messages]
+
+
+def _prompt_value(prompt: ChatPromptTemplate, state: dict[str, Any]) -> ChatPromptValue:
+    cited = bool(state["citations"])
+    messages = prompt.format_messages(
+        context=format_docs(state["context"], numbered=cited),
+        question=neutralize(state["question"]),
+    )
+    additions = [CITATION_INSTRUCTION] if cited else []
+    if state["system"] and state["system"].strip():
+        additions.append(state["system"].strip())
+    return ChatPromptValue(messages=_extended_system(messages, additions))
+
+
+def _then(suffix: str) -> RunnableGenerator:
+    """Pass the answer's pieces through, then add ``suffix``."""
+
+    def add(chunks: Iterator[str]) -> Iterator[str]:
+        yield from chunks
+        yield suffix
+
+    async def aadd(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+        async for chunk in chunks:
+            yield chunk
+        yield suffix
+
+    return RunnableGenerator(add, aadd, name="source_list")
+
+
+def _answer(prompt: ChatPromptTemplate, llm: Runnable[Any, Any]) -> Runnable[Any, str]:
+    """State (question, context, citations, system) -> answer text, streamed."""
+    generate: Runnable[Any, str] = (
+        RunnableLambda(lambda state: _prompt_value(prompt, state), name="prompt")
+        | llm
+        | StrOutputParser()
+    )
+
+    def route(state: dict[str, Any]) -> Runnable[Any, str]:
+        listing = source_list(state["context"]) if state["citations"] else ""
+        return generate | _then("\n\n" + listing) if listing else generate
+
+    return RunnableLambda(route, name="answer").with_types(output_type=str)
+
+
+def _condense(llm: Runnable[Any, Any], history_turns: int) -> Runnable[Any, str]:
+    """State -> the standalone question: the question itself when there is no history."""
+    rewrite = (CONDENSE_PROMPT | llm | StrOutputParser()).with_config(
+        run_name="condense_question", tags=[CONDENSE_TAG]
+    )
+
+    def inputs(state: dict[str, Any]) -> dict[str, str] | None:
+        turns = recent_turns(state["chat_history"], history_turns)
+        if not turns:
+            return None
+        return {"history": transcript(turns), "question": state["question"]}
+
+    def run(state: dict[str, Any], config: RunnableConfig) -> str:
+        values = inputs(state)
+        if values is None:
+            return str(state["question"])
+        reply = rewrite.invoke(values, config)
+        return neutralize(standalone_question(reply, state["question"]))
+
+    async def arun(state: dict[str, Any], config: RunnableConfig) -> str:
+        values = inputs(state)
+        if values is None:
+            return str(state["question"])
+        reply = await rewrite.ainvoke(values, config)
+        return neutralize(standalone_question(reply, state["question"]))
+
+    return RunnableLambda(run, afunc=arun, name="standalone_question")
 
 
 def _parts(
     settings: Settings | None,
-    retriever: BaseRetriever | None,
-    llm: BaseChatModel | None,
+    retriever: BaseRetriever | Runnable[Any, Any] | None,
+    llm: BaseChatModel | Runnable[Any, Any] | None,
     embeddings: Any,
     expr: str | None = None,
-) -> tuple[BaseRetriever, BaseChatModel]:
+) -> tuple[Runnable[Any, Any], Runnable[Any, Any]]:
     if (retriever is None or llm is None) and settings is None:
         raise TypeError("pass settings, or both retriever and llm")
     if retriever is None:
@@ -77,53 +261,124 @@ def _parts(
     return retriever, llm
 
 
-def _retrieve_then(retriever: BaseRetriever) -> Runnable[Any, dict[str, Any]]:
+def _state(
+    settings: Settings | None,
+    retriever: Runnable[Any, Any],
+    condense_llm: Runnable[Any, Any],
+    citations: bool | None,
+) -> Runnable[Any, dict[str, Any]]:
+    """Input -> ``{"question" (standalone), "chat_history", "citations", "system", "context"}``."""
+    from milvus_rag.settings import AnswerSettings
+
+    answer = settings.answer if settings is not None else AnswerSettings()
+    default_citations = answer.citations if citations is None else citations
+
+    def normalise(value: Any) -> dict[str, Any]:
+        state = _inputs(value)
+        if state["citations"] is None:
+            state["citations"] = default_citations
+        return state
+
     input_type: Any = str | QuestionInput
-    normalise = RunnableLambda(_question).with_types(input_type=input_type)
-    return normalise | RunnablePassthrough.assign(context=itemgetter("question") | retriever)
+    return (
+        RunnableLambda(normalise, name="inputs").with_types(input_type=input_type)
+        | RunnablePassthrough.assign(question=_condense(condense_llm, answer.history_turns))
+        | RunnablePassthrough.assign(context=itemgetter("question") | retriever)
+    )
+
+
+def _build(
+    settings: Settings | None,
+    retriever: BaseRetriever | Runnable[Any, Any] | None,
+    llm: BaseChatModel | Runnable[Any, Any] | None,
+    embeddings: Any,
+    expr: str | None,
+    prompt: ChatPromptTemplate | None,
+    citations: bool | None,
+    condense_llm: BaseChatModel | Runnable[Any, Any] | None,
+) -> tuple[Runnable[Any, dict[str, Any]], Runnable[Any, str]]:
+    retriever, llm = _parts(settings, retriever, llm, embeddings, expr)
+    state = _state(settings, retriever, condense_llm or llm, citations)
+    return state, _answer(_check_prompt(prompt) if prompt is not None else RAG_PROMPT, llm)
 
 
 def build_rag_chain(
     settings: Settings | None = None,
     *,
-    retriever: BaseRetriever | None = None,
-    llm: BaseChatModel | None = None,
+    retriever: BaseRetriever | Runnable[Any, Any] | None = None,
+    llm: BaseChatModel | Runnable[Any, Any] | None = None,
     embeddings: Any = None,
     expr: str | None = None,
+    prompt: ChatPromptTemplate | None = None,
+    citations: bool | None = None,
+    condense_llm: BaseChatModel | Runnable[Any, Any] | None = None,
 ) -> Runnable[Any, str]:
-    """Question -> answer string.
+    """Question (+ chat history) -> answer string.
 
     Args:
-        settings: used to build whatever is not given.
+        settings: used to build whatever is not given, and for the ``answer`` section.
         retriever: any LangChain retriever (default: :class:`MilvusRAGRetriever`).
-        llm: any chat model (default: ``ChatOpenAI`` on the configured endpoint).
+        llm: any chat model (default: ``ChatOpenAI`` on the configured endpoint),
+            possibly bound (``llm.bind(temperature=0)``).
         embeddings: the embeddings for the default retriever.
         expr: a Milvus filter for the default retriever (see ``milvus_rag.filters``).
+        prompt: a ``ChatPromptTemplate`` using ``{context}`` and ``{question}``
+            instead of the tutorial's (both values are still neutralised).
+        citations: the default for inputs that do not say (``answer.citations``).
+        condense_llm: the chat model that rewrites follow-up questions (default: ``llm``).
     """
-    retriever, llm = _parts(settings, retriever, llm, embeddings, expr)
-    answer = RunnableLambda(_prompt_inputs) | RAG_PROMPT | llm | StrOutputParser()
-    return (_retrieve_then(retriever) | answer).with_config(run_name="milvus_rag")
+    state, answer = _build(
+        settings, retriever, llm, embeddings, expr, prompt, citations, condense_llm
+    )
+    return (state | answer).with_config(run_name="milvus_rag")
 
 
 def build_rag_chain_with_sources(
     settings: Settings | None = None,
     *,
-    retriever: BaseRetriever | None = None,
-    llm: BaseChatModel | None = None,
+    retriever: BaseRetriever | Runnable[Any, Any] | None = None,
+    llm: BaseChatModel | Runnable[Any, Any] | None = None,
     embeddings: Any = None,
     expr: str | None = None,
+    prompt: ChatPromptTemplate | None = None,
+    citations: bool | None = None,
+    condense_llm: BaseChatModel | Runnable[Any, Any] | None = None,
 ) -> Runnable[Any, dict[str, Any]]:
-    """Question -> ``{"answer": str, "context": [Document, ...]}``.
+    """Question (+ chat history) -> ``{"answer": str, "context": [Document, ...]}``.
 
-    Each context document carries ``metadata["source"]`` and ``metadata["score"]``.
-    Streaming yields the ``context`` first, then the answer in pieces.
+    Same arguments as :func:`build_rag_chain`. Each context document carries
+    ``metadata["source"]`` and ``metadata["score"]``. Streaming yields the
+    ``context`` first, then the answer in pieces.
     """
-    retriever, llm = _parts(settings, retriever, llm, embeddings, expr)
-    answer = RunnableLambda(_prompt_inputs) | RAG_PROMPT | llm | StrOutputParser()
-    chain = _retrieve_then(retriever) | RunnablePassthrough.assign(answer=answer).pick(
-        ["answer", "context"]
+    state, answer = _build(
+        settings, retriever, llm, embeddings, expr, prompt, citations, condense_llm
     )
+    chain = state | RunnablePassthrough.assign(answer=answer).pick(["answer", "context"])
     return chain.with_config(run_name="milvus_rag_with_sources")
+
+
+def build_retrieval_chain(
+    settings: Settings | None = None,
+    *,
+    retriever: BaseRetriever | Runnable[Any, Any] | None = None,
+    embeddings: Any = None,
+    expr: str | None = None,
+) -> Runnable[Any, list[dict[str, Any]]]:
+    """Question -> the retrieved passages as :func:`retrieved_of` dicts (no LLM)."""
+    if retriever is None:
+        if settings is None:
+            raise TypeError("pass settings or a retriever")
+        from milvus_rag.retriever import MilvusRAGRetriever
+
+        retriever = MilvusRAGRetriever.from_settings(settings, embeddings=embeddings, expr=expr)
+    input_type: Any = str | QuestionInput
+    question = RunnableLambda(_question_only, name="question").with_types(input_type=input_type)
+    listing: Runnable[Any, list[dict[str, Any]]] = RunnableLambda(_passages, name="passages")
+    return (question | retriever | listing).with_config(run_name="milvus_rag_retrieve")
+
+
+def _passages(docs: list[Document]) -> list[dict[str, Any]]:
+    return [retrieved_of(doc) for doc in docs]
 
 
 def source_of(doc: Document) -> dict[str, Any]:
@@ -132,4 +387,15 @@ def source_of(doc: Document) -> dict[str, Any]:
         "text": doc.page_content,
         "source": doc.metadata.get("source"),
         "score": doc.metadata.get("score"),
+    }
+
+
+def retrieved_of(doc: Document) -> dict[str, Any]:
+    """:func:`source_of` plus the chunk's heading path: ``{"text", "source", "heading", "score"}``."""
+    found = source_of(doc)
+    return {
+        "text": found["text"],
+        "source": found["source"],
+        "heading": doc.metadata.get("heading") or None,
+        "score": found["score"],
     }

@@ -4,22 +4,34 @@ A thin adapter around the chain factories (LangServe is in maintenance mode):
 
 - ``/rag/...``: LangServe routes of :func:`~milvus_rag.chains.build_rag_chain`
   (``invoke``, ``batch``, ``stream``, ``input_schema``, ... and the playground);
+  the input is a question or ``{"question", "chat_history", "citations", "system"}``;
 - ``/rag-with-sources/...``: the same for
   :func:`~milvus_rag.chains.build_rag_chain_with_sources`;
+- ``/retrieve/...``: retrieval only (no LLM): question -> passages
+  (``text``, ``source``, ``heading``, ``score``);
+- on those three, ``config.configurable`` may set ``k``, ``mode`` and ``source``
+  per request (:func:`~milvus_rag.chains.configurable_retriever`); nothing else
+  (endpoint, key, Milvus URI, collection) is configurable;
 - ``POST /v1/chat/completions`` and ``GET /v1/models``: an OpenAI-compatible
   endpoint (plain and streamed), so any OpenAI client or ``ChatOpenAI`` can ask
-  questions; every response adds ``sources``: the retrieved chunks
-  (``text``, ``source``, ``score``);
+  questions. The last user message is the question and earlier user/assistant
+  messages its history; client system messages are appended to the tutorial's
+  system message; ``temperature``, ``max_tokens`` and ``stop`` go to the answer's
+  LLM call; ``usage`` sums the LLM calls when the endpoint reports it; a
+  ``citations`` field asks for cited answers. Every response adds ``sources``: the
+  retrieved chunks (``text``, ``source``, ``score``);
 - ``GET /health``: liveness, without touching Milvus or the LLM.
 
 When ``MILVUS_RAG_SERVER__API_KEY`` is set, every route but ``/health`` needs
 ``Authorization: Bearer KEY``. Bodies above ``server.max_body_bytes`` and batches
 above ``server.max_batch`` inputs get 413; questions above
 ``server.max_question_chars``, empty or not valid Unicode text get 422, on every
-route before anything runs; a body that is not UTF-8 or nested too deeply gets 400.
-Typed errors become JSON ``{"error": {"message", "type"}}`` with an HTTP status (see
-:data:`STATUS_OF`). Whatever the request, the status is one of
-:data:`milvus_rag.errors.HTTP_STATUSES` (a 500 is a failure of the server itself).
+route before anything runs; chat histories (and client system messages) above
+``server.max_history_chars`` in all, or not valid Unicode text, get 422 too; a body that
+is not UTF-8 or nested too deeply gets 400. Typed errors become JSON
+``{"error": {"message", "type"}}`` with an HTTP status (see :data:`STATUS_OF`). Whatever
+the request, the status is one of :data:`milvus_rag.errors.HTTP_STATUSES` (a 500 is a
+failure of the server itself).
 
 Streams start once the LLM has answered (its first token), so retrieval and LLM
 failures still get their status and JSON body. A failure after that ends the
@@ -50,7 +62,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.callbacks import AsyncCallbackHandler
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from milvus_rag.errors import (
     ConfigError,
@@ -60,6 +72,7 @@ from milvus_rag.errors import (
     LLMRateLimitError,
     LLMTimeoutError,
     MilvusRAGError,
+    SchemaMismatchError,
     StoreLockedError,
     StoreUnavailableError,
 )
@@ -79,6 +92,7 @@ STATUS_OF: dict[type[MilvusRAGError], int] = {
     StoreUnavailableError: 503,
     StoreLockedError: 503,
     IngestLockedError: 503,
+    SchemaMismatchError: 409,  # e.g. a per-request mode the collection was not built for
     LLMRateLimitError: 429,
     LLMTimeoutError: 504,
     LLMError: 502,  # auth, not found, server error, unreachable: the upstream endpoint failed
@@ -103,32 +117,97 @@ def _error_body(message: str, type_: str) -> dict[str, Any]:
 class ChatMessage(BaseModel):
     """One message of an OpenAI chat request (text content only)."""
 
-    role: str
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
 
     def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
-        parts = self.content or []
-        return "".join(str(p.get("text", "")) for p in parts if p.get("type") == "text")
+        from milvus_rag.chains.history import message_text
+
+        return message_text(self.content)
+
+
+class StreamOptions(BaseModel):
+    """OpenAI's ``stream_options``: ``include_usage`` adds a final usage chunk."""
+
+    include_usage: bool = False
 
 
 class ChatRequest(BaseModel):
     """The subset of OpenAI's chat-completions request milvus-rag reads.
 
-    The question is the last ``user`` message; earlier turns are not used (the
-    tutorial's chain answers one question from the retrieved context).
+    The question is the last ``user`` message; the ``user`` and ``assistant``
+    messages before it are its chat history (a follow-up is rewritten into a
+    standalone question before retrieval); ``system`` (and ``developer``)
+    messages are appended to the tutorial's system message. ``temperature``,
+    ``max_tokens`` (or ``max_completion_tokens``) and ``stop`` apply to the
+    answer's LLM call; ``citations`` asks for a cited answer (default
+    ``answer.citations``).
     """
 
     model: str | None = None
     messages: list[ChatMessage] = Field(..., min_length=1)
     stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    citations: bool | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("stop takes at most 4 sequences")
+        return value
+
+    def _last_user(self) -> int | None:
+        for index in range(len(self.messages) - 1, -1, -1):
+            if self.messages[index].role == "user":
+                return index
+        return None
 
     def question(self) -> str:
-        for message in reversed(self.messages):
-            if message.role == "user":
-                return message.text()
-        return ""
+        """The last user message's text (empty without one)."""
+        index = self._last_user()
+        return self.messages[index].text() if index is not None else ""
+
+    def history(self) -> list[dict[str, str]]:
+        """The user and assistant messages before the question, oldest first."""
+        index = self._last_user() or 0
+        return [
+            {"role": m.role, "content": m.text()}
+            for m in self.messages[:index]
+            if m.role in ("user", "assistant")
+        ]
+
+    def system(self) -> str | None:
+        """The client's system (and developer) messages, joined; None without any."""
+        texts = [m.text().strip() for m in self.messages if m.role in ("system", "developer")]
+        return "\n".join(t for t in texts if t) or None
+
+    def chain_input(self) -> dict[str, Any]:
+        """The chains' input: question, chat history, citations, system."""
+        return {
+            "question": self.question(),
+            "chat_history": self.history(),
+            "citations": self.citations,
+            "system": self.system(),
+        }
+
+    def llm_options(self) -> dict[str, Any]:
+        """What to bind on the answer's chat model for this request."""
+        options: dict[str, Any] = {}
+        if self.temperature is not None:
+            options["temperature"] = self.temperature
+        max_tokens = self.max_tokens or self.max_completion_tokens
+        if max_tokens is not None:
+            options["max_tokens"] = max_tokens
+        if self.stop:
+            options["stop"] = [self.stop] if isinstance(self.stop, str) else list(self.stop)
+        if self.stream and self.stream_options is not None and self.stream_options.include_usage:
+            options["stream_usage"] = True
+        return options
 
 
 def create_app(
@@ -156,7 +235,12 @@ def create_app(
             "pip install 'milvus-rag[server]'"
         ) from exc
 
-    from milvus_rag.chains import build_rag_chain, build_rag_chain_with_sources
+    from milvus_rag.chains import (
+        build_rag_chain,
+        build_rag_chain_with_sources,
+        build_retrieval_chain,
+        configurable_retriever,
+    )
 
     http_client: Any = None
     if llm is None:
@@ -173,9 +257,13 @@ def create_app(
         from milvus_rag.retriever import MilvusRAGRetriever
 
         retriever = MilvusRAGRetriever.from_settings(settings)
-    answer_chain = build_rag_chain(retriever=retriever, llm=llm)
-    sources_chain = build_rag_chain_with_sources(retriever=retriever, llm=llm)
+    # Per request: k, mode and source (LangServe's config.configurable), nothing else.
+    scoped = configurable_retriever(retriever)
+    answer_chain = build_rag_chain(settings, retriever=scoped, llm=llm)
+    sources_chain = build_rag_chain_with_sources(settings, retriever=scoped, llm=llm)
+    retrieve_chain = build_retrieval_chain(retriever=scoped)
     limits = settings.server
+    max_k = settings.retrieval.max_k
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -193,14 +281,27 @@ def create_app(
     auth = [Depends(_bearer_auth(limits.api_key.get_secret_value() if limits.api_key else None))]
 
     langserve = APIRouter(route_class=_langserve_route_class())
+
+    def checks(chain: Any) -> list[Any]:
+        return [*auth, Depends(_langserve_limits(limits, max_k, chain.input_schema))]
+
     for path, chain in (("/rag", answer_chain), ("/rag-with-sources", sources_chain)):
         add_routes(
             langserve,
             chain,
             path=path,
-            dependencies=[*auth, Depends(_langserve_limits(limits, chain.input_schema))],
+            dependencies=checks(chain),
             per_req_config_modifier=_watch_llm,
+            # The /c/{config_hash}/... variants would carry configuration past the checks.
+            disabled_endpoints=["config_hashes"],
         )
+    add_routes(
+        langserve,
+        retrieve_chain,
+        path="/retrieve",
+        dependencies=checks(retrieve_chain),
+        disabled_endpoints=["config_hashes"],
+    )
     app.include_router(langserve)
 
     @app.get("/health")
@@ -216,18 +317,30 @@ def create_app(
 
     @app.post("/v1/chat/completions", dependencies=auth, response_model=None)
     async def chat_completions(body: ChatRequest) -> Any:
-        question = body.question()
-        _check_question(question, limits.max_question_chars)
+        inputs = body.chain_input()
+        _check_question(inputs["question"], limits.max_question_chars)
+        _check_history([m["content"] for m in inputs["chat_history"]], inputs["system"], limits)
+        options = body.llm_options()
+        chain = sources_chain
+        if options:  # bound for this request only; the rewrite call keeps the defaults
+            chain = build_rag_chain_with_sources(
+                settings, retriever=scoped, llm=llm.bind(**options), condense_llm=llm
+            )
+        usage = _Usage()
+        config: Any = {"callbacks": [usage]}
         if body.stream:
             from fastapi.responses import StreamingResponse
 
-            chunks = _completion_chunks(sources_chain, question, limits.model_name)
+            with_usage = bool(body.stream_options and body.stream_options.include_usage)
+            chunks = _completion_chunks(
+                chain, inputs, config, limits.model_name, usage if with_usage else None
+            )
             first = await anext(chunks)  # retrieval and the LLM's first token: errors get a status
             return StreamingResponse(
                 _completion_stream(first, chunks), media_type="text/event-stream"
             )
-        result = await sources_chain.ainvoke(question)
-        return _completion(limits.model_name, result["answer"], result["context"])
+        result = await chain.ainvoke(inputs, config)
+        return _completion(limits.model_name, result["answer"], result["context"], usage.total())
 
     return app
 
@@ -240,6 +353,29 @@ class _Refused(Exception):
         self.status = status
 
 
+def _check_text(what: str, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _Refused(
+            f"{what} is not valid Unicode text (a lone surrogate at character {exc.start}); "
+            "send UTF-8 text"
+        ) from None
+
+
+def _check_history(texts: list[str], system: str | None, limits: ServerSettings) -> None:
+    """The chat history and client system text: valid Unicode, at most max_history_chars."""
+    everything = [*texts, system or ""]
+    size = sum(len(text) for text in everything)
+    if size > limits.max_history_chars:
+        raise _Refused(
+            f"chat history and system messages are {size} characters; the server accepts at "
+            f"most {limits.max_history_chars} (server.max_history_chars)"
+        )
+    for text in everything:
+        _check_text("a chat history or system message", text)
+
+
 def _check_question(question: str, limit: int) -> None:
     if not question.strip():
         raise _Refused("the request holds no question (no user message with text)")
@@ -248,13 +384,53 @@ def _check_question(question: str, limit: int) -> None:
             f"question is {len(question)} characters; the server accepts at most {limit} "
             "(server.max_question_chars)"
         )
+    _check_text("question", question)
+
+
+def _check_input(value: Any, limits: ServerSettings) -> None:
+    """One LangServe input: a question string or a mapping with history and system text."""
+    if not isinstance(value, dict):
+        if isinstance(value, str):
+            _check_question(value, limits.max_question_chars)
+        return
+    question = value.get("question")
+    if isinstance(question, str):
+        _check_question(question, limits.max_question_chars)
+    history, system = value.get("chat_history"), value.get("system")
+    if history is None and system is None:
+        return
+    from milvus_rag.chains.history import message_text, messages_from
+
     try:
-        question.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise _Refused(
-            f"question is not valid Unicode text (a lone surrogate at character {exc.start}); "
-            "send UTF-8 text"
-        ) from None
+        texts = [message_text(m.content) for m in messages_from(history)]
+    except (TypeError, ValueError) as exc:
+        raise _Refused(str(exc)) from None
+    if system is not None and not isinstance(system, str):
+        raise _Refused("system must be a string")
+    _check_history(texts, system, limits)
+
+
+def _check_configurable(config: Any, limits: ServerSettings, max_k: int) -> None:
+    """``config.configurable``: only k (1..max_k), mode (dense, hybrid) and source (globs)."""
+    configurable = config.get("configurable") if isinstance(config, dict) else None
+    if not isinstance(configurable, dict):
+        return
+    k, mode, source = (configurable.get(key) for key in ("k", "mode", "source"))
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k):
+        raise _Refused(f"k must be a whole number from 1 to {max_k} (retrieval.max_k)")
+    if mode is not None and mode not in ("dense", "hybrid"):
+        raise _Refused("mode must be dense or hybrid")
+    if source is not None:
+        if not isinstance(source, list) or not all(isinstance(p, str) and p for p in source):
+            raise _Refused("source must be a list of path prefixes or globs")
+        size = sum(len(p) for p in source)
+        if size > limits.max_question_chars:
+            raise _Refused(
+                f"source patterns are {size} characters; the server accepts at most "
+                f"{limits.max_question_chars} (server.max_question_chars)"
+            )
+        for pattern in source:
+            _check_text("a source pattern", pattern)
 
 
 #: LangServe endpoints that run the chain, by the last part of their path.
@@ -262,11 +438,12 @@ _RUN_ENDPOINTS = frozenset({"invoke", "batch", "stream", "stream_log", "stream_e
 
 
 def _langserve_limits(
-    limits: ServerSettings, input_schema: type[BaseModel]
+    limits: ServerSettings, max_k: int, input_schema: type[BaseModel]
 ) -> Callable[..., Awaitable[None]]:
-    """A dependency checking LangServe requests before any run: questions, the batch size,
-    and what LangServe itself lets escape as a 500 (a body that is not UTF-8 or nested too
-    deeply, ``"config": null``, a batch's invalid input)."""
+    """A dependency checking LangServe requests before any run: inputs (questions,
+    histories), the batch size, the per-request configuration, and what LangServe itself
+    lets escape as a 500 (a body that is not UTF-8 or nested too deeply, ``"config": null``,
+    a batch's invalid input)."""
     from fastapi import Request
     from pydantic import ValidationError
 
@@ -302,25 +479,76 @@ def _langserve_limits(
                 except ValidationError as exc:
                     message = exc.errors(include_url=False)[0]["msg"]
                     raise _Refused(f"inputs[{index}] is not a valid input: {message}") from None
-            question = value.get("question") if isinstance(value, dict) else value
-            if isinstance(question, str):
-                _check_question(question, limits.max_question_chars)
+            _check_input(value, limits)
+        configs = body.get("config")
+        for config in configs if isinstance(configs, list) else [configs]:
+            _check_configurable(config, limits, max_k)
 
     check.__annotations__["request"] = Request  # FastAPI resolves names in module globals only
     return check
 
 
+def _rewriting(tags: list[str] | None) -> bool:
+    from milvus_rag.chains import CONDENSE_TAG
+
+    return CONDENSE_TAG in (tags or [])
+
+
 class _LLMStarted(AsyncCallbackHandler):
-    """Sets :attr:`started` once the chat model has produced its first token (or answered)."""
+    """Sets :attr:`started` once the chat model has produced its first answer token (or
+    answered); the question-rewrite call does not count."""
 
     def __init__(self) -> None:
         self.started = asyncio.Event()
 
-    async def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
-        self.started.set()
+    async def on_llm_new_token(
+        self, *args: Any, tags: list[str] | None = None, **kwargs: Any
+    ) -> None:
+        if not _rewriting(tags):
+            self.started.set()
 
-    async def on_llm_end(self, *args: Any, **kwargs: Any) -> None:
-        self.started.set()
+    async def on_llm_end(self, *args: Any, tags: list[str] | None = None, **kwargs: Any) -> None:
+        if not _rewriting(tags):
+            self.started.set()
+
+
+class _Usage(AsyncCallbackHandler):
+    """Sums the token usage the endpoint reports over every LLM call of one request
+    (the question rewrite and the answer)."""
+
+    def __init__(self) -> None:
+        self.prompt = 0
+        self.completion = 0
+        self.calls = 0
+        self.reported = 0
+
+    async def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        self.calls += 1
+        found = False
+        for generations in response.generations:
+            for generation in generations:
+                meta = getattr(getattr(generation, "message", None), "usage_metadata", None)
+                if meta:
+                    self.prompt += int(meta.get("input_tokens") or 0)
+                    self.completion += int(meta.get("output_tokens") or 0)
+                    found = True
+        if not found:  # some integrations report it in llm_output only
+            token_usage = (response.llm_output or {}).get("token_usage") or {}
+            if token_usage:
+                self.prompt += int(token_usage.get("prompt_tokens") or 0)
+                self.completion += int(token_usage.get("completion_tokens") or 0)
+                found = True
+        self.reported += found
+
+    def total(self) -> dict[str, int] | None:
+        """OpenAI's ``usage`` object; None unless every call reported its usage."""
+        if not self.calls or self.reported < self.calls:
+            return None
+        return {
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "total_tokens": self.prompt + self.completion,
+        }
 
 
 def _watch_llm(config: dict[str, Any], request: Request) -> dict[str, Any]:
@@ -541,8 +769,10 @@ def _sources(context: list[Any]) -> list[dict[str, Any]]:
     return [source_of(doc) for doc in context]
 
 
-def _completion(model: str, answer: str, context: list[Any]) -> dict[str, Any]:
-    return {
+def _completion(
+    model: str, answer: str, context: list[Any], usage: dict[str, int] | None
+) -> dict[str, Any]:
+    body = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
@@ -556,6 +786,9 @@ def _completion(model: str, answer: str, context: list[Any]) -> dict[str, Any]:
         ],
         "sources": _sources(context),
     }
+    if usage is not None:
+        body["usage"] = usage
+    return body
 
 
 def _chunk(
@@ -575,13 +808,14 @@ def _sse(payload: Any) -> str:
 
 
 async def _completion_chunks(
-    chain: Any, question: str, model: str
+    chain: Any, inputs: dict[str, Any], config: Any, model: str, usage: _Usage | None
 ) -> AsyncIterator[dict[str, Any]]:
-    """OpenAI chunks: a role chunk carrying ``sources`` (once the LLM answers), content, stop."""
+    """OpenAI chunks: a role chunk carrying ``sources`` (once the LLM answers), content, stop,
+    then (when ``usage`` is given) a usage chunk without choices."""
     ident = f"chatcmpl-{uuid.uuid4().hex}"
     first = _chunk(ident, model, {"role": "assistant", "content": ""})
     started = False
-    async for part in chain.astream(question):
+    async for part in chain.astream(inputs, config):
         if "context" in part:
             first["sources"] = _sources(part["context"])
         if part.get("answer"):
@@ -592,6 +826,8 @@ async def _completion_chunks(
     if not started:
         yield first
     yield _chunk(ident, model, {}, "stop")
+    if usage is not None:
+        yield {**_chunk(ident, model, {}), "choices": [], "usage": usage.total()}
 
 
 async def _completion_stream(

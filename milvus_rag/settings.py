@@ -61,6 +61,7 @@ __all__ = [
     "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",
     "LLM_PRESETS",
+    "AnswerSettings",
     "EmbeddingSettings",
     "IngestSettings",
     "LLMPreset",
@@ -182,9 +183,10 @@ class RetrievalSettings(_Section):
     fetch_k: int = Field(20, ge=1)
     lambda_mult: float = Field(0.5, ge=0, le=1)
     score_threshold: float | None = None
-    fusion: Literal["rrf", "weighted"] = "rrf"
+    fusion: Literal["zscore", "rrf", "weighted"] = "zscore"
     rrf_k: int = Field(60, ge=1)
-    weights: tuple[float, float] = (0.7, 0.3)
+    weights: tuple[float, float] = (1.0, 0.3)
+    diverse: bool = True
     bm25_stop_words: Literal["english", "none"] | list[str] = "english"
 
     @model_validator(mode="after")
@@ -233,6 +235,13 @@ class LLMSettings(_Section):
         return self
 
 
+class AnswerSettings(_Section):
+    """How answers are written: citations, and how much chat history a follow-up sees."""
+
+    citations: bool = False
+    history_turns: int = Field(6, ge=0)
+
+
 class IngestSettings(_Section):
     """How sources are read and split."""
 
@@ -263,6 +272,7 @@ class ServerSettings(_Section):
     max_question_chars: int = Field(4000, ge=1)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_batch: int = Field(16, ge=1)
+    max_history_chars: int = Field(16000, ge=0)
 
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("milvus_rag_config_file", default=None)
@@ -347,6 +357,7 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     llm: LLMSettings = LLMSettings()
+    answer: AnswerSettings = AnswerSettings()
     ingest: IngestSettings = IngestSettings()
     server: ServerSettings = ServerSettings()
 

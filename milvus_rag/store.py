@@ -41,6 +41,7 @@ from milvus_rag.errors import (
 )
 
 if TYPE_CHECKING:
+    from langchain_core.documents import Document
     from langchain_milvus import Milvus
     from pymilvus import MilvusClient
 
@@ -63,6 +64,7 @@ __all__ = [
     "has_sparse_field",
     "load_collection",
     "open_vector_store",
+    "search_rows",
     "stored_analyzer",
     "supports_bm25",
     "supports_filter_templates",
@@ -244,6 +246,43 @@ def count_entities(client: MilvusClient, collection: str) -> int:
         return 0
     rows = client.query(collection, filter="", output_fields=["count(*)"])
     return int(rows[0]["count(*)"]) if rows else 0
+
+
+def search_rows(
+    client: MilvusClient,
+    collection: str,
+    field: str,
+    query: Any,
+    limit: int,
+    expr: str | None = None,
+) -> list[tuple[Document, float]]:
+    """Search one vector field (``query``: a vector, or text for the BM25 field).
+
+    Returns ``(Document, distance)`` pairs best first; each document holds the
+    row's text and its other fields as metadata (``id`` included).
+    """
+    from langchain_core.documents import Document
+
+    metric = "BM25" if field == SPARSE_FIELD else None
+    params: dict[str, Any] = {"metric_type": metric} if metric else {}
+    hits = client.search(
+        collection,
+        [query],
+        anns_field=field,
+        limit=limit,
+        filter=expr or "",
+        output_fields=["*"],
+        search_params=params,
+    )[0]
+    out = []
+    for hit in hits:
+        entity = dict(hit.get("entity") or {})
+        entity.pop(VECTOR_FIELD, None)
+        entity.pop(SPARSE_FIELD, None)
+        text = entity.pop(TEXT_FIELD, "")
+        entity.setdefault(ID_FIELD, hit.get("id"))
+        out.append((Document(page_content=text, metadata=entity), float(hit["distance"])))
+    return out
 
 
 def load_collection(client: MilvusClient, collection: str) -> None:

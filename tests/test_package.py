@@ -50,14 +50,24 @@ def test_public_api_is_locked() -> None:
 def test_subpackage_apis_are_locked() -> None:
     assert sorted(milvus_rag.chains.__all__) == sorted(
         [
+            "CITATION_INSTRUCTION",
+            "CONDENSE_PROMPT",
+            "CONDENSE_TAG",
+            "CONFIGURABLE_FIELDS",
             "RAG_PROMPT",
             "SYSTEM_MESSAGE",
             "USER_MESSAGE",
             "QuestionInput",
+            "ScopedRetriever",
             "build_rag_chain",
             "build_rag_chain_with_sources",
+            "build_retrieval_chain",
+            "configurable_retriever",
             "format_docs",
+            "messages_from",
             "neutralize",
+            "retrieved_of",
+            "source_list",
             "source_of",
         ]
     )

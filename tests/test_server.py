@@ -225,6 +225,7 @@ def test_api_key(
             assert response.status_code == 401
             assert "API key" in response.json()["error"]["message"]
         assert c.post("/rag/invoke", json={"input": QUESTION}).status_code == 401
+        assert c.post("/retrieve/invoke", json={"input": QUESTION}).status_code == 401
         assert c.get("/v1/models").status_code == 401
         ok = c.post("/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer s3cret"})
         assert ok.status_code == 200
@@ -526,3 +527,269 @@ def test_serve_warns_when_reachable_without_a_key(
         assert "MILVUS_RAG_SERVER__API_KEY" in warnings[0] and host in warnings[0]
     else:
         assert warnings == []
+
+
+# -- conversations, client options, usage, citations, per-request retrieval ----------------
+
+FOLLOW_UP = [
+    {"role": "system", "content": "Answer in French."},
+    {"role": "user", "content": "Tell me about Milvus."},
+    {"role": "assistant", "content": "Milvus is a vector database."},
+    {"role": "user", "content": "Where does it keep its data?"},
+]
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _reported_usage(request: dict[str, Any], answer: str) -> tuple[int, int]:
+    """What the test server reports for one request: words in, words out."""
+    prompt = sum(_words(m["content"]) for m in request["body"]["messages"])
+    return prompt, _words(answer)
+
+
+def test_chat_completions_use_the_whole_conversation(
+    client: TestClient, llm: FakeOpenAIServer
+) -> None:
+    from milvus_rag.chains import CONDENSE_PROMPT, SYSTEM_MESSAGE
+
+    llm.script(answer=QUESTION)  # the rewrite
+    body = client.post("/v1/chat/completions", json={"messages": FOLLOW_UP}).json()
+    assert body["choices"][0]["message"]["content"] == llm.answer
+    assert body["sources"][0]["source"] == "en/faq/product_faq.md"
+    rewrite, answer = llm.chat_requests()
+    assert rewrite["body"]["messages"][0]["content"] == CONDENSE_PROMPT.messages[0].prompt.template
+    assert rewrite["body"]["messages"][1]["content"] == (
+        "Conversation:\nUser: Tell me about Milvus.\nAssistant: Milvus is a vector database."
+        "\n\nLast question: Where does it keep its data?"
+    )
+    system, user = answer["body"]["messages"]
+    assert system["content"] == SYSTEM_MESSAGE + "\nAnswer in French."  # appended
+    assert user["content"].endswith(f"<question>\n{QUESTION}\n</question>")
+    assert "stored in etcd" in user["content"]
+    # usage: the rewrite call plus the answer call, as the endpoint reported them
+    first, second = _reported_usage(rewrite, QUESTION), _reported_usage(answer, llm.answer)
+    prompt, completion = first[0] + second[0], first[1] + second[1]
+    assert body["usage"] == {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def test_single_turn_chat_costs_one_call(client: TestClient, llm: FakeOpenAIServer) -> None:
+    body = client.post("/v1/chat/completions", json=CHAT).json()
+    (request,) = llm.chat_requests()
+    prompt, completion = _reported_usage(request, llm.answer)
+    assert body["usage"]["prompt_tokens"] == prompt
+    assert body["usage"]["completion_tokens"] == completion
+
+
+def test_client_options_reach_the_answer_call_only(
+    client: TestClient, llm: FakeOpenAIServer
+) -> None:
+    options = {"temperature": 0.25, "max_tokens": 7, "stop": ["\n\n", "END"]}
+    llm.script(answer=QUESTION)
+    client.post("/v1/chat/completions", json={"messages": FOLLOW_UP, **options})
+    rewrite, answer = (r["body"] for r in llm.chat_requests())
+    assert answer["temperature"] == 0.25
+    assert answer["max_completion_tokens"] == 7  # ChatOpenAI's name for max_tokens
+    assert answer["stop"] == ["\n\n", "END"]
+    assert not {"temperature", "max_completion_tokens", "max_tokens", "stop"} & set(rewrite)
+
+    llm.reset()  # nothing stays bound for the next request
+    client.post("/v1/chat/completions", json={**CHAT, "stop": "END", "max_completion_tokens": 3})
+    assert llm.chat_requests()[-1]["body"]["stop"] == ["END"]
+    assert llm.chat_requests()[-1]["body"]["max_completion_tokens"] == 3
+    client.post("/v1/chat/completions", json=CHAT)
+    assert not {"temperature", "max_completion_tokens", "stop"} & set(
+        llm.chat_requests()[-1]["body"]
+    )
+    for bad in ({"temperature": 5}, {"max_tokens": 0}, {"stop": ["a", "b", "c", "d", "e"]}):
+        assert client.post("/v1/chat/completions", json={**CHAT, **bad}).status_code == 422
+
+
+def test_streamed_usage_when_asked(client: TestClient, llm: FakeOpenAIServer) -> None:
+    llm.script(answer=QUESTION)
+    stream = {"messages": FOLLOW_UP, "stream": True, "stream_options": {"include_usage": True}}
+    events = _events(client.post("/v1/chat/completions", json=stream).text)
+    assert events[-1] == "[DONE]"
+    last = events[-2]
+    assert last["choices"] == []
+    rewrite, answer = llm.chat_requests()
+    assert answer["body"]["stream_options"] == {"include_usage": True}
+    first, second = _reported_usage(rewrite, QUESTION), _reported_usage(answer, llm.answer)
+    assert last["usage"]["prompt_tokens"] == first[0] + second[0]
+    assert last["usage"]["completion_tokens"] == first[1] + second[1]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in events[1:-2])
+    assert text == llm.answer
+    # Not asked: no usage chunk, and the endpoint is not asked for stream usage either.
+    llm.reset()
+    events = _events(client.post("/v1/chat/completions", json={**CHAT, "stream": True}).text)
+    assert all("usage" not in e for e in events[:-1])
+    assert "stream_options" not in llm.chat_requests()[-1]["body"]
+
+
+def test_citations_reach_every_client(client: TestClient, llm: FakeOpenAIServer) -> None:
+    from langchain_openai import ChatOpenAI
+    from milvus_rag.chains import CITATION_INSTRUCTION
+
+    body = client.post("/v1/chat/completions", json={**CHAT, "citations": True}).json()
+    content = body["choices"][0]["message"]["content"]
+    assert content.startswith(llm.answer + "\n\nSources:\n[1] en/faq/product_faq.md\n[2] ")
+    assert body["sources"][0]["source"] == "en/faq/product_faq.md"  # the field stays
+    assert llm.chat_requests()[-1]["body"]["messages"][0]["content"].endswith(CITATION_INSTRUCTION)
+
+    chat = ChatOpenAI(
+        base_url="http://testserver/v1",
+        api_key="unused",  # type: ignore[arg-type]
+        model="milvus-rag",
+        http_client=client,
+        max_retries=0,
+        extra_body={"citations": True},
+    )
+    assert chat.invoke(QUESTION).content == content
+    assert "".join(str(c.content) for c in chat.stream(QUESTION)) == content
+    plain = client.post("/v1/chat/completions", json=CHAT).json()
+    assert plain["choices"][0]["message"]["content"] == llm.answer
+
+
+def test_citations_from_the_config(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer
+) -> None:
+    with TestClient(create_app(_fill(make_settings(answer={"citations": True})))) as c:
+        content = c.post("/v1/chat/completions", json=CHAT).json()["choices"][0]["message"]
+        assert "\n\nSources:\n[1] en/faq/product_faq.md" in content["content"]
+        output = c.post("/rag/invoke", json={"input": QUESTION}).json()["output"]
+        assert output.startswith(llm.answer + "\n\nSources:\n[1] ")
+        off = {"input": {"question": QUESTION, "citations": False}}
+        assert c.post("/rag/invoke", json=off).json()["output"] == llm.answer
+
+
+def test_history_limits(make_settings: Callable[..., Settings], llm: FakeOpenAIServer) -> None:
+    long_turns = [{"role": "user", "content": "x " * 60}, {"role": "assistant", "content": "ok"}]
+    bad = '"why \\ud800 here?"'
+    with TestClient(create_app(_fill(make_settings(server={"max_history_chars": 100})))) as c:
+        response = c.post(
+            "/v1/chat/completions", json={"messages": [*long_turns, CHAT["messages"][0]]}
+        )
+        assert response.status_code == 422
+        assert "server.max_history_chars" in response.json()["error"]["message"]
+        system = {"messages": [{"role": "system", "content": "y" * 101}, *CHAT["messages"]]}
+        assert c.post("/v1/chat/completions", json=system).status_code == 422
+        raw = [
+            f'{{"messages": [{{"role": "assistant", "content": {bad}}}, '
+            f'{{"role": "user", "content": "ok?"}}]}}',
+            f'{{"messages": [{{"role": "system", "content": {bad}}}, '
+            f'{{"role": "user", "content": "ok?"}}]}}',
+            f'{{"input": {{"question": "ok?", "chat_history": [["user", {bad}]]}}}}',
+            f'{{"input": {{"question": "ok?", "system": {bad}}}}}',
+        ]
+        for i, text in enumerate(raw):
+            path = "/v1/chat/completions" if i < 2 else "/rag/invoke"
+            response = c.post(path, content=text, headers={"Content-Type": "application/json"})
+            assert response.status_code == 422, (path, response.text)
+            assert "not valid Unicode text" in response.json()["error"]["message"]
+        for history in ([["robot", "beep"]], "text", [{"content": "no role"}], long_turns):
+            body = {"input": {"question": QUESTION, "chat_history": history}}
+            for path in ("/rag/invoke", "/rag-with-sources/stream", "/rag/batch"):
+                payload = {"inputs": [body["input"]]} if path.endswith("batch") else body
+                assert c.post(path, json=payload).status_code == 422, (path, history)
+        role = {"messages": [{"role": "wizard", "content": "x"}, *CHAT["messages"]]}
+        assert c.post("/v1/chat/completions", json=role).status_code == 422
+    assert llm.chat_requests() == []
+
+
+def test_langserve_takes_history(client: TestClient, llm: FakeOpenAIServer) -> None:
+    llm.script(answer=QUESTION)
+    history = [["user", "Tell me about Milvus."], ["assistant", "A vector database."]]
+    body = {"input": {"question": "Where is its data?", "chat_history": history}}
+    output = client.post("/rag-with-sources/invoke", json=body).json()["output"]
+    assert output["answer"] == llm.answer
+    assert output["context"][0]["metadata"]["source"] == "en/faq/product_faq.md"
+    rewrite, _ = llm.chat_requests()
+    assert "User: Tell me about Milvus." in rewrite["body"]["messages"][1]["content"]
+
+
+def test_a_failing_answer_after_the_rewrite_keeps_its_status(
+    client: TestClient, llm: FakeOpenAIServer
+) -> None:
+    history = [["user", "Tell me about Milvus."], ["assistant", "A vector database."]]
+    body = {"input": {"question": "Where is its data?", "chat_history": history}}
+    for path in STREAM_ROUTES:
+        llm.script(answer=QUESTION)  # the rewrite answers; the answer call then fails
+        llm.script(status=503)
+        response = client.post(path, json=body)
+        assert response.status_code == 502, (path, response.text)
+        assert response.json()["error"]["type"] == "LLMServerError"
+    llm.script(answer=QUESTION)
+    llm.script(status=503)
+    chat = {"messages": FOLLOW_UP, "stream": True}
+    assert client.post("/v1/chat/completions", json=chat).status_code == 502
+
+
+def test_langserve_configurable_k_mode_source(client: TestClient, llm: FakeOpenAIServer) -> None:
+    def ask(path: str, configurable: dict[str, Any]) -> httpx.Response:
+        body = {"input": QUESTION, "config": {"configurable": configurable}}
+        return client.post(path, json=body)
+
+    context = ask("/rag-with-sources/invoke", {"k": 1}).json()["output"]["context"]
+    assert [d["metadata"]["source"] for d in context] == ["en/faq/product_faq.md"]
+    context = ask("/rag-with-sources/invoke", {"source": ["en/animals/"]}).json()["output"]
+    assert [d["metadata"]["source"] for d in context["context"]] == ["en/animals/zebra.md"]
+    assert "Zebras" in llm.chat_requests()[-1]["body"]["messages"][1]["content"]
+    assert len(ask("/rag-with-sources/invoke", {}).json()["output"]["context"]) == 3
+    response = ask("/rag-with-sources/invoke", {"mode": "hybrid"})  # a dense collection
+    assert response.status_code == 409 and "--mode hybrid" in response.json()["error"]["message"]
+    for bad in ({"k": 0}, {"k": 500}, {"k": "3"}, {"mode": "fuzzy"}, {"source": "en/"}):
+        response = ask("/rag/invoke", bad)
+        assert response.status_code == 422, (bad, response.text)
+    batch = {"inputs": [QUESTION], "config": [{"configurable": {"k": 99}}]}
+    assert client.post("/rag/batch", json=batch).status_code == 422
+    assert client.post("/rag/c/abc/invoke", json={"input": QUESTION}).status_code == 404
+    assert client.get("/rag/playground/").status_code == 200
+
+
+def test_only_retrieval_options_are_configurable(
+    client: TestClient, llm: FakeOpenAIServer, settings: Settings
+) -> None:
+    schema = client.get("/rag/config_schema").json()
+    assert set(schema["$defs"]["Configurable"]["properties"]) == {"k", "mode", "source"}
+    evil = {
+        "base_url": "http://127.0.0.1:9/v1",
+        "openai_api_base": "http://127.0.0.1:9/v1",
+        "api_key": "stolen",
+        "model": "other",
+        "uri": "/tmp/elsewhere.db",
+        "collection": "other_collection",
+        "settings": None,
+        "base": None,
+        "expr": 'source == "x"',
+    }
+    llm.reset()
+    response = client.post(
+        "/rag-with-sources/invoke", json={"input": QUESTION, "config": {"configurable": evil}}
+    )
+    # LangServe drops configurable keys the chain does not declare: the request runs with
+    # the configured endpoint, key, model and collection.
+    assert response.status_code == 200, response.text
+    output = response.json()["output"]
+    assert output["answer"] == llm.answer and len(output["context"]) == 3
+    request = llm.chat_requests()[-1]
+    assert request["body"]["model"] == "test-model"
+    assert request["headers"]["authorization"] == "Bearer test-key"
+
+
+def test_retrieve_route(client: TestClient, llm: FakeOpenAIServer) -> None:
+    output = client.post("/retrieve/invoke", json={"input": QUESTION}).json()["output"]
+    assert len(output) == 3
+    assert set(output[0]) == {"text", "source", "heading", "score"}
+    assert output[0]["source"] == "en/faq/product_faq.md" and STORAGE_ANSWER in output[0]["text"]
+    body = {"input": {"question": QUESTION}, "config": {"configurable": {"k": 1}}}
+    assert len(client.post("/retrieve/invoke", json=body).json()["output"]) == 1
+    body = {"input": QUESTION, "config": {"configurable": {"source": ["en/music/"]}}}
+    output = client.post("/retrieve/invoke", json=body).json()["output"]
+    assert [p["source"] for p in output] == ["en/music/guitar.md"]
+    assert client.post("/retrieve/invoke", json={"input": "why " * 1_200}).status_code == 422
+    assert llm.chat_requests() == []  # retrieval only

@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from milvus_rag.cli.ask import ask
+from milvus_rag.cli.chat import chat
 from milvus_rag.cli.config import show_config
 from milvus_rag.cli.eval import evaluate
 from milvus_rag.cli.ingest import ingest
@@ -29,6 +30,7 @@ app = typer.Typer(
 app.command("ingest")(ingest)
 app.command("search")(search)
 app.command("ask")(ask)
+app.command("chat")(chat)
 app.command("eval")(evaluate)
 app.command("config")(show_config)
 app.command("serve")(serve)
