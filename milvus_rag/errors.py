@@ -83,8 +83,12 @@ HTTP_STATUSES: dict[int, str] = {
     401: "missing or wrong API key (server.api_key)",
     404: "no such route",
     405: "method not allowed on this route",
+    409: "the collection lacks what the request needs: mode hybrid on a dense collection",
     413: "body above server.max_body_bytes, or a batch above server.max_batch",
-    422: "invalid request: not JSON, wrong shape or types, an empty, huge or non-Unicode question",
+    422: (
+        "invalid request: not JSON, wrong shape or types, an empty, huge or non-Unicode "
+        "question or history, a per-request setting out of range"
+    ),
     429: "the LLM endpoint kept rate-limiting (LLMRateLimitError)",
     502: "the LLM endpoint failed: auth, not found, server error, unreachable (LLMError)",
     503: "the collection is empty or missing, or Milvus is unavailable or locked",

@@ -239,9 +239,9 @@ def _short(value: Any) -> str:
     return text if len(text) < 300 else f"{text[:150]}...{text[-150:]}"
 
 
-def _invoke(args: list[str], env: dict[str, str]) -> set[str]:
+def _invoke(args: list[str], env: dict[str, str], stdin: bytes | None = None) -> set[str]:
     before = _files(Path.cwd())
-    result = runner.invoke(app, args, env=env)
+    result = runner.invoke(app, args, env=env, input=stdin)
     output = result.stdout + result.stderr
     shown = f"{_short(args)} with {_short(env)}"
     assert result.exception is None or isinstance(result.exception, SystemExit), (
@@ -263,18 +263,27 @@ def _lite_file(value: str) -> bool:
 @pytest.mark.slow
 @FUZZ
 @given(data=st.data())
-def test_search_and_ask(
+def test_search_ask_and_chat(
     env: Prepared, unchanged: Callable[[set[str]], None], data: st.DataObject
 ) -> None:
-    command = data.draw(st.sampled_from(["search", "ask"]))
+    command = data.draw(st.sampled_from(["search", "ask", "chat"]))
     question = data.draw(bad_text)
-    extra = [
-        st.one_of(bad_number, st.sampled_from(["0.5", "-1"])).map(lambda v: ["--threshold", v])
-    ]
-    if command == "ask":
-        extra = [st.just(["--no-stream"])]
+    extra = {
+        "search": [
+            st.one_of(bad_number, st.sampled_from(["0.5", "-1"])).map(lambda v: ["--threshold", v])
+        ],
+        "ask": [st.just(["--no-stream"])],
+        "chat": [st.sampled_from([["--citations"], ["--no-citations"]])],
+    }[command]
     flags = data.draw(_flags(env, *_retrieval_options(), *extra))
-    unchanged(_invoke([command, question, *flags], data.draw(bad_env)))
+    if command != "chat":
+        unchanged(_invoke([command, question, *flags], data.draw(bad_env)))
+        return
+    # chat reads its questions from stdin: any bytes, lone surrogates as CESU-8 garbage.
+    lines = data.draw(st.lists(bad_text, max_size=3))
+    typed = "\n".join([question, *lines]).encode("utf-8", "surrogatepass")
+    stdin = data.draw(st.one_of(st.just(typed), st.binary(max_size=100)))
+    unchanged(_invoke(["chat", *flags], data.draw(bad_env), stdin))
 
 
 @pytest.mark.slow
@@ -431,7 +440,7 @@ RUN_ROUTES = [
     "/v1/chat/completions",
     *(
         f"{base}/{kind}"
-        for base in ("/rag", "/rag-with-sources")
+        for base in ("/rag", "/rag-with-sources", "/retrieve")
         for kind in ("invoke", "batch", "stream", "stream_log", "stream_events")
     ),
 ]
@@ -459,11 +468,13 @@ json_values = st.recursive(
     ),
     max_leaves=8,
 )
-question = st.one_of(bad_text, st.just("x" * 5000), st.just("Where does Milvus store data?"))
-some_input = st.one_of(question, st.fixed_dictionaries({"question": question}), json_values)
+VALID = "Where does Milvus store data?"
+question = st.one_of(bad_text, st.just("x" * 5000), st.just(VALID))
 message = st.fixed_dictionaries(
     {
-        "role": st.one_of(st.sampled_from(["user", "system"]), json_values),
+        "role": st.one_of(
+            st.sampled_from(["user", "assistant", "system", "developer"]), json_values
+        ),
         "content": st.one_of(
             question,
             st.lists(
@@ -476,29 +487,65 @@ message = st.fixed_dictionaries(
         ),
     }
 )
+some_input = st.one_of(
+    question,
+    st.fixed_dictionaries(
+        {"question": question},
+        optional={
+            "chat_history": st.one_of(
+                st.lists(st.tuples(st.sampled_from(["user", "assistant"]), question), max_size=3),
+                st.lists(message, max_size=3),
+                json_values,
+            ),
+            "system": st.one_of(question, json_values),
+            "citations": json_values,
+        },
+    ),
+    json_values,
+)
+#: Per-request settings (LangServe's config.configurable): each alone, or any mix.
+configurable_values = {
+    "k": st.one_of(st.integers(-5, 60), st.integers(), json_values),
+    "mode": st.one_of(st.sampled_from(["dense", "hybrid", "xyz"]), json_values),
+    "source": st.one_of(st.lists(st.one_of(st.just("en/"), bad_text), max_size=3), json_values),
+}
+configurable = st.one_of(
+    *(st.fixed_dictionaries({key: value}) for key, value in configurable_values.items()),
+    st.fixed_dictionaries({}, optional={**configurable_values, "other": json_values}),
+)
 run_config = st.one_of(
     st.none(),
     json_values,
     st.fixed_dictionaries(
         {},
         optional={
-            key: json_values
-            for key in (
-                "configurable",
-                "run_name",
-                "tags",
-                "metadata",
-                "recursion_limit",
-                "max_concurrency",
-                "callbacks",
-            )
+            "configurable": st.one_of(configurable, json_values),
+            **{
+                key: json_values
+                for key in (
+                    "run_name",
+                    "tags",
+                    "metadata",
+                    "recursion_limit",
+                    "max_concurrency",
+                    "callbacks",
+                )
+            },
         },
     ),
 )
 json_bodies = st.one_of(
     st.fixed_dictionaries(
         {"messages": st.one_of(st.lists(message, max_size=3), json_values)},
-        optional={"stream": st.one_of(st.booleans(), json_values), "model": json_values},
+        optional={
+            "stream": st.one_of(st.booleans(), json_values),
+            "model": json_values,
+            "temperature": st.one_of(st.floats(), json_values),
+            "max_tokens": st.one_of(st.integers(), json_values),
+            "stop": json_values,
+            "citations": json_values,
+            "stream_options": json_values,
+        },
     ),
     st.fixed_dictionaries(
         {"input": some_input},
@@ -576,6 +623,26 @@ def _stream_statuses(text: str) -> list[int]:
     return statuses
 
 
+def _request(
+    client: Any, method: str, route: str, body: bytes, headers: dict[str, str], caplog: Any
+) -> None:
+    """Send one request; check its status, body and logs."""
+    caplog.clear()
+    response = client.request(method, route, content=body, headers=headers)
+    shown = f"{method} {route} {_short(body)} {headers}"
+    assert response.status_code in HTTP_STATUSES, (response.status_code, shown, response.text[:500])
+    assert not TRACEBACK.search(response.text), shown
+    if response.status_code >= 400:
+        assert response.headers["content-type"].startswith("application/json"), shown
+        assert isinstance(response.json(), dict), shown
+    elif "text/event-stream" in response.headers.get("content-type", ""):
+        for status in _stream_statuses(response.text):
+            assert status in HTTP_STATUSES, (status, shown, response.text[-500:])
+    ours = ("milvus_rag", "uvicorn", "fastapi", "starlette", "langserve")
+    errors = [r for r in caplog.records if r.levelno >= 40 and r.name.startswith(ours)]
+    assert not errors, (shown, [r.getMessage() for r in errors])
+
+
 @pytest.mark.slow
 @settings(FUZZ, max_examples=300)
 @given(data=st.data(), body=bodies, content_type=content_types)
@@ -599,26 +666,57 @@ def test_server_routes(
             )
         )
         headers["authorization"] = token
-    caplog.clear()
     before = _files(Path.cwd())
-    client = clients["keyed" if keyed else "open"]
-    response = client.request(method, route, content=body, headers=headers)
-    shown = f"{method} {route} {_short(body)} {headers}"
-    assert response.status_code in HTTP_STATUSES, (response.status_code, shown, response.text[:500])
-    assert not TRACEBACK.search(response.text), shown
-    if response.status_code >= 400:
-        assert response.headers["content-type"].startswith("application/json"), shown
-        assert isinstance(response.json(), dict), shown
-    elif "text/event-stream" in response.headers.get("content-type", ""):
-        for status in _stream_statuses(response.text):
-            assert status in HTTP_STATUSES, (status, shown, response.text[-500:])
-    errors = [
-        r
-        for r in caplog.records
-        if r.levelno >= 40
-        and r.name.startswith(("milvus_rag", "uvicorn", "fastapi", "starlette", "langserve"))
-    ]
-    assert not errors, (shown, [r.getMessage() for r in errors])
+    _request(clients["keyed" if keyed else "open"], method, route, body, headers, caplog)
+    unchanged(before)
+
+
+@pytest.mark.slow
+@settings(FUZZ, max_examples=100)
+@given(data=st.data())
+def test_server_questions_with_odd_options(
+    clients: dict[str, Any],
+    unchanged: Callable[[set[str]], None],
+    caplog: pytest.LogCaptureFixture,
+    data: st.DataObject,
+) -> None:
+    """Well-formed requests with a valid question and odd options reach retrieval and the LLM."""
+    route = data.draw(st.sampled_from(RUN_ROUTES))
+    asked = st.one_of(
+        st.just(VALID),
+        st.fixed_dictionaries(
+            {"question": st.just(VALID)},
+            optional={"chat_history": some_input, "system": question, "citations": json_values},
+        ),
+    )
+    config = st.fixed_dictionaries({"configurable": configurable})
+    if route == "/v1/chat/completions":
+        body: Any = data.draw(
+            st.fixed_dictionaries(
+                {"messages": st.just([{"role": "user", "content": VALID}])},
+                optional={
+                    "stream": st.booleans(),
+                    "temperature": st.one_of(st.floats(), json_values),
+                    "max_tokens": st.one_of(st.integers(), json_values),
+                    "stop": json_values,
+                    "citations": json_values,
+                },
+            )
+        )
+    elif route.endswith("/batch"):
+        body = data.draw(
+            st.fixed_dictionaries(
+                {
+                    "inputs": st.lists(asked, min_size=1, max_size=3),
+                    "config": st.one_of(config, st.lists(config, min_size=1, max_size=3)),
+                },
+            )
+        )
+    else:
+        body = data.draw(st.fixed_dictionaries({"input": asked, "config": config}))
+    before = _files(Path.cwd())
+    raw = json.dumps(body, ensure_ascii=True).encode()
+    _request(clients["open"], "POST", route, raw, {"content-type": "application/json"}, caplog)
     unchanged(before)
 
 
@@ -651,6 +749,12 @@ def test_surrogate_question_is_a_clear_error(env: Prepared) -> None:
     result = _run(["search", "caf\udce9", "--config", str(env.config)])
     assert result.exit_code == 1
     assert "not valid Unicode" in result.stderr and "TypeError" not in result.stderr
+
+
+def test_chat_input_that_is_not_utf8(env: Prepared) -> None:
+    result = runner.invoke(app, ["chat", "--config", str(env.config)], input=b"\x80\nexit\n")
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.exit_code == 0 and "error: the line is not UTF-8 text" in result.stderr
 
 
 @pytest.mark.parametrize(
