@@ -34,7 +34,7 @@ from milvus_rag.loaders.splitters import (
     estimate_tokens,
     split_tutorial,
 )
-from milvus_rag.loaders.views import VIEWS_VERSION, embedding_text, question_of
+from milvus_rag.loaders.views import VIEWS_VERSION, embedding_text, plain_text, question_of
 
 __all__ = ["SPLITTERS", "SourceLoader", "Splitter", "make_splitter", "markdown_views"]
 
@@ -102,7 +102,7 @@ def make_splitter(
             max_tokens=max_tokens,
             overlap=overlap,
             min_chars=min_chars,
-            length_function=lambda text: counter(embedding_text(text)),
+            length_function=lambda text: counter(plain_text(text)),
         )
         params = (
             ("version", MARKDOWN_SPLITTER_VERSION),

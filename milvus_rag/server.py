@@ -242,17 +242,12 @@ def create_app(
         configurable_retriever,
     )
 
-    http_client: Any = None
     if llm is None:
-        from openai import DefaultAsyncHttpxClient
-
         from milvus_rag.llm import chat_model_from_settings
 
-        # One connection pool per app, on the app's event loop (langchain-openai's shared
-        # default pool would outlive the loop it was created on). Opens no connection yet.
-        http_client = DefaultAsyncHttpxClient()
-        # A missing key fails here, at startup.
-        llm = chat_model_from_settings(settings, http_async_client=http_client)
+        # A missing key fails here, at startup. The model keeps one connection pool
+        # per event loop (the app's); it is closed at shutdown.
+        llm = chat_model_from_settings(settings)
     if retriever is None:
         from milvus_rag.retriever import MilvusRAGRetriever
 
@@ -268,8 +263,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        if http_client is not None:
-            await http_client.aclose()
+        close = getattr(llm, "aclose", None)
+        if close is not None:
+            await close()
 
     app = FastAPI(
         title="milvus-rag",

@@ -335,7 +335,7 @@ def _sync(
     progress: Progress,
 ) -> IngestReport:
     from milvus_rag.loaders.sources import glob_match
-    from milvus_rag.store import ensure_collection
+    from milvus_rag.store import ensure_collection, record_ingest
 
     report = IngestReport()
     collection = settings.milvus.collection
@@ -360,6 +360,14 @@ def _sync(
                 client.delete(collection, ids=sorted(stored.ids))
                 report.deleted += 1
                 report.chunks_deleted += len(stored.ids)
+        record_ingest(
+            client,
+            collection,
+            origin=listing.origin,
+            glob=glob,
+            splitter=split.name,
+            chunker=split.fingerprint,
+        )
         if report.changed:
             client.flush(collection)
     return report
