@@ -336,14 +336,14 @@ def _open_path(
     stack: contextlib.ExitStack,
 ) -> SourceListing:
     label = os.fspath(source)
-    path = Path(label).expanduser()
     try:
+        path = Path(label).expanduser()
         info = path.stat()
     except FileNotFoundError:
         raise SourceError(f"source {label} does not exist; check the path") from None
     except OSError as exc:
         raise SourceError(f"source {label} cannot be read: {exc.strerror or exc}") from exc
-    except ValueError:  # a NUL byte, or a lone surrogate the file system cannot encode
+    except (ValueError, RuntimeError):  # a NUL byte, a lone surrogate, ~ of an unknown user
         raise SourceError(f"source {label!r} is not a valid path") from None
     resolved = path.resolve()
     if stat.S_ISDIR(info.st_mode):

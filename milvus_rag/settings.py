@@ -146,12 +146,26 @@ class MilvusSettings(_Section):
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+        if "://" in value:
+            return value
+        if len(value.encode()) >= 4096 or any(len(p.encode()) > 255 for p in Path(value).parts):
+            # the file system would refuse it (ENAMETOOLONG) wherever it is used
+            raise ValueError("the path is too long (or a name in it is longer than 255 bytes)")
+        _expanded(Path(value))
         return value
 
     @property
     def is_lite(self) -> bool:
         """True when ``uri`` is a local Milvus Lite file rather than a server."""
         return "://" not in self.uri
+
+
+def _expanded(path: Path) -> Path:
+    """``path`` with ``~`` expanded; ValueError for an unknown user (``~nobody/x``)."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        raise ValueError(f"{str(path)!r} starts with ~ but names no known user") from None
 
 
 class EmbeddingSettings(_Section):
@@ -169,7 +183,7 @@ class EmbeddingSettings(_Section):
     def _model_dir_exists(cls, value: Path | None) -> Path | None:
         if value is None:
             return None
-        value = value.expanduser()
+        value = _expanded(value)
         if not os.path.isfile(value / "model.onnx"):  # never raises (a name too long)
             # repr: a lone surrogate in the message would break pydantic's error
             raise ValueError(f"{str(value)!r} holds no model.onnx")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,7 +114,7 @@ def connect(milvus: MilvusSettings) -> MilvusClient:
     args = connection_args(milvus)
     if milvus.is_lite:
         parent = Path(args["uri"]).parent
-        if not os.path.isdir(parent):  # never raises (a name too long)
+        if not parent.is_dir():
             raise StoreUnavailableError(f"milvus.uri {milvus.uri}: folder {parent} does not exist")
     _quiet_lite_logger()
     try:
@@ -467,7 +466,7 @@ def open_vector_store(
     """
     own = client is None
     milvus = settings.milvus
-    lite_missing = milvus.is_lite and not os.path.exists(Path(milvus.uri).expanduser())
+    lite_missing = milvus.is_lite and not Path(milvus.uri).expanduser().exists()
     if own and not (create or recreate) and lite_missing:  # connecting would create it
         raise EmptyCollectionError(
             f"there is no Milvus Lite database at {milvus.uri}, so no collection "

@@ -147,6 +147,7 @@ SPECIAL_TEXT = [
     "0",
     "99999999999999999999",
     "../../etc/passwd",
+    "~nobody_at_all/x.db",  # ~ of an unknown user: expanduser() raises RuntimeError
     "%s%n{p0}",
     'x" or id != "',
     "\\",
@@ -189,8 +190,24 @@ def _flags(prepared: Prepared, *options: st.SearchStrategy[list[str]]) -> Any:
     return st.tuples(groups, config).map(lambda g: [a for opt in [*g[0], g[1]] for a in opt])
 
 
+#: ``--uri`` / ``--collection`` values: garbage, a missing Lite file, a dead server.
+uri_option = st.one_of(
+    bad_text, st.sampled_from(["missing.db", "/nonexistent/x.db", f"http://{DEAD}"])
+).map(lambda v: ["--uri", v])
+collection_option = st.one_of(bad_text, st.just("no_such_collection")).map(
+    lambda v: ["--collection", v]
+)
+
+
+def _not_a_name(value: str) -> bool:
+    """Not a valid collection name: nothing can be created under it."""
+    return not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value)
+
+
 def _retrieval_options() -> list[st.SearchStrategy[list[str]]]:
     return [
+        uri_option,
+        collection_option,
         bad_number.map(lambda v: ["-k", v]),
         st.one_of(st.sampled_from(["dense", "hybrid", "xyz", ""]), bad_text).map(
             lambda v: ["--mode", v]
@@ -322,6 +339,9 @@ def test_ingest_of_bad_sources(
         ),
         st.just(["--prune"]),
         st.just(["--json"]),
+        # Another database or collection could legitimately be created: only unusable ones.
+        bad_text.filter(lambda v: not _lite_file(v)).map(lambda v: ["--uri", v]),
+        bad_text.filter(_not_a_name).map(lambda v: ["--collection", v]),
     ]
     if source != str(env.binary):
         options.append(st.just(["--recreate"]))
@@ -364,13 +384,69 @@ def test_eval_and_config(
                 bad_number.map(lambda v: ["-k", v]),
                 bad_text.map(lambda v: ["--mode", v]),
                 st.just(["--json"]),
+                uri_option,
+                collection_option,
             )
         )
         args = ["eval", path, *flags]
     else:
         args = ["config", *data.draw(st.sampled_from([["-c", str(config_file)], []]))]
-        args += data.draw(st.lists(bad_text, max_size=2))
+        args += data.draw(st.lists(bad_text.filter(lambda t: t != "init"), max_size=2))
     unchanged(_invoke(args, data.draw(bad_env)))
+
+
+def _may_delete(pattern: str) -> bool:
+    """Whether ``delete PATTERN`` could match a stored source (a glob, a prefix, the path)."""
+    return bool(re.search("[*?]", pattern)) or any(
+        source == pattern or source.startswith(pattern.rstrip("/") + "/")
+        for _, source in CHAIN_DOCS
+    )
+
+
+@pytest.mark.slow
+@FUZZ
+@given(data=st.data())
+def test_sources_doctor_delete_and_config_init(
+    env: Prepared, unchanged: Callable[[set[str]], None], data: st.DataObject
+) -> None:
+    command = data.draw(st.sampled_from(["sources", "doctor", "delete", "init"]))
+    stdin = None
+    if command == "sources":
+        args = [
+            "sources",
+            *data.draw(_flags(env, st.just(["--json"]), uri_option, collection_option)),
+        ]
+    elif command == "doctor":
+        options = [st.just(["--offline"]), st.just(["--json"]), uri_option, collection_option]
+        args = ["doctor", *data.draw(_flags(env, *options))]
+    elif command == "delete":
+        patterns = data.draw(st.lists(bad_text, max_size=3))
+        options = [uri_option, collection_option]
+        if not any(_may_delete(p) for p in patterns):
+            options.append(st.just(["--yes"]))  # nothing can match: nothing to confirm
+        args = ["delete", *patterns, *data.draw(_flags(env, *options))]
+        # Any answer but yes: the deletion must not happen.
+        stdin = data.draw(
+            st.binary(max_size=20).filter(lambda b: not b.strip().lower().startswith(b"y"))
+        )
+    else:  # config init: only to paths that cannot be written (any other would be written)
+        path = data.draw(
+            st.one_of(
+                st.sampled_from(
+                    [
+                        str(env.binary),  # exists: refused without --force
+                        str(env.root),
+                        ".",
+                        str(env.root / "missing" / "config.yaml"),
+                        "x" * 5000,
+                        "a\x00b.yaml",
+                        "\ud800.yaml",
+                    ]
+                ),
+            )
+        )
+        args = ["config", "init", path]
+    unchanged(_invoke(args, data.draw(bad_env), stdin))
 
 
 @pytest.mark.slow
@@ -751,6 +827,12 @@ def test_surrogate_question_is_a_clear_error(env: Prepared) -> None:
     assert "not valid Unicode" in result.stderr and "TypeError" not in result.stderr
 
 
+def test_config_init_to_a_name_too_long() -> None:
+    result = _run(["config", "init", "x" * 5000])  # was an OSError (ENAMETOOLONG)
+    assert result.exit_code == 2 and "cannot write" in result.stderr
+    assert not list(Path.cwd().iterdir())
+
+
 def test_chat_input_that_is_not_utf8(env: Prepared) -> None:
     result = runner.invoke(app, ["chat", "--config", str(env.config)], input=b"\x80\nexit\n")
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -784,6 +866,8 @@ def test_config_path_too_long() -> None:
         ("MILVUS_RAG_MILVUS__URI", "\udcff.db", "lone surrogate"),
         ("MILVUS_RAG_EMBEDDING__MODEL_DIR", "\udcff", "holds no model.onnx"),
         ("MILVUS_RAG_EMBEDDING__MODEL_DIR", "x" * 5000, "holds no model.onnx"),
+        ("MILVUS_RAG_EMBEDDING__MODEL_DIR", "~nobody_at_all", "names no known user"),
+        ("MILVUS_RAG_MILVUS__URI", "~nobody_at_all/x.db", "names no known user"),
     ],
 )
 def test_bad_environment_variables(name: str, value: str, needle: str) -> None:
@@ -791,10 +875,11 @@ def test_bad_environment_variables(name: str, value: str, needle: str) -> None:
     assert result.exit_code == 2 and needle in result.stderr
 
 
-def test_lite_path_too_long_is_a_store_error(env: Prepared) -> None:
-    uri = f"/{'x' * 300}/a.db"
-    result = _run(["search", "x", "--config", str(env.config)], {"MILVUS_RAG_MILVUS__URI": uri})
-    assert result.exit_code == 1 and result.stderr.startswith("error: ")
+@pytest.mark.parametrize("command", ["search", "sources"])
+def test_lite_path_too_long(env: Prepared, command: str) -> None:
+    args = [command, "x"][: 2 if command == "search" else 1]
+    result = _run([*args, "--uri", f"/{'x' * 300}/a.db", "--config", str(env.config)])
+    assert result.exit_code == 2 and "the path is too long" in result.stderr
 
 
 @pytest.mark.parametrize("to", ["\x00", "\ud800", ""])
@@ -813,7 +898,7 @@ def test_ingest_of_an_empty_source_does_not_ingest_the_working_folder(
     assert _ids(env.settings)[1] == sorted(f"id{i}" for i in range(len(CHAIN_DOCS)))
 
 
-@pytest.mark.parametrize("source", ["docs\x00", "docs\ud800"])
+@pytest.mark.parametrize("source", ["docs\x00", "docs\ud800", "~nobody_at_all/docs"])
 def test_ingest_of_an_invalid_path(env: Prepared, source: str) -> None:
     result = _run(["ingest", source, "--config", str(env.config)])
     assert result.exit_code == 1 and "is not a valid path" in result.stderr
