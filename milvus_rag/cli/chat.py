@@ -14,7 +14,14 @@ from typing import Annotated, Any
 
 import typer
 
-from milvus_rag.cli._common import ConfigOption, command, printable, settings_for
+from milvus_rag.cli._common import (
+    CollectionOption,
+    ConfigOption,
+    UriOption,
+    command,
+    printable,
+    settings_for,
+)
 from milvus_rag.cli._retrieval import (
     FilterOption,
     KOption,
@@ -43,6 +50,8 @@ def chat(
             show_default=False,
         ),
     ] = None,
+    uri: UriOption = None,
+    collection: CollectionOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Chat with your documents: follow-up questions keep the conversation's context."""
@@ -52,7 +61,7 @@ def chat(
 
     overrides = retrieval_overrides(k, mode)
     overrides["answer"] = {"citations": citations}
-    settings = settings_for(config, overrides)
+    settings = settings_for(config, overrides, uri=uri, collection=collection)
     llm = chat_model_from_settings(settings)  # raises on a missing key before any I/O
     retriever = MilvusRAGRetriever.from_settings(settings, expr=filter_expression(source, filter_))
     retriever.ensure_not_empty()
