@@ -86,7 +86,8 @@ def chat(
 
 
 def _read(prompt: str) -> str | None:
-    """One line from the user; None at end of input (Ctrl-D) or on Ctrl-C."""
+    """One line from the user; None at end of input (Ctrl-D) or on Ctrl-C, "" when the line
+    could not be decoded."""
     try:
         return input(prompt)
     except EOFError:
@@ -95,6 +96,9 @@ def _read(prompt: str) -> str | None:
     except KeyboardInterrupt:
         typer.echo()
         return None
+    except UnicodeDecodeError:  # stdin is strict UTF-8 in a UTF-8 locale; the line is lost
+        typer.echo("error: the line is not UTF-8 text; type it again", err=True)
+        return ""
 
 
 def _turn(chain: Any, question: str, history: list[tuple[str, str]], cited: bool) -> str | None:
