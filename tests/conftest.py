@@ -47,6 +47,28 @@ def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(autouse=True)
+def fast_lane(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep `pytest -m "not slow"` fast: an unmarked test may not open Milvus or start a process.
+
+    Tests that do are marked ``slow`` (they still run in the full suite, README's test command).
+    """
+    if request.node.get_closest_marker("slow") or request.node.get_closest_marker("server"):
+        return
+    import subprocess
+
+    import pymilvus
+
+    def refuse(what: str) -> Any:
+        def refused(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError(f"this test {what}: mark it @pytest.mark.slow")
+
+        return refused
+
+    monkeypatch.setattr(pymilvus.MilvusClient, "__init__", refuse("opens Milvus"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("starts a process"))
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated ONNX model folder with the default model's inputs and output."""
