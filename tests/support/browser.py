@@ -9,6 +9,7 @@ No Playwright and no browser download: it drives a Chromium found on the machine
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import shutil
@@ -51,7 +52,8 @@ class Page:
     def __init__(self, ws_url: str) -> None:
         from websockets.sync.client import connect
 
-        self._ws = connect(ws_url, max_size=None, open_timeout=30)
+        self._stack = contextlib.ExitStack()
+        self._ws = self._stack.enter_context(connect(ws_url, max_size=None, open_timeout=30))
         self._ids = itertools.count(1)
         #: What the page printed or threw (console messages, uncaught exceptions).
         self.console: list[str] = []
@@ -115,7 +117,7 @@ class Page:
         return path
 
     def close(self) -> None:
-        self._ws.close()
+        self._stack.close()
 
 
 class Chromium:
