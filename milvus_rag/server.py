@@ -111,7 +111,7 @@ if TYPE_CHECKING:
 
     from milvus_rag.settings import LLMSettings, ServerSettings, Settings
 
-__all__ = ["COOKIE_NAME", "STATUS_OF", "ChatRequest", "access_log", "create_app", "status_of"]
+__all__ = ["STATUS_OF", "ChatRequest", "create_app", "status_of"]
 
 #: HTTP status for typed errors: the nearest listed class in the error's MRO wins; others 500.
 STATUS_OF: dict[type[MilvusRAGError], int] = {

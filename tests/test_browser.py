@@ -1,4 +1,5 @@
-"""The LangServe playground in a real browser: sign in with the key, ask, see the answer stream.
+"""The LangServe playground in a real browser: sign in with the key, ask, see the answer stream;
+then Swagger UI, rendered from the server's own scripts.
 
 Headless Chromium (Debian's ``chromium`` package) driven over the DevTools protocol
 against ``create_app`` served by uvicorn on loopback, over Milvus Lite, the tiny model
@@ -82,7 +83,12 @@ def test_playground_streams_an_answer_after_login(
             "performance.getEntriesByType('resource')"
             ".filter(e => e.name.endsWith('/rag/stream_log')).map(e => e.responseStatus)"
         )
+        # Swagger UI renders the API from local scripts, with the same cookie.
+        page.navigate(f"{base}/docs")
+        _wait(page, "!!document.querySelector('.swagger-ui .opblock')", shot)
+        loaded = page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
     assert streams == [200]
+    assert loaded and all(url.startswith(base) for url in loaded), loaded
     (request,) = llm.chat_requests()
     assert request["body"]["stream"] is True  # streamed from the LLM to the page
     assert QUESTION in request["body"]["messages"][1]["content"]
