@@ -34,8 +34,9 @@ from milvus_rag.loaders.splitters import (
     estimate_tokens,
     split_tutorial,
 )
+from milvus_rag.loaders.views import VIEWS_VERSION, embedding_text, plain_text, question_of
 
-__all__ = ["SPLITTERS", "SourceLoader", "Splitter", "make_splitter"]
+__all__ = ["SPLITTERS", "SourceLoader", "Splitter", "make_splitter", "markdown_views"]
 
 SPLITTERS = ("markdown", "tutorial")
 
@@ -53,6 +54,10 @@ class Splitter:
     name: str
     split: Callable[[str], list[Chunk]] = field(repr=False, compare=False)
     params: tuple[tuple[str, Any], ...] = ()
+    views: Callable[[Chunk], list[tuple[str, str]]] = field(
+        default=lambda chunk: [("text", chunk.text)], repr=False, compare=False
+    )
+    """What of a chunk is embedded: ``[(view name, text to embed), ...]``, ``text`` first."""
 
     def __call__(self, text: str) -> list[Chunk]:
         return self.split(text)
@@ -73,6 +78,11 @@ def make_splitter(
 ) -> Splitter:
     """The splitter called ``name``: ``tutorial`` (exact ``"# "`` split) or ``markdown``.
 
+    ``tutorial`` embeds each chunk's text as it is, as the tutorial does.
+    ``markdown`` embeds the views of :mod:`milvus_rag.loaders.views` (the text
+    without link targets and markup, and a question heading on its own), and
+    sizes chunks by the tokens of what is embedded.
+
     ``length_function`` counts tokens for ``markdown`` (default: a tokenizer-free
     estimate); give it an ``identity`` attribute (as
     :class:`~milvus_rag.embeddings.TokenCounter` has) so the fingerprint names it.
@@ -92,7 +102,7 @@ def make_splitter(
             max_tokens=max_tokens,
             overlap=overlap,
             min_chars=min_chars,
-            length_function=counter,
+            length_function=lambda text: counter(plain_text(text)),
         )
         params = (
             ("version", MARKDOWN_SPLITTER_VERSION),
@@ -101,9 +111,19 @@ def make_splitter(
             ("min_chars", min_chars),
             ("max_bytes", splitter.max_bytes),
             ("tokens", str(counter_id)),
+            ("views", VIEWS_VERSION),
         )
-        return Splitter(name, splitter.split, params)
+        return Splitter(name, splitter.split, params, markdown_views)
     raise ValueError(f"unknown splitter {name!r}: use one of {', '.join(SPLITTERS)}")
+
+
+def markdown_views(chunk: Chunk) -> list[tuple[str, str]]:
+    """The markdown splitter's views: the cleaned text, and the question heading if any."""
+    views = [("text", embedding_text(chunk.text))]
+    question = question_of(str(chunk.metadata.get("heading", "")))
+    if question is not None:
+        views.append(("question", question))
+    return views
 
 
 class SourceLoader(BaseLoader):

@@ -1,6 +1,9 @@
 """milvus-rag: the Milvus + Lepton AI RAG tutorial as LangChain components.
 
-Importing the package loads no model, opens no client and touches no network.
+Importing the package loads no model, opens no client and touches no network; it
+does not even import LangChain or pymilvus: each public name below is imported on
+first access (module ``__getattr__``), so ``milvus-rag --help`` and
+``import milvus_rag`` stay fast.
 
 Example:
     .. code-block:: python
@@ -12,26 +15,32 @@ Example:
         print(chain.invoke("How is data stored in milvus?"))
 """
 
-from milvus_rag.chains import (
-    RAG_PROMPT,
-    build_rag_chain,
-    build_rag_chain_with_sources,
-    neutralize,
-)
-from milvus_rag.embeddings import BatchedOnnxEncoder, MilvusModelEmbeddings
-from milvus_rag.errors import (
-    ConfigError,
-    EmbeddingError,
-    LLMError,
-    MilvusRAGError,
-    SourceError,
-    StoreError,
-)
-from milvus_rag.llm import EndpointChatOpenAI, chat_model_from_settings
-from milvus_rag.retriever import MilvusRAGRetriever
-from milvus_rag.settings import Settings, load_settings
-from milvus_rag.store import open_vector_store
-from milvus_rag.sync import IngestReport, ingest
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from milvus_rag.chains import (
+        RAG_PROMPT,
+        build_rag_chain,
+        build_rag_chain_with_sources,
+        neutralize,
+    )
+    from milvus_rag.embeddings import BatchedOnnxEncoder, MilvusModelEmbeddings
+    from milvus_rag.errors import (
+        ConfigError,
+        EmbeddingError,
+        LLMError,
+        MilvusRAGError,
+        SourceError,
+        StoreError,
+    )
+    from milvus_rag.llm import EndpointChatOpenAI, chat_model_from_settings
+    from milvus_rag.retriever import MilvusRAGRetriever
+    from milvus_rag.settings import Settings, load_settings
+    from milvus_rag.store import open_vector_store
+    from milvus_rag.sync import IngestReport, ingest
 
 __all__ = [
     "RAG_PROMPT",
@@ -57,3 +66,40 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Public name -> the module defining it (imported on first access).
+_LAZY: dict[str, str] = {
+    "RAG_PROMPT": "milvus_rag.chains",
+    "build_rag_chain": "milvus_rag.chains",
+    "build_rag_chain_with_sources": "milvus_rag.chains",
+    "neutralize": "milvus_rag.chains",
+    "BatchedOnnxEncoder": "milvus_rag.embeddings",
+    "MilvusModelEmbeddings": "milvus_rag.embeddings",
+    "ConfigError": "milvus_rag.errors",
+    "EmbeddingError": "milvus_rag.errors",
+    "LLMError": "milvus_rag.errors",
+    "MilvusRAGError": "milvus_rag.errors",
+    "SourceError": "milvus_rag.errors",
+    "StoreError": "milvus_rag.errors",
+    "EndpointChatOpenAI": "milvus_rag.llm",
+    "chat_model_from_settings": "milvus_rag.llm",
+    "MilvusRAGRetriever": "milvus_rag.retriever",
+    "Settings": "milvus_rag.settings",
+    "load_settings": "milvus_rag.settings",
+    "open_vector_store": "milvus_rag.store",
+    "IngestReport": "milvus_rag.sync",
+    "ingest": "milvus_rag.sync",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -8,7 +8,11 @@ mean pooling and L2 normalisation, but in length-sorted batches padded only to
 the longest text of each batch instead of one text at a time padded to the
 tokenizer's maximum length.
 
-Nothing is loaded at import or construction: the model loads on first use.
+Nothing is loaded at import or construction: the model loads on first use. A
+local ``model_dir`` holding ``tokenizer.json`` loads with ``tokenizers`` and ONNX
+Runtime alone (:func:`load_local_onnx_model`: the same token ids as the Hugging
+Face tokenizer, without importing ``transformers``), which keeps a command's cold
+start short.
 
 Example:
     .. code-block:: python
@@ -23,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -39,7 +44,9 @@ __all__ = [
     "MilvusModelEmbeddings",
     "TokenCounter",
     "embeddings_from_settings",
+    "hub_model_usable",
     "load_local_onnx_function",
+    "load_local_onnx_model",
     "model_fingerprint",
 ]
 
@@ -121,15 +128,9 @@ def load_local_onnx_function(model_dir: str | Path, threads: int | None = None) 
     Raises:
         ModelNotAvailableError: the folder or one of its files is missing or unreadable.
     """
-    folder = Path(model_dir).expanduser()
-    if not (folder / "model.onnx").is_file():
-        raise ModelNotAvailableError(
-            f"embedding.model_dir {folder} holds no model.onnx: point it at a folder "
-            "with model.onnx, tokenizer.json and config.json"
-        )
+    folder = _model_folder(model_dir)
     _quiet_transformers()
     try:
-        import onnxruntime
         from pymilvus.model.dense.onnx import OnnxEmbeddingFunction
         from transformers import AutoConfig, AutoTokenizer
 
@@ -139,15 +140,7 @@ def load_local_onnx_function(model_dir: str | Path, threads: int | None = None) 
                 # instead of the Hugging Face hub.
                 self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
                 self.model_name = str(folder)
-                options = onnxruntime.SessionOptions()
-                # Idle ONNX threads would otherwise spin right after each run and
-                # steal the core Milvus Lite needs for the search that follows.
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                if threads:
-                    options.intra_op_num_threads = threads
-                self.ort_session = onnxruntime.InferenceSession(
-                    str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
-                )
+                self.ort_session = _onnx_session(folder / "model.onnx", threads)
                 config = AutoConfig.from_pretrained(str(folder))
                 self._OnnxEmbeddingFunction__dimension = config.hidden_size
 
@@ -155,15 +148,126 @@ def load_local_onnx_function(model_dir: str | Path, threads: int | None = None) 
     except ModelNotAvailableError:
         raise
     except Exception as exc:
+        raise _unloadable(folder, exc) from exc
+
+
+def _model_folder(model_dir: str | Path) -> Path:
+    folder = Path(model_dir).expanduser()
+    if not (folder / "model.onnx").is_file():
         raise ModelNotAvailableError(
-            f"embedding model in {folder} cannot be loaded ({type(exc).__name__}: "
-            f"{_first_line(exc)}); check embedding.model_dir"
-        ) from exc
+            f"embedding.model_dir {folder} holds no model.onnx: point it at a folder "
+            "with model.onnx, tokenizer.json and config.json"
+        )
+    return folder
+
+
+def _onnx_session(path: Path, threads: int | None) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # Idle ONNX threads would otherwise spin right after each run and
+    # steal the core Milvus Lite needs for the search that follows.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _unloadable(folder: Path, exc: BaseException) -> ModelNotAvailableError:
+    return ModelNotAvailableError(
+        f"embedding model in {folder} cannot be loaded ({type(exc).__name__}: "
+        f"{_first_line(exc)}); check embedding.model_dir"
+    )
+
+
+# Hugging Face's "no limit" model_max_length (transformers' VERY_LARGE_INTEGER).
+_NO_LIMIT = int(1e20)
+
+
+class _LocalTokenizer:
+    """A ``tokenizer.json`` behaving as a Hugging Face fast tokenizer for :class:`BatchedOnnxEncoder`.
+
+    Gives the ids ``AutoTokenizer(...)(texts, truncation=True, padding=False)``
+    gives: special tokens added, truncated to ``model_max_length`` from
+    ``tokenizer_config.json`` (on its ``truncation_side``), never padded.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        from tokenizers import Tokenizer
+
+        config_file = folder / "tokenizer_config.json"
+        config = json.loads(config_file.read_text("utf-8")) if config_file.is_file() else {}
+        self.backend_tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.backend_tokenizer.no_padding()
+        limit = config.get("model_max_length")
+        if isinstance(limit, int) and 0 < limit < _NO_LIMIT:
+            side = config.get("truncation_side", "right")
+            self.backend_tokenizer.enable_truncation(limit, direction=side)
+        else:
+            self.backend_tokenizer.no_truncation()
+        pad = config.get("pad_token")
+        pad = pad.get("content") if isinstance(pad, dict) else pad
+        self.pad_token_id = self.backend_tokenizer.token_to_id(pad) if pad else None
+
+    def __call__(self, texts: list[str], **_: Any) -> dict[str, list[list[int]]]:
+        encoded = self.backend_tokenizer.encode_batch(texts)
+        return {
+            "input_ids": [e.ids for e in encoded],
+            "token_type_ids": [e.type_ids for e in encoded],
+        }
+
+
+class LocalOnnxModel:
+    """A local ONNX sentence model loaded without ``transformers``.
+
+    Has what :class:`MilvusModelEmbeddings` uses of pymilvus-model's
+    ``OnnxEmbeddingFunction`` (``tokenizer``, ``ort_session``, ``dim``,
+    ``model_name``, ``encode_documents``, ``encode_queries``) and gives the same
+    vectors; build it with :func:`load_local_onnx_model`.
+    """
+
+    def __init__(self, folder: Path, threads: int | None = None) -> None:
+        config = json.loads((folder / "config.json").read_text("utf-8"))
+        self.dim = int(config["hidden_size"])
+        self.model_name = str(folder)
+        self.tokenizer = _LocalTokenizer(folder)
+        self.ort_session = _onnx_session(folder / "model.onnx", threads)
+        self._encoder = BatchedOnnxEncoder(self.tokenizer, self.ort_session, batch_size=8)
+
+    def encode_documents(self, documents: list[str]) -> list[np.ndarray]:
+        return list(self._encoder.encode(documents))
+
+    def encode_queries(self, queries: list[str]) -> list[np.ndarray]:
+        return list(self._encoder.encode(queries))
+
+
+def load_local_onnx_model(
+    model_dir: str | Path, threads: int | None = None
+) -> LocalOnnxModel | None:
+    """The model of a local folder, loaded with ``tokenizers`` and ONNX Runtime only.
+
+    Returns ``None`` when the folder lacks ``tokenizer.json`` or a ``config.json``
+    with ``hidden_size`` (then :func:`load_local_onnx_function` loads it).
+
+    Raises:
+        ModelNotAvailableError: the folder's files cannot be loaded.
+    """
+    folder = _model_folder(model_dir)
+    try:
+        config = json.loads((folder / "config.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not (folder / "tokenizer.json").is_file() or "hidden_size" not in config:
+        return None
+    try:
+        return LocalOnnxModel(folder, threads)
+    except Exception as exc:
+        raise _unloadable(folder, exc) from exc
 
 
 def _load_default_function(model: str, tokenizer: str) -> Any:
     _quiet_transformers()
-    if not _hub_usable(model):
+    if not hub_model_usable(model):
         raise ModelNotAvailableError(
             f"embedding model {model} is not cached and the Hugging Face hub cannot be "
             "reached; offline, set embedding.model_dir to a local folder holding "
@@ -181,10 +285,11 @@ def _load_default_function(model: str, tokenizer: str) -> Any:
         ) from exc
 
 
-def _hub_usable(model: str, timeout: float = 3.0) -> bool:
+def hub_model_usable(model: str, timeout: float = 3.0, *, offline: bool = False) -> bool:
     """False when the model is not cached and the hub host does not answer.
 
     Saves the user the hub client's long retry loop on an offline machine.
+    ``offline`` only looks in the cache.
     """
     import socket
     from urllib.parse import urlsplit
@@ -193,7 +298,7 @@ def _hub_usable(model: str, timeout: float = 3.0) -> bool:
 
     if isinstance(try_to_load_from_cache(model, "model.onnx"), str):
         return True
-    if constants.HF_HUB_OFFLINE:
+    if offline or constants.HF_HUB_OFFLINE:
         return False
     url = urlsplit(constants.ENDPOINT)
     port = url.port or (443 if url.scheme == "https" else 80)
@@ -414,7 +519,11 @@ class MilvusModelEmbeddings(BaseModel, Embeddings):
         if self.function is None:
             with self._lock:
                 if self.function is None:
-                    if self.model_dir is not None:
+                    if self.model_dir is not None and self.accelerated:
+                        self.function = load_local_onnx_model(
+                            self.model_dir, self.threads
+                        ) or load_local_onnx_function(self.model_dir, self.threads)
+                    elif self.model_dir is not None:
                         self.function = load_local_onnx_function(self.model_dir, self.threads)
                     else:
                         self.function = _load_default_function(self.model, self.tokenizer)

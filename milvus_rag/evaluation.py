@@ -1,7 +1,9 @@
 """Retrieval evaluation over a questions file.
 
 Each line of the file is ``{"question": "...", "sources": ["en/faq/x.md", ...]}``.
-A retrieved chunk is a hit when its ``source`` is one of the listed sources.
+A retrieved chunk is a hit when its ``source`` is one of the listed sources. A line
+may also give ``"answer"``: a passage of the answer; then a hit must also contain
+it (a passage-level hit: the right section, not only the right file).
 
 Metrics over the top ``k``: hit@k (a hit anywhere), MRR@k (1 / rank of the first
 hit, 0 without one), recall@k (share of the listed sources found), and the
@@ -39,6 +41,12 @@ __all__ = ["EvalQuestion", "EvalReport", "QuestionResult", "evaluate", "load_que
 class EvalQuestion:
     question: str
     sources: tuple[str, ...]
+    answer: str | None = None
+    """A passage a hit must contain (``None``: any chunk of a listed source is a hit)."""
+
+    def is_hit(self, source: Any, text: str) -> bool:
+        """True when a chunk of ``source`` with ``text`` answers this question."""
+        return source in self.sources and (self.answer is None or self.answer in text)
 
 
 @dataclass
@@ -115,6 +123,9 @@ def load_questions(path: str | Path) -> list[EvalQuestion]:
                 raise ValueError("question must be a non-empty string")
             if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
                 raise ValueError("sources must be a list of paths")
+            answer = item.get("answer")
+            if answer is not None and (not isinstance(answer, str) or not answer.strip()):
+                raise ValueError("answer must be a non-empty string")
         except json.JSONDecodeError as exc:
             raise ConfigError(
                 f"questions file {path} line {number}: not valid JSON ({exc.msg} at column "
@@ -128,7 +139,7 @@ def load_questions(path: str | Path) -> list[EvalQuestion]:
             raise ConfigError(
                 f"questions file {path} line {number}: not a question record ({exc})"
             ) from None
-        questions.append(EvalQuestion(question, tuple(sources)))
+        questions.append(EvalQuestion(question, tuple(sources), answer))
     if not questions:
         raise ConfigError(f"questions file {path} holds no questions")
     return questions
@@ -162,8 +173,9 @@ def evaluate(
             for d in docs[:k]
         ]
         wanted = set(item.sources)
-        rank = next((i for i, r in enumerate(retrieved, 1) if r["source"] in wanted), None)
-        found = {r["source"] for r in retrieved} & wanted
+        hits = [item.is_hit(r["source"], str(r["text"])) for r in retrieved]
+        rank = next((i for i, hit in enumerate(hits, 1) if hit), None)
+        found = {r["source"] for r, hit in zip(retrieved, hits, strict=True) if hit} & wanted
         results.append(
             QuestionResult(
                 question=item.question,

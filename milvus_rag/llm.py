@@ -1,11 +1,16 @@
 """The chat model: ``ChatOpenAI`` pointed at an OpenAI-compatible endpoint.
 
 :func:`chat_model_from_settings` builds it from the ``llm`` settings (preset,
-base URL, model, key, timeout, retries). :class:`EndpointChatOpenAI` is
+base URL, model, key, timeout, retries, fallbacks). :class:`EndpointChatOpenAI` is
 ``ChatOpenAI`` whose endpoint failures surface as milvus-rag's typed
 :class:`~milvus_rag.errors.LLMError` subclasses with one-line messages that name
 the base URL and what to change, including an endpoint that answers HTTP 200 with
 something that is not a chat completion (:class:`~milvus_rag.errors.LLMResponseError`).
+Every answer's ``response_metadata["endpoint"]`` is the base URL that produced it.
+
+With ``llm.fallbacks``, :class:`FallbackChatModel` tries the endpoints in order
+(LangChain ``with_fallbacks``): the next one serves when one is unreachable, times
+out, rate limits past its retries or fails with a 5xx (:data:`FALLBACK_ERRORS`).
 
 Example:
     .. code-block:: python
@@ -20,11 +25,21 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    BaseCallbackHandler,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_openai import ChatOpenAI
+from pydantic import PrivateAttr
 
 from milvus_rag.errors import (
     LLMAuthError,
@@ -39,15 +54,30 @@ from milvus_rag.errors import (
 )
 
 if TYPE_CHECKING:
-    from milvus_rag.settings import LLMSettings, Settings
+    from milvus_rag.settings import LLMEndpoint, LLMSettings, Settings
 
 __all__ = [
+    "FALLBACK_ERRORS",
     "EndpointChatOpenAI",
+    "EndpointRecorder",
+    "FallbackChatModel",
     "chat_model_from_settings",
     "endpoint_error",
     "require_api_key",
     "response_error",
 ]
+
+_log = logging.getLogger(__name__)
+
+#: The failures after which the next endpoint of ``llm.fallbacks`` is tried. A rejected
+#: key, an unknown model or a response that is not a chat completion are configuration
+#: mistakes: they are reported, not hidden behind another endpoint.
+FALLBACK_ERRORS: tuple[type[LLMError], ...] = (
+    LLMConnectionError,
+    LLMTimeoutError,
+    LLMRateLimitError,
+    LLMServerError,
+)
 
 _RETIRED_HINT = "Lepton's hosted *.lepton.run endpoints were retired; set llm.preset (nvidia, openai, local) or llm.base_url"
 
@@ -170,6 +200,35 @@ class EndpointChatOpenAI(ChatOpenAI):
     key_env: str | None = None
     """Name of the environment variable the key came from (for messages only)."""
 
+    _loop: Any = PrivateAttr(default=None)
+    _loop_http: Any = PrivateAttr(default=None)
+
+    def _bind_to_running_loop(self) -> None:
+        """Give the async client a connection pool of the running event loop.
+
+        An httpx pool keeps connections bound to the loop that opened them, so a
+        second ``asyncio.run`` (or a test's new loop) would fail with "Event loop
+        is closed". One pool per loop, made on first use in that loop.
+        """
+        import asyncio
+        import weakref
+
+        from openai import DefaultAsyncHttpxClient
+
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop() is loop:
+            return
+        self._loop_http = DefaultAsyncHttpxClient()
+        self.root_async_client = self.root_async_client.copy(http_client=self._loop_http)
+        self.async_client = self.root_async_client.chat.completions
+        self._loop = weakref.ref(loop)
+
+    async def aclose(self) -> None:
+        """Close the connection pool of the current event loop (e.g. at server shutdown)."""
+        if self._loop_http is not None:
+            await self._loop_http.aclose()
+            self._loop, self._loop_http = None, None
+
     def _base_url(self) -> str:
         return str(self.openai_api_base or "https://api.openai.com/v1")
 
@@ -189,9 +248,12 @@ class EndpointChatOpenAI(ChatOpenAI):
         # langchain-openai parses the body here: an HTML page arrives as a str, a JSON
         # object without ``choices`` as a dict; either fails with a builtin exception.
         try:
-            return super()._create_chat_result(response, generation_info)
+            result = super()._create_chat_result(response, generation_info)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             raise response_error(self._base_url(), _described(response, exc)) from exc
+        for generation in result.generations:
+            _mark_endpoint(generation.message, self._base_url())
+        return result
 
     def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
         try:
@@ -205,6 +267,8 @@ class EndpointChatOpenAI(ChatOpenAI):
         chunks = 0
         try:
             for chunk in super()._stream(*args, **kwargs):
+                if not chunks:
+                    _mark_endpoint(chunk.message, self._base_url())
                 chunks += 1
                 yield chunk
         except LLMError:
@@ -215,6 +279,7 @@ class EndpointChatOpenAI(ChatOpenAI):
             raise self._empty_stream()
 
     async def _agenerate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        self._bind_to_running_loop()
         try:
             return await super()._agenerate(*args, **kwargs)
         except LLMError:
@@ -223,9 +288,12 @@ class EndpointChatOpenAI(ChatOpenAI):
             raise self._mapped(exc) from exc
 
     async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        self._bind_to_running_loop()
         chunks = 0
         try:
             async for chunk in super()._astream(*args, **kwargs):
+                if not chunks:
+                    _mark_endpoint(chunk.message, self._base_url())
                 chunks += 1
                 yield chunk
         except LLMError:
@@ -249,7 +317,171 @@ class EndpointChatOpenAI(ChatOpenAI):
         return exc
 
 
-def require_api_key(llm: LLMSettings) -> str:
+def _mark_endpoint(message: BaseMessage, base_url: str) -> None:
+    """Record which endpoint produced ``message`` (once per answer: streamed chunks merge)."""
+    message.response_metadata = {**message.response_metadata, "endpoint": base_url}
+
+
+class EndpointRecorder(BaseCallbackHandler):
+    """A callback remembering which endpoint produced the last answer.
+
+    Pass it in a run's ``callbacks``; afterwards :attr:`base_url` is the answer's
+    ``response_metadata["endpoint"]`` (None when no chat model answered).
+
+    Example:
+        .. code-block:: python
+
+            recorder = EndpointRecorder()
+            chain.invoke("How is data stored in milvus?", {"callbacks": [recorder]})
+            print(recorder.base_url)
+    """
+
+    def __init__(self) -> None:
+        self.base_url: str | None = None
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        for generations in response.generations:
+            for generation in generations:
+                message = getattr(generation, "message", None)
+                endpoint = message.response_metadata.get("endpoint") if message else None
+                if endpoint:
+                    self.base_url = str(endpoint)
+
+
+class _ErrorLog(BaseCallbackHandler):
+    """Collects the errors of the endpoints tried, for the message when all of them fail."""
+
+    def __init__(self) -> None:
+        self.errors: list[BaseException] = []
+
+    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        self.errors.append(error)
+
+
+class FallbackChatModel(BaseChatModel):
+    """Chat models tried in order, as one chat model (LangChain ``with_fallbacks``).
+
+    The next model serves when one raises one of :data:`FALLBACK_ERRORS`; other errors
+    are raised at once. When every model fails, the error names each endpoint's
+    failure. A fallback that answers is logged as a warning, and the answer's
+    ``response_metadata["endpoint"]`` says which endpoint it was.
+
+    Example:
+        .. code-block:: python
+
+            from milvus_rag.llm import EndpointChatOpenAI, FallbackChatModel
+
+            llm = FallbackChatModel(
+                models=[
+                    EndpointChatOpenAI(base_url="https://api.example/v1", api_key="k", model="m"),
+                    EndpointChatOpenAI(base_url="http://localhost:11434/v1", api_key="-", model="l"),
+                ]
+            )
+    """
+
+    models: list[BaseChatModel]
+
+    @property
+    def _llm_type(self) -> str:
+        return "milvus-rag-fallbacks"
+
+    def _runnable(self) -> Runnable[Any, BaseMessage]:
+        first, *rest = self.models
+        return first.with_fallbacks(rest, exceptions_to_handle=FALLBACK_ERRORS)
+
+    @staticmethod
+    def _config() -> tuple[RunnableConfig, _ErrorLog]:
+        # The endpoints run as an implementation detail of this model's own run: their
+        # callbacks are not the caller's, so streamed tokens are reported once.
+        log = _ErrorLog()
+        return {"callbacks": [log]}, log
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        config, log = self._config()
+        try:
+            message = self._runnable().invoke(messages, config, stop=stop, **kwargs)
+        except FALLBACK_ERRORS as exc:
+            raise _all_failed(exc, log) from exc
+        _note_fallback(log, message)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        config, log = self._config()
+        try:
+            message = await self._runnable().ainvoke(messages, config, stop=stop, **kwargs)
+        except FALLBACK_ERRORS as exc:
+            raise _all_failed(exc, log) from exc
+        _note_fallback(log, message)
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        config, log = self._config()
+        first = True
+        try:
+            for chunk in self._runnable().stream(messages, config, stop=stop, **kwargs):
+                if first:
+                    _note_fallback(log, chunk)
+                    first = False
+                yield ChatGenerationChunk(message=chunk)  # type: ignore[arg-type]
+        except FALLBACK_ERRORS as exc:
+            if not first:
+                raise  # the answer had started: that endpoint's own error
+            raise _all_failed(exc, log) from exc
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        config, log = self._config()
+        first = True
+        try:
+            async for chunk in self._runnable().astream(messages, config, stop=stop, **kwargs):
+                if first:
+                    _note_fallback(log, chunk)
+                    first = False
+                yield ChatGenerationChunk(message=chunk)  # type: ignore[arg-type]
+        except FALLBACK_ERRORS as exc:
+            if not first:
+                raise
+            raise _all_failed(exc, log) from exc
+
+
+def _all_failed(first: LLMError, log: _ErrorLog) -> LLMError:
+    """``first`` (the primary's error), naming every fallback's failure too."""
+    others = [str(e) for e in log.errors if e is not first and isinstance(e, LLMError)]
+    if not others:
+        return first
+    return type(first)(f"{first}; fallbacks failed too: " + "; ".join(others))
+
+
+def _note_fallback(log: _ErrorLog, message: BaseMessage) -> None:
+    if log.errors:
+        endpoint = message.response_metadata.get("endpoint", "a fallback endpoint")
+        _log.warning("%s; answered by the fallback %s", log.errors[0], endpoint)
+
+
+def require_api_key(llm: LLMSettings | LLMEndpoint) -> str:
     """The API key to send; raises :class:`MissingAPIKeyError` when it is needed but unset."""
     if llm.api_key is not None:
         return llm.api_key.get_secret_value()
@@ -261,22 +493,30 @@ def require_api_key(llm: LLMSettings) -> str:
     return "not-needed"
 
 
-def chat_model_from_settings(
-    settings: Settings | LLMSettings, **overrides: Any
-) -> EndpointChatOpenAI:
+def chat_model_from_settings(settings: Settings | LLMSettings, **overrides: Any) -> BaseChatModel:
     """Build the chat model from settings. Touches no network.
 
+    Returns an :class:`EndpointChatOpenAI`, or a :class:`FallbackChatModel` over one
+    per endpoint when ``llm.fallbacks`` is set (``overrides`` apply to each).
+
     Raises:
-        MissingAPIKeyError: the endpoint needs a key and its variable is unset.
+        MissingAPIKeyError: an endpoint needs a key and its variable is unset.
     """
     llm: LLMSettings = settings.llm if hasattr(settings, "llm") else settings  # type: ignore[assignment]
+    models = [_endpoint_model(llm, endpoint, overrides) for endpoint in llm.endpoints()]
+    return models[0] if len(models) == 1 else FallbackChatModel(models=models)
+
+
+def _endpoint_model(
+    llm: LLMSettings, endpoint: LLMSettings | LLMEndpoint, overrides: dict[str, Any]
+) -> EndpointChatOpenAI:
     options: dict[str, Any] = {
-        "base_url": llm.base_url,
-        "model": llm.model,
-        "api_key": require_api_key(llm),
+        "base_url": endpoint.base_url,
+        "model": endpoint.model,
+        "api_key": require_api_key(endpoint),
         "timeout": llm.timeout,
         "max_retries": llm.max_retries,
-        "key_env": llm.api_key_env,
+        "key_env": endpoint.api_key_env,
     }
     if llm.temperature is not None:
         options["temperature"] = llm.temperature

@@ -34,6 +34,8 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from milvus_rag.errors import ConfigError
+from milvus_rag.loaders.views import MAX_VIEWS, question_of
+from milvus_rag.store import ID_FIELD, SPARSE_FIELD, VECTOR_FIELD, search_rows
 
 if TYPE_CHECKING:
     from langchain_milvus import Milvus
@@ -86,9 +88,15 @@ class MilvusRAGRetriever(BaseRetriever):
     expr: Any = None
     """A Milvus boolean filter expression (build it with ``milvus_rag.filters``)."""
     metric: str = "IP"
-    fusion: Literal["rrf", "weighted"] = "rrf"
+    fusion: Literal["zscore", "rrf", "weighted"] = "zscore"
+    """How hybrid mode fuses dense and BM25 results: ``zscore`` (each list's scores
+    standardised, then weighted and summed), or Milvus's ``rrf`` / ``weighted`` rankers."""
     rrf_k: int = 60
-    weights: tuple[float, float] = (0.7, 0.3)
+    weights: tuple[float, float] = (1.0, 0.3)
+    """Dense and BM25 weights for the ``zscore`` and ``weighted`` fusions."""
+    diverse: bool = True
+    """At most one chunk per unit (a page, or an answer under a question heading) in
+    the top ``k``; more chunks of a unit follow only when units run out."""
     max_k: int = 50
 
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -113,6 +121,7 @@ class MilvusRAGRetriever(BaseRetriever):
             "fusion": r.fusion,
             "rrf_k": r.rrf_k,
             "weights": r.weights,
+            "diverse": r.diverse,
             "max_k": r.max_k,
         }
         options.update({key: value for key, value in overrides.items() if value is not None})
@@ -164,7 +173,7 @@ class MilvusRAGRetriever(BaseRetriever):
                 kwargs.update(expr=self.expr.template, filter_params=self.expr.params)
             else:
                 kwargs["expr"] = str(self.expr)
-        if self.mode == "hybrid":
+        if self.mode == "hybrid" and self.fusion != "zscore":
             kwargs["fetch_k"] = max(self.fetch_k, k)
             if self.fusion == "rrf":
                 kwargs.update(ranker_type="rrf", ranker_params={"k": self.rrf_k})
@@ -179,42 +188,95 @@ class MilvusRAGRetriever(BaseRetriever):
             return score <= self.score_threshold
         return score >= self.score_threshold
 
-    def _to_documents(self, pairs: list[tuple[Document, float]]) -> list[Document]:
-        docs = []
+    def _to_documents(self, pairs: list[tuple[Document, float]], k: int) -> list[Document]:
+        """The ``k`` best distinct chunks, one per unit first when ``diverse``.
+
+        A chunk found by several of its views counts once, with its best score.
+        """
+        lower_is_better = self.metric == "L2" and self.mode == "dense"
+        # Best first, ties broken by id: the same collection gives the same order anywhere.
+        pairs = sorted(
+            pairs,
+            key=lambda p: (p[1] if lower_is_better else -p[1], str(p[0].metadata.get(ID_FIELD))),
+        )
+        chunks: list[tuple[Document, float]] = []
+        seen: set[tuple[Any, ...]] = set()
         for doc, score in pairs:
             if not self._keep(score):
                 continue
-            metadata = dict(doc.metadata, score=float(score))
-            docs.append(
-                Document(page_content=doc.page_content, metadata=metadata, id=metadata.get("id"))
+            key = _chunk_key(doc)
+            if key not in seen:
+                seen.add(key)
+                chunks.append((doc, score))
+        if self.diverse:
+            chunks = _one_per_unit(chunks)
+        return [
+            Document(
+                page_content=doc.page_content,
+                metadata=dict(doc.metadata, score=float(score)),
+                id=doc.metadata.get(ID_FIELD),
             )
-        return docs
+            for doc, score in chunks[:k]
+        ]
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        k = int(kwargs.get("k", self.k))
-        store = self.store()
-        search = self._search_kwargs(k)
-        if self.search_type == "mmr" and self.mode == "dense":
-            return self._mmr(store, query, search)
-        with _legacy_rankers_ok():
-            pairs = store.similarity_search_with_score(query, **search)
-        return self._to_documents(pairs)
+        return self._search(query, int(kwargs.get("k", self.k)))
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
+        # The sync path in a worker thread: pymilvus's async client binds itself to
+        # the first event loop that uses it, so a second ``asyncio.run`` would fail.
         from langchain_core.runnables.config import run_in_executor
 
-        k = int(kwargs.get("k", self.k))
-        store = await run_in_executor(None, self.store)
+        return await run_in_executor(None, self._search, query, int(kwargs.get("k", self.k)))
+
+    def _search(self, query: str, k: int) -> list[Document]:
+        store = self.store()
         search = self._search_kwargs(k)
         if self.search_type == "mmr" and self.mode == "dense":
-            return await run_in_executor(None, self._mmr, store, query, search)
+            return self._mmr(store, query, search)
+        # Each chunk is stored once per view (its text, a question heading), and
+        # diversity skips further chunks of a unit: ask for enough rows.
+        search["k"] = k * MAX_VIEWS * (3 if self.diverse else 1)
+        if self.mode == "hybrid" and self.fusion == "zscore":
+            return self._to_documents(self._zscore_hybrid(store, query, search), k)
         with _legacy_rankers_ok():
-            pairs = await store.asimilarity_search_with_score(query, **search)
-        return self._to_documents(pairs)
+            pairs = store.similarity_search_with_score(query, **search)
+        return self._to_documents(pairs, k)
+
+    def _zscore_hybrid(
+        self, store: Milvus, query: str, search: dict[str, Any]
+    ) -> list[tuple[Document, float]]:
+        """Dense and BM25 results fused by standardised scores.
+
+        Each list's scores become z-scores (how far above its own mean, in its own
+        standard deviations), so a query's BM25 scores weigh by how much they
+        stand out, whatever their scale; a chunk missing from a list gets that
+        list's lowest z-score. Rank fusion instead gives BM25's top hit the same
+        weight as dense's however weak its match, which pulls paraphrased
+        questions to pages that merely share their words.
+        """
+        rows = max(self.fetch_k, search["k"]) * 2
+        expr = search.get("expr")
+        vector = store.embeddings.embed_query(query)  # type: ignore[union-attr]
+        dense = search_rows(store.client, store.collection_name, VECTOR_FIELD, vector, rows, expr)
+        sparse = search_rows(store.client, store.collection_name, SPARSE_FIELD, query, rows, expr)
+        w_dense, w_sparse = self.weights
+        fused: dict[str, float] = {}
+        docs: dict[str, Document] = {}
+        for hits, weight in ((dense, w_dense), (sparse, w_sparse)):
+            z = _zscores([score for _, score in hits])
+            floor = min(z, default=0.0)
+            for (doc, _), value in zip(hits, z, strict=True):
+                docs.setdefault(doc.metadata[ID_FIELD], doc)
+                fused[doc.metadata[ID_FIELD]] = fused.get(doc.metadata[ID_FIELD], 0.0) + weight * (
+                    value - floor
+                )
+        ranked = sorted(fused, key=lambda i: -fused[i])
+        return [(docs[i], fused[i]) for i in ranked]
 
     def _mmr(self, store: Milvus, query: str, search: dict[str, Any]) -> list[Document]:
         """Maximal marginal relevance over ``fetch_k`` candidates, keeping scores."""
@@ -228,11 +290,55 @@ class MilvusRAGRetriever(BaseRetriever):
         )
         if not pairs:
             return []
-        ids = [doc.metadata.get("id") for doc, _ in pairs]
-        rows = store.client.get(store.collection_name, ids=ids, output_fields=["vector"])
-        by_id = {row["id"]: row["vector"] for row in rows}
+        best: dict[tuple[Any, ...], tuple[Document, float]] = {}
+        for doc, score in pairs:
+            best.setdefault(_chunk_key(doc), (doc, score))
+        pairs = list(best.values())
+        ids = [doc.metadata.get(ID_FIELD) for doc, _ in pairs]
+        rows = store.client.get(store.collection_name, ids=ids, output_fields=[VECTOR_FIELD])
+        by_id = {row[ID_FIELD]: row[VECTOR_FIELD] for row in rows}
         vectors = [by_id[i] for i in ids]
         chosen = maximal_marginal_relevance(
             np.array(query_vector), vectors, lambda_mult=self.lambda_mult, k=k
         )
-        return self._to_documents([pairs[i] for i in chosen])
+        return self._to_documents([pairs[i] for i in chosen], k)
+
+
+def _zscores(scores: list[float]) -> list[float]:
+    """Standardised scores, oriented so that the first (best) hit scores highest."""
+    if not scores:
+        return []
+    if scores[0] < scores[-1]:  # a best-first list of ascending values: lower is better
+        scores = [-s for s in scores]
+    mean = sum(scores) / len(scores)
+    spread = (sum((s - mean) ** 2 for s in scores) / len(scores)) ** 0.5 or 1.0
+    return [(s - mean) / spread for s in scores]
+
+
+def _unit_key(doc: Document) -> tuple[Any, ...]:
+    """The unit a chunk belongs to: its page, or its answer under a question heading."""
+    meta = doc.metadata
+    heading = str(meta.get("heading", ""))
+    if question_of(heading) is not None:
+        return (meta.get("origin"), meta.get("source"), heading)
+    return (meta.get("origin"), meta.get("source"))
+
+
+def _one_per_unit(chunks: list[tuple[Document, float]]) -> list[tuple[Document, float]]:
+    """Best-first chunks with each unit's best first; the others after, in order."""
+    first: list[tuple[Document, float]] = []
+    rest: list[tuple[Document, float]] = []
+    units: set[tuple[Any, ...]] = set()
+    for doc, score in chunks:
+        unit = _unit_key(doc)
+        (rest if unit in units else first).append((doc, score))
+        units.add(unit)
+    return first + rest
+
+
+def _chunk_key(doc: Document) -> tuple[Any, ...]:
+    """What identifies a chunk across its views (rows without sync fields stay distinct)."""
+    meta = doc.metadata
+    if "position" in meta and "source" in meta:
+        return (meta.get("origin"), meta["source"], meta["position"])
+    return ("id", meta.get(ID_FIELD, id(doc)))

@@ -280,19 +280,15 @@ def create_app(
         configurable_retriever,
     )
 
-    http_client: Any = None
     llm_missing: MissingAPIKeyError | None = None
     custom_llm = llm is not None
     if llm is None:
-        from openai import DefaultAsyncHttpxClient
-
         from milvus_rag.llm import chat_model_from_settings
 
-        # One connection pool per app, on the app's event loop (langchain-openai's shared
-        # default pool would outlive the loop it was created on). Opens no connection yet.
-        http_client = DefaultAsyncHttpxClient()
+        # The model keeps one connection pool per event loop (the app's); it is closed at
+        # shutdown. Without its key, the app serves retrieval only.
         try:
-            llm = chat_model_from_settings(settings, http_async_client=http_client)
+            llm = chat_model_from_settings(settings)
         except MissingAPIKeyError as exc:
             llm_missing = MissingAPIKeyError(
                 f"{exc}; until then this server answers retrieval only (/retrieve)"
@@ -311,8 +307,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        if http_client is not None:
-            await http_client.aclose()
+        close = getattr(llm, "aclose", None)
+        if close is not None:
+            await close()
 
     app = FastAPI(
         title="milvus-rag",

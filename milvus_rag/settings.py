@@ -55,6 +55,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from milvus_rag.choices import LLMPresetName, RetrievalMode, SplitterName
 from milvus_rag.errors import ConfigError
 
 __all__ = [
@@ -64,12 +65,14 @@ __all__ = [
     "AnswerSettings",
     "EmbeddingSettings",
     "IngestSettings",
+    "LLMEndpoint",
     "LLMPreset",
     "LLMSettings",
     "MilvusSettings",
     "RetrievalSettings",
     "ServerSettings",
     "Settings",
+    "default_config_text",
     "load_settings",
     "unknown_env_vars",
 ]
@@ -164,14 +167,15 @@ class RetrievalSettings(_Section):
 
     top_k: int = Field(3, ge=1)
     max_k: int = Field(50, ge=1)
-    mode: Literal["dense", "hybrid"] = "dense"
+    mode: RetrievalMode = "dense"
     search_type: Literal["similarity", "mmr"] = "similarity"
     fetch_k: int = Field(20, ge=1)
     lambda_mult: float = Field(0.5, ge=0, le=1)
     score_threshold: float | None = None
-    fusion: Literal["rrf", "weighted"] = "rrf"
+    fusion: Literal["zscore", "rrf", "weighted"] = "zscore"
     rrf_k: int = Field(60, ge=1)
-    weights: tuple[float, float] = (0.7, 0.3)
+    weights: tuple[float, float] = (1.0, 0.3)
+    diverse: bool = True
     bm25_stop_words: Literal["english", "none"] | list[str] = "english"
 
     @model_validator(mode="after")
@@ -181,10 +185,72 @@ class RetrievalSettings(_Section):
         return self
 
 
-class LLMSettings(_Section):
-    """The OpenAI-compatible chat endpoint. ``preset`` fills what is not set."""
+def _check_key_env(value: str | None) -> str | None:
+    # A config file must not be able to send MILVUS_RAG_MILVUS__TOKEN (or any other
+    # milvus-rag variable) as the bearer key to a base_url of its choosing.
+    if value is not None and value.upper().startswith(ENV_PREFIX):
+        raise ValueError(
+            f"api_key_env may not name a {ENV_PREFIX} variable; "
+            "use the LLM provider's own variable, e.g. OPENAI_API_KEY"
+        )
+    return value
 
-    preset: Literal["lepton", "nvidia", "openai", "local"] = "lepton"
+
+def _fill_endpoint(endpoint: LLMEndpoint | LLMSettings) -> None:
+    """Fill what ``endpoint`` leaves unset from its preset; check the base URL."""
+    preset = LLM_PRESETS[endpoint.preset] if endpoint.preset is not None else None
+    explicit = endpoint.model_fields_set
+    if preset is not None:
+        if "base_url" not in explicit or endpoint.base_url is None:
+            object.__setattr__(endpoint, "base_url", preset.base_url)
+        if "model" not in explicit or endpoint.model is None:
+            object.__setattr__(endpoint, "model", preset.model)
+        if "api_key_env" not in explicit:
+            object.__setattr__(endpoint, "api_key_env", preset.api_key_env)
+    elif endpoint.base_url is None or endpoint.model is None:
+        raise ValueError("give a preset name, or base_url and model")
+    if not str(endpoint.base_url).startswith(("http://", "https://")):
+        raise ValueError(f"base_url must start with http:// or https://, got {endpoint.base_url!r}")
+
+
+class LLMEndpoint(_Section):
+    """A fallback endpoint: a preset name, or ``base_url`` + ``model`` (+ ``api_key_env``).
+
+    Written in ``llm.fallbacks`` as a preset name (``nvidia``) or a mapping; its key
+    is read from the variable named by ``api_key_env``. Timeout and retries are the
+    ``llm`` section's.
+    """
+
+    preset: LLMPresetName | None = None
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None
+    api_key: SecretStr | None = Field(None, exclude=True)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _not_our_secret(cls, value: str | None) -> str | None:
+        return _check_key_env(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"preset": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _fill_from_preset(self) -> LLMEndpoint:
+        _fill_endpoint(self)
+        return self
+
+
+class LLMSettings(_Section):
+    """The OpenAI-compatible chat endpoint. ``preset`` fills what is not set.
+
+    ``fallbacks`` serve, in order, when the endpoint is unreachable, times out, rate
+    limits past its retries or fails with a 5xx.
+    """
+
+    preset: LLMPresetName = "lepton"
     base_url: str | None = None
     model: str | None = None
     api_key_env: str | None = None
@@ -192,32 +258,21 @@ class LLMSettings(_Section):
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
     temperature: float | None = Field(None, ge=0, le=2)
+    fallbacks: list[LLMEndpoint] = Field(default_factory=list)
 
     @field_validator("api_key_env")
     @classmethod
     def _not_our_secret(cls, value: str | None) -> str | None:
-        # A config file must not be able to send MILVUS_RAG_MILVUS__TOKEN (or any other
-        # milvus-rag variable) as the bearer key to a base_url of its choosing.
-        if value is not None and value.upper().startswith(ENV_PREFIX):
-            raise ValueError(
-                f"api_key_env may not name a {ENV_PREFIX} variable; "
-                "use the LLM provider's own variable, e.g. OPENAI_API_KEY"
-            )
-        return value
+        return _check_key_env(value)
 
     @model_validator(mode="after")
     def _fill_from_preset(self) -> LLMSettings:
-        preset = LLM_PRESETS[self.preset]
-        explicit = self.model_fields_set
-        if "base_url" not in explicit or self.base_url is None:
-            object.__setattr__(self, "base_url", preset.base_url)
-        if "model" not in explicit or self.model is None:
-            object.__setattr__(self, "model", preset.model)
-        if "api_key_env" not in explicit:
-            object.__setattr__(self, "api_key_env", preset.api_key_env)
-        if not str(self.base_url).startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        _fill_endpoint(self)
         return self
+
+    def endpoints(self) -> list[LLMSettings | LLMEndpoint]:
+        """The endpoint itself, then its fallbacks, in the order they are tried."""
+        return [self, *self.fallbacks]
 
 
 class AnswerSettings(_Section):
@@ -230,7 +285,7 @@ class AnswerSettings(_Section):
 class IngestSettings(_Section):
     """How sources are read and split."""
 
-    splitter: Literal["tutorial", "markdown"] = "markdown"
+    splitter: SplitterName = "markdown"
     glob: str | None = None
     chunk_tokens: int = Field(256, ge=16)
     chunk_overlap: int = Field(32, ge=0)
@@ -364,8 +419,20 @@ class Settings(BaseSettings):
         data = self.model_dump(mode="json")
         data["milvus"]["token"] = "**********" if self.milvus.token else None
         data["llm"]["api_key"] = "**********" if self.llm.api_key else None
+        for shown, fallback in zip(data["llm"]["fallbacks"], self.llm.fallbacks, strict=True):
+            shown["api_key"] = "**********" if fallback.api_key else None
         data["server"]["api_key"] = "**********" if self.server.api_key else None
         return data
+
+
+def default_config_text() -> str:
+    """The commented ``config.yaml`` shipped with the package: every key at its default.
+
+    ``milvus-rag config init`` writes it; loading it gives the same settings as no file.
+    """
+    from importlib.resources import files
+
+    return files("milvus_rag").joinpath("config.default.yaml").read_text(encoding="utf-8")
 
 
 def load_settings(
@@ -373,6 +440,7 @@ def load_settings(
     overrides: Mapping[str, Any] | None = None,
     *,
     environ: Mapping[str, str] | None = None,
+    warn_unknown_env: bool = True,
 ) -> Settings:
     """Load settings from flags, environment, config file and defaults.
 
@@ -380,19 +448,19 @@ def load_settings(
         config_path: a YAML file; ``None`` reads ``./config.yaml`` when it exists.
         overrides: nested values that win over everything, e.g.
             ``{"retrieval": {"top_k": 5}}``; ``None`` values are ignored.
-        environ: where to look up the variable named by ``llm.api_key_env``
-            (``os.environ`` by default); ``MILVUS_RAG_`` variables are always
-            read from the process environment.
-
-    Unknown ``MILVUS_RAG_`` variables are logged as warnings (logger
-    ``milvus_rag.settings``) with the closest valid name.
+        environ: where to look up the variables named by ``llm.api_key_env`` and
+            the fallbacks' ``api_key_env`` (``os.environ`` by default);
+            ``MILVUS_RAG_`` variables are always read from the process environment.
+        warn_unknown_env: log unknown ``MILVUS_RAG_`` variables as warnings (logger
+            ``milvus_rag.settings``) with the closest valid name (callers that report
+            :func:`unknown_env_vars` themselves pass False).
 
     Raises:
         ConfigError: a value is invalid, a key unknown or the file missing; the
             message names the key.
     """
     env = os.environ if environ is None else environ
-    for name, suggestion in unknown_env_vars():
+    for name, suggestion in unknown_env_vars() if warn_unknown_env else []:
         hint = f"; did you mean {suggestion}?" if suggestion else ""
         _log.warning("unknown environment variable %s (not a milvus-rag setting)%s", name, hint)
     if config_path is not None:
@@ -411,9 +479,10 @@ def load_settings(
     finally:
         _CONFIG_FILE.reset(token)
     settings._config_file = path.resolve() if path is not None else None
-    key_env = settings.llm.api_key_env
-    if key_env and env.get(key_env):
-        settings.llm.api_key = SecretStr(env[key_env])
+    for endpoint in settings.llm.endpoints():
+        key_env = endpoint.api_key_env
+        if key_env and env.get(key_env):
+            endpoint.api_key = SecretStr(env[key_env])
     return settings
 
 

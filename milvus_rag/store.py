@@ -40,6 +40,7 @@ from milvus_rag.errors import (
 )
 
 if TYPE_CHECKING:
+    from langchain_core.documents import Document
     from langchain_milvus import Milvus
     from pymilvus import MilvusClient
 
@@ -49,19 +50,27 @@ if TYPE_CHECKING:
 __all__ = [
     "IDENTITY_PROPERTY",
     "ID_FIELD",
+    "INGESTS_PROPERTY",
     "SPARSE_FIELD",
     "TEXT_FIELD",
     "VECTOR_FIELD",
+    "StoredSource",
     "check_identity",
     "collection_identity",
     "connect",
+    "connect_existing",
     "count_entities",
     "create_collection",
+    "delete_sources",
     "drop_collection",
     "ensure_collection",
     "has_sparse_field",
+    "ingest_records",
+    "list_sources",
     "load_collection",
     "open_vector_store",
+    "record_ingest",
+    "search_rows",
     "stored_analyzer",
     "supports_bm25",
     "supports_filter_templates",
@@ -243,6 +252,43 @@ def count_entities(client: MilvusClient, collection: str) -> int:
         return 0
     rows = client.query(collection, filter="", output_fields=["count(*)"])
     return int(rows[0]["count(*)"]) if rows else 0
+
+
+def search_rows(
+    client: MilvusClient,
+    collection: str,
+    field: str,
+    query: Any,
+    limit: int,
+    expr: str | None = None,
+) -> list[tuple[Document, float]]:
+    """Search one vector field (``query``: a vector, or text for the BM25 field).
+
+    Returns ``(Document, distance)`` pairs best first; each document holds the
+    row's text and its other fields as metadata (``id`` included).
+    """
+    from langchain_core.documents import Document
+
+    metric = "BM25" if field == SPARSE_FIELD else None
+    params: dict[str, Any] = {"metric_type": metric} if metric else {}
+    hits = client.search(
+        collection,
+        [query],
+        anns_field=field,
+        limit=limit,
+        filter=expr or "",
+        output_fields=["*"],
+        search_params=params,
+    )[0]
+    out = []
+    for hit in hits:
+        entity = dict(hit.get("entity") or {})
+        entity.pop(VECTOR_FIELD, None)
+        entity.pop(SPARSE_FIELD, None)
+        text = entity.pop(TEXT_FIELD, "")
+        entity.setdefault(ID_FIELD, hit.get("id"))
+        out.append((Document(page_content=text, metadata=entity), float(hit["distance"])))
+    return out
 
 
 def load_collection(client: MilvusClient, collection: str) -> None:
@@ -489,4 +535,175 @@ def _langchain_store(settings: Settings, embeddings: Any, *, hybrid: bool) -> Mi
             {"metric_type": "BM25", "params": {"drop_ratio_search": 0}},
         ],
         **common,
+    )
+
+
+# --------------------------------------------------------------------------- documents
+
+INGESTS_PROPERTY = "milvus_rag.ingests"
+#: Ingest runs (origin and glob) remembered in :data:`INGESTS_PROPERTY` (the latest are kept).
+MAX_RECORDED_RUNS = 500
+_PAGE = 4096
+
+
+def connect_existing(milvus: MilvusSettings) -> MilvusClient:
+    """Connect to a collection that must exist already, and load it.
+
+    Unlike :func:`connect`, never creates a Milvus Lite file.
+
+    Raises:
+        EmptyCollectionError: there is no such database or collection.
+        StoreLockedError, StoreUnavailableError: as :func:`connect`.
+    """
+    if milvus.is_lite and not Path(milvus.uri).expanduser().exists():
+        raise EmptyCollectionError(
+            f"there is no Milvus Lite database at {milvus.uri}: run `milvus-rag ingest SOURCE` "
+            "first, or fix milvus.uri"
+        )
+    client = connect(milvus)
+    try:
+        if not client.has_collection(milvus.collection):
+            raise EmptyCollectionError(
+                f"collection {milvus.collection} does not exist in {_describe_uri(milvus)}: "
+                "run `milvus-rag ingest SOURCE` first"
+            )
+        load_collection(client, milvus.collection)
+    except MilvusRAGError:
+        client.close()
+        raise
+    except Exception as exc:
+        client.close()
+        raise StoreError(f"{_describe_uri(milvus)}: {_reason(exc)}") from exc
+    return client
+
+
+class StoredSource:
+    """One source file in the collection: where it came from, its rows and chunks."""
+
+    __slots__ = ("chunkers", "ids", "origin", "positions", "source")
+
+    def __init__(self, source: str, origin: str) -> None:
+        self.source = source
+        self.origin = origin
+        self.ids: list[str] = []
+        self.positions: set[int] = set()
+        self.chunkers: set[str] = set()
+
+    @property
+    def chunks(self) -> int:
+        """Chunks of the file: rows holding another view of a chunk are not counted."""
+        return len(self.positions) if self.positions else len(self.ids)
+
+
+def list_sources(
+    client: MilvusClient, collection: str, expr: str | None = None
+) -> list[StoredSource]:
+    """The source files stored in ``collection`` (those matching ``expr``), sorted by path.
+
+    Reads every row's ``source``, ``origin``, ``position`` and ``chunker`` in pages;
+    two origins holding the same path are two entries.
+    """
+    found: dict[tuple[str, str], StoredSource] = {}
+    iterator = client.query_iterator(
+        collection,
+        batch_size=_PAGE,
+        filter=expr or "",
+        output_fields=[ID_FIELD, "source", "origin", "position", "chunker"],
+    )
+    try:
+        while batch := iterator.next():
+            for row in batch:
+                key = (str(row.get("source")), str(row.get("origin")))
+                entry = found.get(key)
+                if entry is None:
+                    entry = found[key] = StoredSource(*key)
+                entry.ids.append(str(row[ID_FIELD]))
+                if isinstance(row.get("position"), int):
+                    entry.positions.add(row["position"])
+                if row.get("chunker"):
+                    entry.chunkers.add(str(row["chunker"]))
+    finally:
+        iterator.close()
+    return sorted(found.values(), key=lambda s: (s.source, s.origin))
+
+
+def delete_sources(client: MilvusClient, collection: str, sources: list[StoredSource]) -> int:
+    """Delete every row of ``sources`` (from :func:`list_sources`); returns how many.
+
+    The chunks hold the ingest's sync state, so the next ingest of those files writes
+    them anew. The ingest records of an origin left with no chunk are dropped
+    (:data:`INGESTS_PROPERTY`).
+    """
+    from milvus_rag.filters import eq
+
+    ids = [cid for entry in sources for cid in entry.ids]
+    for start in range(0, len(ids), _PAGE):
+        client.delete(collection, ids=ids[start : start + _PAGE])
+    client.flush(collection)
+    records = ingest_records(client, collection)
+    recorded = {run["origin"] for run in records["runs"]}
+    gone = {
+        origin
+        for origin in {entry.origin for entry in sources} & recorded
+        if not client.query(
+            collection, filter=eq("origin", origin), output_fields=[ID_FIELD], limit=1
+        )
+    }
+    if gone:
+        records["runs"] = [run for run in records["runs"] if run["origin"] not in gone]
+        _write_records(client, collection, records)
+    return len(ids)
+
+
+def ingest_records(client: MilvusClient, collection: str) -> dict[str, Any]:
+    """What :func:`record_ingest` kept, oldest run first::
+
+    {"runs": [{"origin": ..., "glob": ... or None, "at": ISO time, "splitter": ...}],
+     "chunkers": {chunker fingerprint: splitter name}}
+    """
+    properties = client.describe_collection(collection).get("properties") or {}
+    try:
+        record = json.loads(properties.get(INGESTS_PROPERTY) or "{}")
+    except ValueError:
+        record = {}
+    if not isinstance(record, dict):
+        record = {}
+    runs = record.get("runs")
+    record["runs"] = [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+    if not isinstance(record.get("chunkers"), dict):
+        record["chunkers"] = {}
+    return record
+
+
+def record_ingest(
+    client: MilvusClient,
+    collection: str,
+    *,
+    origin: str,
+    glob: str | None,
+    splitter: str,
+    chunker: str,
+    at: str | None = None,
+) -> None:
+    """Record on the collection that ``origin`` (the files matching ``glob``) was just
+    ingested with ``splitter``; ``at`` defaults to now (ISO 8601, UTC).
+
+    Kept in the collection property :data:`INGESTS_PROPERTY` (chunks are not touched),
+    one run per origin and glob (the latest), read back by :func:`ingest_records`;
+    ``milvus-rag sources`` shows it.
+    """
+    from datetime import datetime, timezone
+
+    records = ingest_records(client, collection)
+    runs = [r for r in records["runs"] if (r.get("origin"), r.get("glob")) != (origin, glob)]
+    when = at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    runs.append({"origin": origin, "glob": glob, "at": when, "splitter": splitter})
+    records["runs"] = runs[-MAX_RECORDED_RUNS:]
+    records["chunkers"][chunker] = splitter
+    _write_records(client, collection, records)
+
+
+def _write_records(client: MilvusClient, collection: str, records: dict[str, Any]) -> None:
+    client.alter_collection_properties(
+        collection, properties={INGESTS_PROPERTY: json.dumps(records, ensure_ascii=False)}
     )

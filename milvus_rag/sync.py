@@ -51,13 +51,16 @@ if TYPE_CHECKING:
     from milvus_rag.embeddings import MilvusModelEmbeddings
     from milvus_rag.loaders.documents import Splitter
     from milvus_rag.loaders.sources import SourceFile
+    from milvus_rag.loaders.splitters import Chunk
     from milvus_rag.settings import Settings
 
 __all__ = [
+    "ChunkRow",
     "IngestLock",
     "IngestReport",
     "Progress",
     "chunk_id",
+    "chunk_rows",
     "chunk_set_digest",
     "ingest",
     "splitter_for",
@@ -119,16 +122,31 @@ class Progress:
 
 
 def chunk_id(
-    origin: str, source: str, source_hash: str, chunker: str, position: int, text: str
+    origin: str,
+    source: str,
+    source_hash: str,
+    chunker: str,
+    position: int,
+    text: str,
+    view: str = "text",
 ) -> str:
-    """Deterministic id of a chunk (32 hex characters).
+    """Deterministic id of a stored row (32 hex characters).
 
-    Everything that determines the chunk goes in: where its file came from, the
-    file's content, the chunking that cut it, its position and its text.
+    Everything that determines it goes in: where its file came from, the file's
+    content, the chunking that cut it, its position, its text and the view of
+    the chunk its vector embeds.
     """
     text_hash = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    key = f"{origin}\0{source}\0{source_hash}\0{chunker}\0{position}\0{text_hash}"
+    key = f"{origin}\0{source}\0{source_hash}\0{chunker}\0{position}\0{text_hash}\0{view}"
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+@dataclass
+class ChunkRow:
+    """One row to write: its fields, and the text its vector is computed from."""
+
+    fields: dict[str, Any]
+    embed: str
 
 
 def chunk_set_digest(ids: Iterable[str]) -> str:
@@ -196,15 +214,15 @@ class _Writer:
         self.max_bytes = settings.ingest.write_batch_bytes
         self.report = report
         self.progress = progress
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[ChunkRow] = []
         self.row_files: list[_PendingFile] = []
         self.bytes = 0
         self.files: list[_PendingFile] = []
 
-    def add_file(self, pending: _PendingFile, rows: list[dict[str, Any]]) -> None:
+    def add_file(self, pending: _PendingFile, rows: list[ChunkRow]) -> None:
         self.files.append(pending)
         for row in rows:
-            size = len(row[TEXT_FIELD].encode("utf-8")) + 64 + 4 * 1024
+            size = len(row.fields[TEXT_FIELD].encode("utf-8")) + 64 + 4 * 1024
             if self.rows and (
                 len(self.rows) >= self.max_rows or self.bytes + size > self.max_bytes
             ):
@@ -217,10 +235,10 @@ class _Writer:
     def flush(self) -> None:
         if not self.rows:
             return
-        vectors = self.embeddings.embed_documents([row[TEXT_FIELD] for row in self.rows])
+        vectors = self.embeddings.embed_documents([row.embed for row in self.rows])
         for row, vector in zip(self.rows, vectors, strict=True):
-            row[VECTOR_FIELD] = vector
-        self.client.insert(self.collection, self.rows)
+            row.fields[VECTOR_FIELD] = vector
+        self.client.insert(self.collection, [row.fields for row in self.rows])
         self.report.chunks_written += len(self.rows)
         self.progress.chunks_written(len(self.rows))
         for pending in self.row_files:
@@ -317,7 +335,7 @@ def _sync(
     progress: Progress,
 ) -> IngestReport:
     from milvus_rag.loaders.sources import glob_match
-    from milvus_rag.store import ensure_collection
+    from milvus_rag.store import ensure_collection, record_ingest
 
     report = IngestReport()
     collection = settings.milvus.collection
@@ -342,6 +360,14 @@ def _sync(
                 client.delete(collection, ids=sorted(stored.ids))
                 report.deleted += 1
                 report.chunks_deleted += len(stored.ids)
+        record_ingest(
+            client,
+            collection,
+            origin=listing.origin,
+            glob=glob,
+            splitter=split.name,
+            chunker=split.fingerprint,
+        )
         if report.changed:
             client.flush(collection)
     return report
@@ -387,28 +413,10 @@ def _ingest_file(
         _skip(report, item.path, "no text after splitting")
         _retire_replaced(item.path, stored, source_hash, writer, report)
         return
-    ids = [
-        chunk_id(origin, item.path, source_hash, chunker, position, chunk.text)
-        for position, chunk in enumerate(chunks)
-    ]
-    chunk_set = chunk_set_digest(ids)
+    rows = chunk_rows(item.path, origin, source_hash, parsed.format, chunks, split)
+    ids = [row.fields[ID_FIELD] for row in rows]
     have = stored.ids if stored is not None else set()
-    rows = []
-    for position, (cid, chunk) in enumerate(zip(ids, chunks, strict=True)):
-        if cid in have:
-            continue  # the same chunk, written by an earlier (interrupted) run
-        metadata = dict(chunk.metadata)
-        metadata.update(
-            source=item.path,
-            origin=origin,
-            source_hash=source_hash,
-            chunker=chunker,
-            position=position,
-            chunk_count=len(chunks),
-            chunk_set=chunk_set,
-            format=parsed.format,
-        )
-        rows.append({ID_FIELD: cid, TEXT_FIELD: chunk.text, **metadata})
+    rows = [row for row in rows if row.fields[ID_FIELD] not in have]  # kept from a killed run
     stale = have - set(ids)
     if stored is None:
         report.added += 1
@@ -435,6 +443,46 @@ def _retire_replaced(
         return
     report.updated += 1
     writer.add_file(_PendingFile(path, set(stored.ids), 0), [])
+
+
+def chunk_rows(
+    source: str,
+    origin: str,
+    source_hash: str,
+    fmt: str,
+    chunks: list[Chunk],
+    split: Splitter,
+) -> list[ChunkRow]:
+    """The rows a file's chunks are stored as: one per chunk and view.
+
+    Every row holds the chunk's text and metadata plus the sync fields; its
+    vector embeds one view of the chunk (``view``: ``text``, ``question``).
+    A pure function of its arguments: any engine that writes these rows gives
+    the same collection.
+    """
+    chunker = split.fingerprint
+    planned: list[tuple[str, str, int, Chunk, str]] = []
+    for position, chunk in enumerate(chunks):
+        for view, embed in split.views(chunk):
+            cid = chunk_id(origin, source, source_hash, chunker, position, chunk.text, view)
+            planned.append((cid, view, position, chunk, embed))
+    chunk_set = chunk_set_digest(cid for cid, *_ in planned)
+    rows = []
+    for cid, view, position, chunk, embed in planned:
+        fields: dict[str, Any] = dict(chunk.metadata)
+        fields.update(
+            source=source,
+            origin=origin,
+            source_hash=source_hash,
+            chunker=chunker,
+            position=position,
+            view=view,
+            chunk_count=len(planned),
+            chunk_set=chunk_set,
+            format=fmt,
+        )
+        rows.append(ChunkRow({ID_FIELD: cid, TEXT_FIELD: chunk.text, **fields}, embed))
+    return rows
 
 
 def _skip(report: IngestReport, path: str, reason: str) -> None:

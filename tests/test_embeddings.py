@@ -146,3 +146,80 @@ def test_identity_distinguishes_models(_model_dir: Path, tmp_path: Path) -> None
 def test_count_tokens(_model_dir: Path) -> None:
     emb = MilvusModelEmbeddings(model_dir=_model_dir)
     assert emb.count_tokens("milvus vector data") >= 3
+
+
+# --------------------------------------------------------------------------- transformers-free load
+
+TOKENIZER_TEXTS = [
+    *TEXTS,
+    "Ünïcödé café naïve Straße",
+    "中文 测试 日本語のテキスト",
+    "emoji 🎉🚀 and a\u0301ccent",
+    "control \x00\x1b[2J chars",
+    "word " * 3000,  # past the model's maximum length: truncated
+]
+
+
+def _same_ids(folder: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from milvus_rag.embeddings import load_local_onnx_model
+
+    model = load_local_onnx_model(folder)
+    assert model is not None
+    reference = AutoTokenizer.from_pretrained(str(folder))
+    options = {"truncation": True, "padding": False, "return_token_type_ids": True}
+    expected = reference(TOKENIZER_TEXTS, return_attention_mask=False, **options)
+    got = model.tokenizer(TOKENIZER_TEXTS, return_attention_mask=False, **options)
+    assert got["input_ids"] == expected["input_ids"]
+    assert got["token_type_ids"] == expected["token_type_ids"]
+    assert len(got["input_ids"][-1]) == reference.model_max_length  # truncated like it
+    assert model.tokenizer.pad_token_id == reference.pad_token_id
+    assert model.dim == load_local_onnx_function(folder).dim
+
+
+def test_local_tokenizer_gives_the_transformers_ids(tmp_path: Path) -> None:
+    from tests.support.tiny_model import make_tiny_model
+
+    _same_ids(make_tiny_model(tmp_path / "m", hidden=48, max_length=64))
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("folder", [SHARED_MINILM, SHARED_ALBERT], ids=["minilm", "albert"])
+def test_local_tokenizer_on_shared_models(folder: Path) -> None:
+    _same_ids(require(folder))
+
+
+def test_local_model_used_when_accelerated(_model_dir: Path) -> None:
+    from milvus_rag.embeddings import LocalOnnxModel
+
+    fast = MilvusModelEmbeddings(model_dir=_model_dir)
+    fast.embed_query("hello")
+    assert isinstance(fast.function, LocalOnnxModel)
+    slow = MilvusModelEmbeddings(model_dir=_model_dir, accelerated=False)
+    slow.embed_query("hello")
+    assert not isinstance(slow.function, LocalOnnxModel)  # pymilvus-model's own code
+    assert fast.identity() == slow.identity()
+    vectors = np.array(fast.function.encode_documents(TEXTS[:2]))
+    expected = np.array(slow.function.encode_documents(TEXTS[:2]))
+    assert _min_cosine(vectors, expected) >= 0.99999
+
+
+def test_local_model_needs_tokenizer_json(_model_dir: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from milvus_rag.embeddings import load_local_onnx_model
+
+    copy = Path(shutil.copytree(_model_dir, tmp_path / "copy"))
+    (copy / "tokenizer.json").unlink()
+    assert load_local_onnx_model(copy) is None  # left to transformers
+    shutil.copy(_model_dir / "tokenizer.json", copy)
+    config = json.loads((copy / "config.json").read_text())
+    del config["hidden_size"]
+    (copy / "config.json").write_text(json.dumps(config))
+    assert load_local_onnx_model(copy) is None
+    (copy / "tokenizer.json").write_text("{not json")
+    (copy / "config.json").write_text(json.dumps({"hidden_size": 48}))
+    with pytest.raises(ModelNotAvailableError, match=r"embedding\.model_dir"):
+        load_local_onnx_model(copy)

@@ -168,6 +168,9 @@ def test_wheel_installs_no_top_level_chains_or_loaders(tmp_path: Path) -> None:
     assert "milvus_rag/loaders/sources.py" in names
     assert "milvus_rag/cli/__init__.py" in names
     assert not any(name.startswith("tests/") for name in names)
+    # The commented config template ships as package data (`milvus-rag config init`).
+    shipped = zipfile.ZipFile(wheel).read("milvus_rag/config.default.yaml").decode()
+    assert shipped == (REPO / "milvus_rag" / "config.default.yaml").read_text()
 
 
 def test_bm25_and_server_exports() -> None:

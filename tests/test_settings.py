@@ -275,3 +275,92 @@ def test_env_var_that_is_not_json_is_a_config_error(monkeypatch: pytest.MonkeyPa
 def test_float_settings_must_be_finite(section: str, key: str, value: str) -> None:
     with pytest.raises(ConfigError, match=rf"{section}\.{key}.*finite"):
         load_settings(overrides={section: {key: float(value)}})
+
+
+# --------------------------------------------------------------------------- shipped template
+
+
+def test_defaults_load_without_any_file(tmp_path: Path) -> None:
+    # The README's snippet outside the repository: no config.yaml anywhere near.
+    assert not (tmp_path / "config.yaml").exists()
+    s = load_settings(overrides={"llm": {"preset": "local"}})
+    assert s.config_file is None and s.llm.base_url == LLM_PRESETS["local"].base_url
+
+
+def test_shipped_template_is_the_defaults(tmp_path: Path) -> None:
+    from milvus_rag.settings import default_config_text
+
+    text = default_config_text()
+    assert text == (REPO / "config.yaml").read_text()  # the repository's file is the template
+    assert text.count("\n# ") + text.count("\n  # ") > 30  # commented
+    (tmp_path / "written.yaml").write_text(text)
+    assert load_settings(tmp_path / "written.yaml").model_dump() == load_settings().model_dump()
+
+
+def test_choices_are_the_settings_literals() -> None:
+    from typing import get_args
+
+    from milvus_rag.loaders import SPLITTERS
+
+    from milvus_rag.choices import LLMPresetName, RetrievalMode, SplitterName
+    from milvus_rag.settings import IngestSettings, RetrievalSettings
+
+    assert set(get_args(LLMPresetName)) == set(LLM_PRESETS)
+    assert set(get_args(SplitterName)) == set(SPLITTERS)
+    assert RetrievalSettings.model_fields["mode"].annotation is RetrievalMode
+    assert IngestSettings.model_fields["splitter"].annotation is SplitterName
+    with pytest.raises(ConfigError, match="retrieval.mode"):
+        load_settings(overrides={"retrieval": {"mode": "sparse"}})
+
+
+# --------------------------------------------------------------------------- fallbacks
+
+
+def test_fallbacks_take_presets_and_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NVIDIA_API_KEY", "nv-secret")
+    monkeypatch.setenv("OTHER_KEY", "other-secret")
+    s = load_settings(
+        overrides={
+            "llm": {
+                "preset": "openai",
+                "fallbacks": [
+                    "nvidia",
+                    "local",
+                    {"base_url": "http://gpu:8080/v1", "model": "m", "api_key_env": "OTHER_KEY"},
+                ],
+            }
+        }
+    )
+    nvidia, local, own = s.llm.fallbacks
+    assert (nvidia.base_url, nvidia.model) == (
+        LLM_PRESETS["nvidia"].base_url,
+        LLM_PRESETS["nvidia"].model,
+    )
+    assert nvidia.api_key is not None and nvidia.api_key.get_secret_value() == "nv-secret"
+    assert local.api_key_env is None and local.api_key is None
+    assert own.api_key is not None and own.api_key.get_secret_value() == "other-secret"
+    assert s.llm.endpoints()[0].base_url == LLM_PRESETS["openai"].base_url
+    shown = s.redacted()["llm"]["fallbacks"]
+    assert [f["api_key"] for f in shown] == ["**********", None, "**********"]
+    assert "secret" not in str(s.redacted())
+
+
+def test_fallbacks_from_the_environment_as_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MILVUS_RAG_LLM__FALLBACKS", '["local", "nvidia"]')
+    assert [f.preset for f in load_settings().llm.fallbacks] == ["local", "nvidia"]
+
+
+@pytest.mark.parametrize(
+    ("fallback", "needle"),
+    [
+        ("nvidea", "llm.fallbacks.0.preset"),
+        ({"base_url": "http://x/v1"}, "preset name, or base_url and model"),
+        ({"base_url": "ftp://x", "model": "m"}, "http:// or https://"),
+        ({"preset": "local", "api_key_env": "MILVUS_RAG_MILVUS__TOKEN"}, "api_key_env"),
+        ({"preset": "local", "colour": "red"}, "unknown key"),
+    ],
+)
+def test_bad_fallbacks_name_the_key(fallback: object, needle: str) -> None:
+    with pytest.raises(ConfigError, match="llm.fallbacks") as info:
+        load_settings(overrides={"llm": {"fallbacks": [fallback]}})
+    assert needle in str(info.value)

@@ -1,4 +1,9 @@
-"""What every command shares: the --config option, settings loading, error output.
+"""What every command shares: the --config, --uri and --collection options, settings
+loading, error output.
+
+This module and the command modules import nothing heavy at module level (no
+pydantic, LangChain, pymilvus or ONNX): ``milvus-rag --help`` only builds the
+typer app. Each command imports what it needs inside its body.
 
 Everything printed that may hold a name from outside (a zip entry, a URL, a
 heading, an error message quoting them) goes through :func:`printable`, so
@@ -13,19 +18,24 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from milvus_rag.errors import MilvusRAGError
-from milvus_rag.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from milvus_rag.settings import Settings
 
 __all__ = [
+    "CollectionOption",
     "ConfigOption",
     "JsonOption",
+    "UriOption",
     "command",
     "config_file_of",
     "echo_json",
+    "light_command",
     "printable",
     "settings_for",
 ]
@@ -40,6 +50,18 @@ ConfigOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+UriOption = Annotated[
+    str | None,
+    typer.Option(
+        "--uri",
+        help="Milvus Lite file or server URL (milvus.uri).",
+        show_default=False,
+    ),
+]
+CollectionOption = Annotated[
+    str | None,
+    typer.Option("--collection", help="Collection name (milvus.collection).", show_default=False),
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,9 +96,25 @@ class _EchoHandler(logging.Handler):
             self.handleError(record)
 
 
-def settings_for(config: Path | None, overrides: Mapping[str, Any] | None = None) -> Settings:
-    """Load settings once for a command: flags > env > config file > defaults."""
-    return load_settings(config, overrides)
+def settings_for(
+    config: Path | None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    uri: str | None = None,
+    collection: str | None = None,
+    **options: Any,
+) -> Settings:
+    """Load settings once for a command: flags > env > config file > defaults.
+
+    ``uri`` and ``collection`` are the ``--uri`` / ``--collection`` flags;
+    ``options`` go to :func:`~milvus_rag.settings.load_settings`.
+    """
+    from milvus_rag.settings import load_settings
+
+    merged: dict[str, Any] = {key: dict(value) for key, value in (overrides or {}).items()}
+    flags = {"uri": uri, "collection": collection}
+    merged.setdefault("milvus", {}).update({k: v for k, v in flags.items() if v is not None})
+    return load_settings(config, merged, **options)
 
 
 def config_file_of(settings: Settings) -> str | None:
@@ -84,9 +122,14 @@ def config_file_of(settings: Settings) -> str | None:
     return str(settings.config_file) if settings.config_file is not None else None
 
 
-def _quiet_libraries() -> None:
-    """Libraries that log tracebacks before raising: the CLI prints one line instead."""
-    import pymilvus  # noqa: F401 - it configures its loggers on import; override afterwards
+def _quiet_libraries(milvus: bool) -> None:
+    """Libraries that log tracebacks before raising: the CLI prints one line instead.
+
+    pymilvus configures its loggers when imported, so it is imported first, only for
+    commands that use it (``milvus``).
+    """
+    if milvus:
+        import pymilvus  # noqa: F401 - it configures its loggers on import; override afterwards
 
     for name in (
         "pymilvus",
@@ -122,17 +165,26 @@ def _errors_as_messages() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def command(func: F) -> F:
-    """Wrap a command so typed errors become one line on stderr and an exit code."""
+def command(func: F, *, milvus: bool = True) -> F:
+    """Wrap a command so typed errors become one line on stderr and an exit code.
+
+    ``milvus=False`` (:func:`light_command`) is for commands that never touch Milvus:
+    they do not import pymilvus to quiet its logs.
+    """
     import functools
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        _quiet_libraries()
+        _quiet_libraries(milvus)
         with _errors_as_messages():
             return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def light_command(func: F) -> F:
+    """:func:`command` for a command that never touches Milvus (``config``): starts faster."""
+    return command(func, milvus=False)
 
 
 def echo_json(data: Any) -> None:

@@ -1,15 +1,24 @@
-"""Retrieval options shared by ``search``, ``ask`` and ``eval``."""
+"""Retrieval options shared by ``search``, ``ask`` and ``eval``, and the model preload."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import threading
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from milvus_rag.choices import RetrievalMode
 from milvus_rag.errors import ConfigError
 
+if TYPE_CHECKING:
+    from milvus_rag.embeddings import MilvusModelEmbeddings
+    from milvus_rag.settings import Settings
+
 KOption = Annotated[int | None, typer.Option("-k", "--top-k", help="Passages to retrieve.")]
-ModeOption = Annotated[str | None, typer.Option("--mode", help="dense or hybrid.")]
+ModeOption = Annotated[
+    RetrievalMode | None,
+    typer.Option("--mode", help="Retrieval mode (default: retrieval.mode).", show_default=False),
+]
 SourceOption = Annotated[
     list[str] | None,
     typer.Option("--source", help="Only sources under this path prefix or glob (repeatable)."),
@@ -27,11 +36,9 @@ ThresholdOption = Annotated[
 
 
 def retrieval_overrides(
-    k: int | None, mode: str | None, mmr: bool = False, threshold: float | None = None
+    k: int | None, mode: RetrievalMode | None, mmr: bool = False, threshold: float | None = None
 ) -> dict[str, Any]:
     """Flag values as a ``retrieval`` settings override (unset flags left out)."""
-    if mode not in (None, "dense", "hybrid"):
-        raise ConfigError(f"--mode must be dense or hybrid, got {mode!r}")
     return {
         "retrieval": {
             "top_k": k,
@@ -55,3 +62,34 @@ def filter_expression(sources: list[str] | None, filters: list[str] | None) -> s
         pairs.setdefault(key.strip(), []).append(value)
     by_metadata = metadata_filter({k: v[0] if len(v) == 1 else v for k, v in pairs.items()})
     return all_of(by_source, by_metadata)
+
+
+class ModelPreload:
+    """Loads the embedding model in a background thread while the command goes on.
+
+    Loading the model is mostly native work (reading and hashing the weights, building
+    the ONNX Runtime session) that runs alongside the imports of LangChain and
+    pymilvus in the main thread, so a cold ``search`` or ``ask`` pays for it only
+    once those are done. :meth:`ready` waits for it and raises its error, if any.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        from milvus_rag.embeddings import embeddings_from_settings
+
+        self.embeddings = embeddings_from_settings(settings)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._load, name="milvus-rag-model", daemon=True)
+        self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            self.embeddings.identity()  # loads the model, fingerprints its weights
+        except BaseException as exc:  # re-raised by ready(), in the command's thread
+            self._error = exc
+
+    def ready(self) -> MilvusModelEmbeddings:
+        """The loaded embeddings (waits for the load; raises its error)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.embeddings

@@ -7,8 +7,10 @@ from typing import Annotated, Any
 import typer
 
 from milvus_rag.cli._common import (
+    CollectionOption,
     ConfigOption,
     JsonOption,
+    UriOption,
     command,
     config_file_of,
     echo_json,
@@ -19,6 +21,7 @@ from milvus_rag.cli._retrieval import (
     FilterOption,
     KOption,
     MMROption,
+    ModelPreload,
     ModeOption,
     SourceOption,
     filter_expression,
@@ -39,33 +42,50 @@ def ask(
         bool, typer.Option("--no-stream", help="Print the answer once it is complete.")
     ] = False,
     as_json: JsonOption = False,
+    uri: UriOption = None,
+    collection: CollectionOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Answer QUESTION from the ingested documents, then list the sources used."""
+    """Answer QUESTION from the ingested documents, then list the sources used.
+
+    With llm.fallbacks, the next endpoint answers when one is unreachable, times out,
+    rate limits or fails with a 5xx (a warning says so; --json has "endpoint").
+    """
+    settings = settings_for(
+        config, retrieval_overrides(k, mode, mmr), uri=uri, collection=collection
+    )
+    expr = filter_expression(source, filter_)
+    from milvus_rag.llm import EndpointRecorder, chat_model_from_settings
+
+    llm = chat_model_from_settings(settings)  # raises on a missing key before any I/O
+    model = ModelPreload(settings)  # loads while LangChain is imported
     from milvus_rag.chains import build_rag_chain_with_sources, source_of
-    from milvus_rag.llm import chat_model_from_settings
     from milvus_rag.retriever import MilvusRAGRetriever
 
-    settings = settings_for(config, retrieval_overrides(k, mode, mmr))
-    llm = chat_model_from_settings(settings)  # raises on a missing key before any I/O
-    retriever = MilvusRAGRetriever.from_settings(settings, expr=filter_expression(source, filter_))
+    retriever = MilvusRAGRetriever.from_settings(settings, embeddings=model.ready(), expr=expr)
     retriever.ensure_not_empty()
     chain = build_rag_chain_with_sources(retriever=retriever, llm=llm)
+    endpoint = EndpointRecorder()
+    run = {"callbacks": [endpoint]}
     context: list[Any] = []
     if as_json or no_stream:
-        result = chain.invoke(question)
+        result = chain.invoke(question, run)  # type: ignore[arg-type]
         answer, context = result["answer"], result["context"]
         if as_json:
-            sources = [source_of(d) for d in context]
             echo_json(
-                {"answer": answer, "sources": sources, "config_file": config_file_of(settings)}
+                {
+                    "answer": answer,
+                    "sources": [source_of(d) for d in context],
+                    "endpoint": endpoint.base_url,
+                    "config_file": config_file_of(settings),
+                }
             )
             return
         typer.echo(answer)
     else:
         answered = False
         try:
-            for part in chain.stream(question):
+            for part in chain.stream(question, run):  # type: ignore[arg-type]
                 if "context" in part:
                     context = part["context"]
                 if "answer" in part:

@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from milvus_rag.cli._common import (
+    CollectionOption,
     ConfigOption,
     JsonOption,
+    UriOption,
     command,
     echo_json,
     printable,
@@ -24,6 +26,8 @@ def evaluate(
     k: KOption = None,
     mode: ModeOption = None,
     as_json: JsonOption = False,
+    uri: UriOption = None,
+    collection: CollectionOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Measure retrieval on QUESTIONS: hit@k, MRR@k, recall@k, latency p50/p95."""
@@ -31,7 +35,7 @@ def evaluate(
     from milvus_rag.evaluation import load_questions
     from milvus_rag.retriever import MilvusRAGRetriever
 
-    settings = settings_for(config, retrieval_overrides(k, mode))
+    settings = settings_for(config, retrieval_overrides(k, mode), uri=uri, collection=collection)
     items = load_questions(questions)
     retriever = MilvusRAGRetriever.from_settings(settings)
     report = run_eval(items, retriever, k=settings.retrieval.top_k, mode=settings.retrieval.mode)

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from milvus_rag.choices import RetrievalMode, SplitterName
 from milvus_rag.cli._common import (
+    CollectionOption,
     ConfigOption,
     JsonOption,
+    UriOption,
     command,
     echo_json,
     printable,
     settings_for,
 )
+
+if TYPE_CHECKING:
+    from milvus_rag.sync import IngestReport
+
+#: The skip reason summarised in one line per run (it repeats on every run of a source).
+UNSUPPORTED = "unsupported file type"
+#: How many of the summarised files are named.
+SHOWN = 5
 
 
 @command
@@ -26,11 +37,21 @@ def ingest(
         typer.Option("--glob", "-g", help="Files inside the source, e.g. 'en/faq/*.md'."),
     ] = None,
     splitter: Annotated[
-        str | None,
-        typer.Option("--splitter", help="markdown (default) or tutorial (split on '# ')."),
+        SplitterName | None,
+        typer.Option(
+            "--splitter",
+            help="markdown: heading-aware (default: ingest.splitter); "
+            "tutorial: split on '# ' as the tutorial does.",
+            show_default=False,
+        ),
     ] = None,
     mode: Annotated[
-        str | None, typer.Option("--mode", help="dense or hybrid (adds a BM25 field).")
+        RetrievalMode | None,
+        typer.Option(
+            "--mode",
+            help="hybrid adds a BM25 field for hybrid search (default: retrieval.mode).",
+            show_default=False,
+        ),
     ] = None,
     recreate: Annotated[
         bool, typer.Option("--recreate", help="Drop the collection first.")
@@ -39,18 +60,19 @@ def ingest(
         bool, typer.Option("--prune", help="Delete chunks of files no longer in the source.")
     ] = False,
     as_json: JsonOption = False,
+    uri: UriOption = None,
+    collection: CollectionOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Load, split, embed and store a source; reruns only write what changed."""
     from milvus_rag.cli.progress import IngestProgress
-    from milvus_rag.errors import ConfigError
     from milvus_rag.sync import ingest as run_ingest
 
-    if splitter not in (None, "markdown", "tutorial"):
-        raise ConfigError(f"--splitter must be markdown or tutorial, got {splitter!r}")
     settings = settings_for(
         config,
-        {"ingest": {"splitter": splitter}, "retrieval": {"mode": _mode(mode)}},
+        {"ingest": {"splitter": splitter}, "retrieval": {"mode": mode}},
+        uri=uri,
+        collection=collection,
     )
     with IngestProgress(enabled=not as_json) as progress:
         report = run_ingest(
@@ -64,8 +86,8 @@ def ingest(
     if as_json:
         echo_json(report.as_dict())
         return
-    for path, reason in report.skipped_files:
-        typer.echo(f"skipped {printable(path)}: {printable(reason)}", err=True)
+    for line in skip_lines(report):
+        typer.echo(line, err=True)
     for warning in report.warnings:
         typer.echo(f"warning: {printable(warning)}", err=True)
     if not report.changed:
@@ -73,11 +95,18 @@ def ingest(
     typer.echo(report.summary())
 
 
-def _mode(value: str | None) -> Literal["dense", "hybrid"] | None:
-    from milvus_rag.errors import ConfigError
-
-    if value is None:
-        return None
-    if value not in ("dense", "hybrid"):
-        raise ConfigError(f"--mode must be dense or hybrid, got {value!r}")
-    return value  # type: ignore[return-value]
+def skip_lines(report: IngestReport) -> list[str]:
+    """The skipped files as printed: unsupported types in one line, other reasons one each."""
+    unsupported = [path for path, reason in report.skipped_files if reason == UNSUPPORTED]
+    lines = [
+        f"skipped {printable(path)}: {printable(reason)}"
+        for path, reason in report.skipped_files
+        if reason != UNSUPPORTED
+    ]
+    if len(unsupported) == 1:
+        lines.append(f"skipped {printable(unsupported[0])}: {UNSUPPORTED}")
+    elif unsupported:
+        names = ", ".join(printable(path) for path in unsupported[:SHOWN])
+        more = f", ... {len(unsupported) - SHOWN} more" if len(unsupported) > SHOWN else ""
+        lines.append(f"skipped {len(unsupported)} files: {UNSUPPORTED} ({names}{more})")
+    return lines

@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from milvus_rag.cli._common import ConfigOption, JsonOption, command, echo_json, settings_for
+from milvus_rag.cli._common import (
+    CollectionOption,
+    ConfigOption,
+    JsonOption,
+    UriOption,
+    command,
+    echo_json,
+    settings_for,
+)
 
 
 @command
@@ -27,9 +35,11 @@ def migrate(
         bool, typer.Option("--recreate", help="Drop the target collection first.")
     ] = False,
     as_json: JsonOption = False,
+    uri: UriOption = None,
+    collection: CollectionOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Copy the configured collection (milvus.uri) to another Milvus, e.g. Lite -> a server.
+    """Copy the collection (milvus.uri, or --uri) to another Milvus, e.g. Lite -> a server.
 
     Texts, vectors, metadata and the embedding record are copied; rows are upserted by
     id, so rerunning resumes an interrupted copy and never duplicates. The target's
@@ -37,9 +47,14 @@ def migrate(
     """
     from milvus_rag.migrate import migrate as run_migration
 
-    settings = settings_for(config)
+    settings = settings_for(config, uri=uri, collection=collection)
     # The target goes through the same validation as any setting (one line naming the key).
-    target = settings_for(config, {"milvus": {"uri": to, "collection": to_collection}}).milvus
+    target = settings_for(
+        config,
+        uri=to,
+        collection=to_collection or settings.milvus.collection,
+        warn_unknown_env=False,  # warned once already
+    ).milvus
     report = run_migration(settings, target, recreate=recreate)
     if as_json:
         echo_json(report.as_dict())

@@ -2,22 +2,45 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from milvus_rag.cli._common import ConfigOption, JsonOption, command, echo_json, settings_for
+from milvus_rag.cli._common import (
+    CollectionOption,
+    ConfigOption,
+    UriOption,
+    command,
+    echo_json,
+    printable,
+    settings_for,
+)
 from milvus_rag.cli._retrieval import (
     FilterOption,
     KOption,
     MMROption,
+    ModelPreload,
     ModeOption,
     SourceOption,
     ThresholdOption,
     filter_expression,
     retrieval_overrides,
 )
+
+if TYPE_CHECKING:
+    from langchain_core.documents import Document
+
+SearchFormat = Literal["table", "json", "tutorial"]
+
+FormatOption = Annotated[
+    SearchFormat | None,
+    typer.Option(
+        "--format",
+        help="table (default): rank, score, source, heading, first line; json: text, source "
+        "and score of each passage; tutorial: the tutorial's JSON list of (text, distance).",
+        show_default=False,
+    ),
+]
 
 
 @command
@@ -29,19 +52,94 @@ def search(
     filter_: FilterOption = None,
     mmr: MMROption = False,
     threshold: ThresholdOption = None,
-    as_json: JsonOption = False,
+    output: FormatOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
+    uri: UriOption = None,
+    collection: CollectionOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Print the passages closest to QUESTION with their distances, best first."""
-    from milvus_rag.chains import source_of
+    """Print the passages closest to QUESTION with their scores, best first."""
+    from milvus_rag.errors import ConfigError
+
+    if as_json and output not in (None, "json"):
+        raise ConfigError(f"--json and --format {output} ask for two formats; give one")
+    fmt: SearchFormat = "json" if as_json else output or "table"
+    settings = settings_for(
+        config,
+        retrieval_overrides(k, mode, mmr, threshold),
+        uri=uri,
+        collection=collection,
+    )
+    expr = filter_expression(source, filter_)
+    model = ModelPreload(settings)  # loads while LangChain is imported
     from milvus_rag.retriever import MilvusRAGRetriever
 
-    settings = settings_for(config, retrieval_overrides(k, mode, mmr, threshold))
-    retriever = MilvusRAGRetriever.from_settings(settings, expr=filter_expression(source, filter_))
+    retriever = MilvusRAGRetriever.from_settings(settings, embeddings=model.ready(), expr=expr)
     retriever.ensure_not_empty()
     docs = retriever.invoke(question)
-    if as_json:
+    if fmt == "json":
+        from milvus_rag.chains import source_of
+
         echo_json([source_of(doc) for doc in docs])
-        return
-    # The tutorial prints json.dumps([[text, distance], ...], indent=4).
-    typer.echo(json.dumps([[d.page_content, d.metadata["score"]] for d in docs], indent=4))
+    elif fmt == "tutorial":
+        import json
+
+        # The tutorial prints json.dumps([[text, distance], ...], indent=4).
+        typer.echo(json.dumps([[d.page_content, d.metadata["score"]] for d in docs], indent=4))
+    else:
+        for line in result_table(docs):
+            typer.echo(line)
+
+
+def result_table(docs: list[Document], width: int | None = None) -> list[str]:
+    """Lines of a table (rank, score, source, heading, first line), fitted to ``width``.
+
+    ``width`` defaults to the terminal's (100 columns when it is not a terminal).
+    Names and texts are escaped (:func:`~milvus_rag.cli._common.printable`).
+    """
+    import shutil
+
+    if not docs:
+        return ["no passage matched"]
+    width = width or shutil.get_terminal_size((100, 24)).columns
+    header = ("#", "score", "source", "heading", "text")
+    rows = [
+        (
+            str(rank),
+            f"{doc.metadata.get('score', 0.0):.3f}",
+            printable(doc.metadata.get("source") or ""),
+            printable(doc.metadata.get("heading") or ""),
+            printable(_first_line(doc)),
+        )
+        for rank, doc in enumerate(docs, 1)
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(5)]
+    # What is left after rank and score goes to source, heading and text; the text keeps
+    # at least a third of it: the heading gives way first, then the source.
+    room = max(width - widths[0] - widths[1] - 4 * 2, 30)
+    budget = room - min(widths[4], max(room // 3, 20))
+    if widths[2] + widths[3] > budget:
+        widths[3] = max(min(widths[3], max(budget - widths[2], budget // 2)), 1)
+        widths[2] = max(min(widths[2], budget - widths[3]), 1)
+    widths[4] = max(room - widths[2] - widths[3], 1)
+
+    def line(cells: tuple[str, ...]) -> str:
+        parts = [_fit(cell, w) for cell, w in zip(cells, widths, strict=True)]
+        parts[0] = parts[0].rjust(widths[0])
+        parts[1] = parts[1].rjust(widths[1])
+        return "  ".join(parts).rstrip()[:width]
+
+    return [line(header), *(line(row) for row in rows)]
+
+
+def _first_line(doc: Document) -> str:
+    """The chunk's first line of body text (its heading path prefix left out)."""
+    text = doc.page_content
+    heading = doc.metadata.get("heading")
+    if heading and text.startswith(heading):
+        text = text[len(heading) :]
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def _fit(text: str, width: int) -> str:
+    return text.ljust(width) if len(text) <= width else text[: max(width - 1, 0)] + "…"

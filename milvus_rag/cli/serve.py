@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from milvus_rag.cli._common import ConfigOption, command, settings_for
+from milvus_rag.cli._common import (
+    CollectionOption,
+    ConfigOption,
+    UriOption,
+    command,
+    settings_for,
+)
 from milvus_rag.cli._retrieval import ModeOption, retrieval_overrides
 from milvus_rag.errors import ConfigError
 
@@ -23,6 +29,8 @@ def serve(
         typer.Option(help="Port to listen on (server.port).", min=1, max=65535, show_default=False),
     ] = None,
     mode: ModeOption = None,
+    uri: UriOption = None,
+    collection: CollectionOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Serve the chains over HTTP: LangServe routes and an OpenAI-compatible endpoint.
@@ -33,7 +41,7 @@ def serve(
     """
     overrides = retrieval_overrides(None, mode, False)
     overrides["server"] = {"host": host, "port": port}
-    settings = settings_for(config, overrides)
+    settings = settings_for(config, overrides, uri=uri, collection=collection)
     try:
         import uvicorn
     except ImportError:

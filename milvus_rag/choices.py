@@ -1,0 +1,21 @@
+"""The allowed values of enumerated settings, as ``Literal`` types.
+
+Defined once here, with no dependencies, so that :mod:`milvus_rag.settings`
+validates with them and the command line shows them in ``--help`` without
+importing pydantic.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = ["LLMPresetName", "RetrievalMode", "SplitterName"]
+
+RetrievalMode = Literal["dense", "hybrid"]
+"""``dense`` (vectors only) or ``hybrid`` (vectors + Milvus BM25)."""
+
+SplitterName = Literal["markdown", "tutorial"]
+"""``markdown`` (heading-aware) or ``tutorial`` (the tutorial's ``split("# ")``)."""
+
+LLMPresetName = Literal["lepton", "nvidia", "openai", "local"]
+"""The named OpenAI-compatible endpoints of ``settings.LLM_PRESETS``."""
