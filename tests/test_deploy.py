@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from milvus_rag.settings import load_settings
+from milvus_rag.settings import load_settings, unknown_env_vars
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|API_KEY|SECRET", re.IGNORECASE)
@@ -112,8 +112,10 @@ def test_milvus_rag_settings_from_compose_load(
     services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every MILVUS_RAG_ variable compose sets is a real setting with a valid value."""
-    for key, value in _env(services["milvus-rag"]).items():
-        monkeypatch.setenv(key, _resolved(value))
+    env = {key: _resolved(value) for key, value in _env(services["milvus-rag"]).items()}
+    assert unknown_env_vars(env) == []
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     monkeypatch.delenv("MILVUS_RAG_EMBEDDING__MODEL_DIR", raising=False)
     s = load_settings()
     assert s.milvus.uri == "http://milvus:19530" and not s.milvus.is_lite
