@@ -9,10 +9,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["LLMPresetName", "RetrievalMode", "SplitterName"]
+__all__ = ["Fusion", "LLMPresetName", "Metric", "RetrievalMode", "SearchType", "SplitterName"]
 
 RetrievalMode = Literal["dense", "hybrid"]
 """``dense`` (vectors only) or ``hybrid`` (vectors + Milvus BM25)."""
+
+SearchType = Literal["similarity", "mmr"]
+"""``similarity`` (closest first) or ``mmr`` (maximal marginal relevance)."""
+
+Fusion = Literal["zscore", "rrf", "weighted"]
+"""How hybrid mode fuses dense and BM25 results."""
+
+Metric = Literal["IP", "COSINE", "L2"]
+"""The vector similarity metric of the collection."""
 
 SplitterName = Literal["markdown", "tutorial"]
 """``markdown`` (heading-aware) or ``tutorial`` (the tutorial's ``split("# ")``)."""

@@ -35,7 +35,6 @@ from milvus_rag.errors import (
     EmbeddingMismatchError,
     EmptyCollectionError,
     MilvusRAGError,
-    SchemaMismatchError,
     StoreError,
 )
 
@@ -120,9 +119,9 @@ def migrate(
     except MilvusRAGError:
         raise
     except Exception as exc:
-        from milvus_rag.store import _reason
+        from milvus_rag.store import reason
 
-        raise StoreError(f"migration to {target.uri} failed: {_reason(exc)}") from exc
+        raise StoreError(f"migration to {target.uri} failed: {reason(exc)}") from exc
     finally:
         src.close()
     report.seconds = time.perf_counter() - started
@@ -150,14 +149,11 @@ def _copy(
 ) -> None:
     from milvus_rag.store import (
         SPARSE_FIELD,
-        check_identity,
+        IngestLock,
         collection_identity,
-        create_collection,
-        drop_collection,
+        ensure_collection,
         has_sparse_field,
-        supports_bm25,
     )
-    from milvus_rag.sync import IngestLock
 
     name = settings.milvus.collection
     if not src.has_collection(name):
@@ -171,13 +167,6 @@ def _copy(
             "only milvus-rag collections can be migrated"
         )
     identity = {key: value for key, value in record.items() if key != "metric"}
-    hybrid = has_sparse_field(src, name)
-    if hybrid and not supports_bm25(dst):
-        _log.warning(
-            "%s has no BM25 function (Milvus before 2.5): the copy is dense only", target.uri
-        )
-        hybrid = False
-    report.hybrid = hybrid
     retrieval = settings.retrieval.model_copy(update={"bm25_stop_words": _stop_words(src, name)})
     target_settings = settings.model_copy(
         update={
@@ -185,18 +174,11 @@ def _copy(
             "retrieval": retrieval,
         }
     )
+    mode = "hybrid" if has_sparse_field(src, name) else "dense"
     with IngestLock(dst, target_settings):
-        if recreate:
-            drop_collection(dst, target.collection)
-        if dst.has_collection(target.collection):
-            check_identity(dst, target_settings, identity)
-            if hybrid and not has_sparse_field(dst, target.collection):
-                raise SchemaMismatchError(
-                    f"target collection {target.collection} is dense and the source is hybrid; "
-                    "migrate with --recreate"
-                )
-        else:
-            create_collection(dst, target_settings, identity, hybrid=hybrid)
+        report.hybrid = ensure_collection(
+            dst, target_settings, lambda: identity, create=True, recreate=recreate, mode=mode
+        )
         src.load_collection(name)
         iterator = src.query_iterator(
             name, batch_size=settings.ingest.write_batch, filter="", output_fields=["*"]

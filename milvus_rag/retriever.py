@@ -23,7 +23,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -31,18 +31,24 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from milvus_rag.choices import Fusion, Metric, RetrievalMode, SearchType
+from milvus_rag.embeddings import MilvusModelEmbeddings
 from milvus_rag.errors import ConfigError
+from milvus_rag.filters import Expr
 from milvus_rag.loaders.views import MAX_VIEWS, question_of
+from milvus_rag.settings import MilvusSettings, RetrievalSettings, Settings
 from milvus_rag.store import ID_FIELD, SPARSE_FIELD, VECTOR_FIELD, search_rows
 
 if TYPE_CHECKING:
     from langchain_milvus import Milvus
 
-    from milvus_rag.settings import Settings
-
 __all__ = ["MilvusRAGRetriever"]
+
+# Every default is the settings' own (defined once, in settings.py).
+_RETRIEVAL = RetrievalSettings.model_fields
 
 
 @contextmanager
@@ -75,29 +81,29 @@ class MilvusRAGRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    vector_store: Any = None
+    vector_store: VectorStore | None = None
     """A langchain-milvus ``Milvus`` store; opened from ``settings`` when ``None``."""
-    settings: Any = Field(default=None, exclude=True)
-    embeddings: Any = Field(default=None, exclude=True)
-    k: int = 3
-    mode: Literal["dense", "hybrid"] = "dense"
-    search_type: Literal["similarity", "mmr"] = "similarity"
-    fetch_k: int = 20
-    lambda_mult: float = 0.5
-    score_threshold: float | None = None
-    expr: Any = None
+    settings: Settings | None = Field(default=None, exclude=True)
+    embeddings: MilvusModelEmbeddings | None = Field(default=None, exclude=True)
+    k: int = _RETRIEVAL["top_k"].default
+    mode: RetrievalMode = _RETRIEVAL["mode"].default
+    search_type: SearchType = _RETRIEVAL["search_type"].default
+    fetch_k: int = _RETRIEVAL["fetch_k"].default
+    lambda_mult: float = _RETRIEVAL["lambda_mult"].default
+    score_threshold: float | None = _RETRIEVAL["score_threshold"].default
+    expr: Expr | str | None = None
     """A Milvus boolean filter expression (build it with ``milvus_rag.filters``)."""
-    metric: str = "IP"
-    fusion: Literal["zscore", "rrf", "weighted"] = "zscore"
+    metric: Metric = MilvusSettings.model_fields["metric"].default
+    fusion: Fusion = _RETRIEVAL["fusion"].default
     """How hybrid mode fuses dense and BM25 results: ``zscore`` (each list's scores
     standardised, then weighted and summed), or Milvus's ``rrf`` / ``weighted`` rankers."""
-    rrf_k: int = 60
-    weights: tuple[float, float] = (1.0, 0.3)
+    rrf_k: int = _RETRIEVAL["rrf_k"].default
+    weights: tuple[float, float] = _RETRIEVAL["weights"].default
     """Dense and BM25 weights for the ``zscore`` and ``weighted`` fusions."""
-    diverse: bool = True
+    diverse: bool = _RETRIEVAL["diverse"].default
     """At most one chunk per unit (a page, or an answer under a question heading) in
     the top ``k``; more chunks of a unit follow only when units run out."""
-    max_k: int = 50
+    max_k: int = _RETRIEVAL["max_k"].default
 
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _templates: bool = PrivateAttr(default=False)
@@ -139,7 +145,7 @@ class MilvusRAGRetriever(BaseRetriever):
 
                     self._templates = supports_filter_templates(store.client)
                     self.vector_store = store
-        return self.vector_store
+        return cast("Milvus", self.vector_store)
 
     def ensure_not_empty(self) -> None:
         """Open the store and raise :class:`EmptyCollectionError` if it holds no chunks."""

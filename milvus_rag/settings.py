@@ -55,7 +55,14 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from milvus_rag.choices import LLMPresetName, RetrievalMode, SplitterName
+from milvus_rag.choices import (
+    Fusion,
+    LLMPresetName,
+    Metric,
+    RetrievalMode,
+    SearchType,
+    SplitterName,
+)
 from milvus_rag.errors import ConfigError
 
 __all__ = [
@@ -130,7 +137,7 @@ class MilvusSettings(_Section):
     uri: str = "./milvus_demo.db"
     token: SecretStr | None = None
     collection: str = Field("my_rag_collection", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-    metric: Literal["IP", "COSINE", "L2"] = "IP"
+    metric: Metric = "IP"
     consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = "Strong"
     index_type: Literal["AUTOINDEX", "FLAT", "IVF_FLAT", "HNSW"] = "FLAT"
     timeout: float = Field(30.0, gt=0)
@@ -168,11 +175,11 @@ class RetrievalSettings(_Section):
     top_k: int = Field(3, ge=1)
     max_k: int = Field(50, ge=1)
     mode: RetrievalMode = "dense"
-    search_type: Literal["similarity", "mmr"] = "similarity"
+    search_type: SearchType = "similarity"
     fetch_k: int = Field(20, ge=1)
     lambda_mult: float = Field(0.5, ge=0, le=1)
     score_threshold: float | None = None
-    fusion: Literal["zscore", "rrf", "weighted"] = "zscore"
+    fusion: Fusion = "zscore"
     rrf_k: int = Field(60, ge=1)
     weights: tuple[float, float] = (1.0, 0.3)
     diverse: bool = True

@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +35,7 @@ from milvus_rag.bm25 import analyzer_params
 from milvus_rag.errors import (
     EmbeddingMismatchError,
     EmptyCollectionError,
+    IngestLockedError,
     MilvusRAGError,
     SchemaMismatchError,
     StoreError,
@@ -54,6 +58,7 @@ __all__ = [
     "SPARSE_FIELD",
     "TEXT_FIELD",
     "VECTOR_FIELD",
+    "IngestLock",
     "StoredSource",
     "check_identity",
     "collection_identity",
@@ -69,6 +74,7 @@ __all__ = [
     "list_sources",
     "load_collection",
     "open_vector_store",
+    "reason",
     "record_ingest",
     "search_rows",
     "stored_analyzer",
@@ -132,10 +138,10 @@ def _connect_error(milvus: MilvusSettings, exc: BaseException) -> StoreError:
                 "its http:// address"
             )
         return StoreUnavailableError(
-            f"Milvus Lite database {milvus.uri} cannot be opened ({_reason(exc)})"
+            f"Milvus Lite database {milvus.uri} cannot be opened ({reason(exc)})"
         )
     return StoreUnavailableError(
-        f"Milvus at {milvus.uri} cannot be reached ({_reason(exc)}); check that the server "
+        f"Milvus at {milvus.uri} cannot be reached ({reason(exc)}); check that the server "
         "is running and milvus.uri / MILVUS_RAG_MILVUS__TOKEN are right"
     )
 
@@ -165,7 +171,8 @@ def _quiet_lite_logger() -> None:
     logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), for one-line errors."""
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return str(message).strip().splitlines()[0][:200]
 
@@ -306,22 +313,27 @@ def drop_collection(client: MilvusClient, collection: str) -> None:
         client.drop_collection(collection)
 
 
+def _dense_index(settings: Settings) -> dict[str, Any]:
+    return {
+        "index_type": settings.milvus.index_type,
+        "metric_type": settings.milvus.metric,
+        "params": {},
+    }
+
+
+# Milvus Lite accepts only drop_ratio_build=0.
+_SPARSE_INDEX: dict[str, Any] = {
+    "index_type": "SPARSE_INVERTED_INDEX",
+    "metric_type": "BM25",
+    "params": {"drop_ratio_build": 0},
+}
+
+
 def _index_params(client: MilvusClient, settings: Settings, hybrid: bool) -> Any:
     params = client.prepare_index_params()
-    params.add_index(
-        field_name=VECTOR_FIELD,
-        index_type=settings.milvus.index_type,
-        metric_type=settings.milvus.metric,
-        params={},
-    )
+    params.add_index(field_name=VECTOR_FIELD, **_dense_index(settings))
     if hybrid:
-        params.add_index(
-            field_name=SPARSE_FIELD,
-            index_type="SPARSE_INVERTED_INDEX",
-            metric_type="BM25",
-            # Milvus Lite accepts only drop_ratio_build=0.
-            params={"drop_ratio_build": 0},
-        )
+        params.add_index(field_name=SPARSE_FIELD, **_SPARSE_INDEX)
     return params
 
 
@@ -386,7 +398,7 @@ def check_identity(client: MilvusClient, settings: Settings, identity: dict[str,
 def ensure_collection(
     client: MilvusClient,
     settings: Settings,
-    embeddings: MilvusModelEmbeddings,
+    embeddings: MilvusModelEmbeddings | Callable[[], dict[str, Any]],
     *,
     create: bool = False,
     recreate: bool = False,
@@ -394,10 +406,14 @@ def ensure_collection(
 ) -> bool:
     """Check (or create) the configured collection for ``embeddings``; True when hybrid.
 
+    The one place a collection is checked or created: ingest, migrate and the
+    retriever all come here.
+
     Args:
         client: an open client (see :func:`connect`).
-        settings: the loaded settings.
-        embeddings: the embedding model the collection is (to be) built with.
+        settings: the loaded settings (``milvus.collection`` names the collection).
+        embeddings: the embedding model the collection is (to be) built with, or a
+            function returning its identity record (migrate copies the source's).
         create: create the collection when missing (ingest); otherwise a missing
             collection raises :class:`EmptyCollectionError`.
         recreate: drop the collection first (implies ``create``); the model is
@@ -410,6 +426,7 @@ def ensure_collection(
     """
     mode = mode or settings.retrieval.mode
     name = settings.milvus.collection
+    identify = embeddings if callable(embeddings) else embeddings.identity
     try:
         exists = client.has_collection(name)
         if not exists and not (create or recreate):
@@ -417,7 +434,7 @@ def ensure_collection(
                 f"collection {name} does not exist in {_describe_uri(settings.milvus)}: "
                 "run `milvus-rag ingest SOURCE` first"
             )
-        identity = embeddings.identity()  # loads the model: fail here before dropping anything
+        identity = identify()  # loads the model: fail here before dropping anything
         if recreate and exists:
             drop_collection(client, name)
             exists = False
@@ -434,7 +451,8 @@ def ensure_collection(
             if hybrid and not has_sparse_field(client, name):
                 raise SchemaMismatchError(
                     f"collection {name} was built for dense search and has no BM25 field; "
-                    "re-ingest with --recreate --mode hybrid to use hybrid search"
+                    "recreate it for hybrid search (ingest --recreate --mode hybrid, or "
+                    "migrate --recreate)"
                 )
             if hybrid and create:
                 _warn_if_analyzer_differs(client, settings)
@@ -444,7 +462,7 @@ def ensure_collection(
     except MilvusRAGError:
         raise
     except Exception as exc:
-        raise StoreError(f"{_describe_uri(settings.milvus)}: {_reason(exc)}") from exc
+        raise StoreError(f"{_describe_uri(settings.milvus)}: {reason(exc)}") from exc
 
 
 def open_vector_store(
@@ -485,17 +503,13 @@ def open_vector_store(
     except MilvusRAGError:
         raise
     except Exception as exc:
-        raise StoreError(f"{_describe_uri(settings.milvus)}: {_reason(exc)}") from exc
+        raise StoreError(f"{_describe_uri(settings.milvus)}: {reason(exc)}") from exc
 
 
 def _langchain_store(settings: Settings, embeddings: Any, *, hybrid: bool) -> Milvus:
     from langchain_milvus import BM25BuiltInFunction, Milvus
 
-    dense_index: dict[str, Any] = {
-        "index_type": settings.milvus.index_type,
-        "metric_type": settings.milvus.metric,
-        "params": {},
-    }
+    dense_index = _dense_index(settings)
     dense_search: dict[str, Any] = {"metric_type": settings.milvus.metric, "params": {}}
     common: dict[str, Any] = {
         "collection_name": settings.milvus.collection,
@@ -522,14 +536,7 @@ def _langchain_store(settings: Settings, embeddings: Any, *, hybrid: bool) -> Mi
             analyzer_params=analyzer_params(settings.retrieval.bm25_stop_words),
         ),
         vector_field=[VECTOR_FIELD, SPARSE_FIELD],
-        index_params=[
-            dense_index,
-            {
-                "index_type": "SPARSE_INVERTED_INDEX",
-                "metric_type": "BM25",
-                "params": {"drop_ratio_build": 0},
-            },
-        ],
+        index_params=[dense_index, _SPARSE_INDEX],
         search_params=[
             dense_search,
             {"metric_type": "BM25", "params": {"drop_ratio_search": 0}},
@@ -573,7 +580,7 @@ def connect_existing(milvus: MilvusSettings) -> MilvusClient:
         raise
     except Exception as exc:
         client.close()
-        raise StoreError(f"{_describe_uri(milvus)}: {_reason(exc)}") from exc
+        raise StoreError(f"{_describe_uri(milvus)}: {reason(exc)}") from exc
     return client
 
 
@@ -707,3 +714,72 @@ def _write_records(client: MilvusClient, collection: str, records: dict[str, Any
     client.alter_collection_properties(
         collection, properties={INGESTS_PROPERTY: json.dumps(records, ensure_ascii=False)}
     )
+
+
+class IngestLock:
+    """One ingest per collection at a time.
+
+    Milvus Lite already allows one process per database file. On a server, the
+    lock is a marker collection: creating a collection is atomic, so a second
+    ingest fails to create it and is refused. A lock left by a killed process on
+    this host is broken when that process is gone.
+    """
+
+    def __init__(self, client: MilvusClient, settings: Settings) -> None:
+        self.client = client
+        self.enabled = not settings.milvus.is_lite
+        self.name = f"{settings.milvus.collection}__ingest_lock"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __enter__(self) -> IngestLock:
+        if not self.enabled:
+            return self
+        for _ in range(2):
+            try:
+                self._create()
+                return self
+            except Exception as exc:
+                holder = self._holder()
+                if holder is None or not self._stale(holder):
+                    raise IngestLockedError(
+                        f"another ingest ({holder or 'unknown'}) is writing collection "
+                        f"{self.name.removesuffix('__ingest_lock')}; wait for it to finish"
+                    ) from exc
+                self.client.drop_collection(self.name)
+        raise IngestLockedError(f"cannot take the ingest lock {self.name}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            try:
+                self.client.drop_collection(self.name)
+            except Exception:
+                _log.warning("could not release the ingest lock %s", self.name)
+
+    def _create(self) -> None:
+        from pymilvus import DataType
+
+        schema = self.client.create_schema(auto_id=False, description=self.owner)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("v", DataType.FLOAT_VECTOR, dim=2)
+        self.client.create_collection(self.name, schema=schema)
+        self.client.alter_collection_properties(self.name, properties={"owner": self.owner})
+
+    def _holder(self) -> str | None:
+        try:
+            props = self.client.describe_collection(self.name).get("properties") or {}
+        except Exception:
+            return None
+        owner = props.get("owner")
+        return str(owner) if owner else None
+
+    def _stale(self, holder: str) -> bool:
+        host, _, pid = holder.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False

@@ -35,15 +35,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from milvus_rag.errors import IngestLockedError
 from milvus_rag.filters import eq
-from milvus_rag.store import ID_FIELD, TEXT_FIELD, VECTOR_FIELD
+from milvus_rag.store import ID_FIELD, TEXT_FIELD, VECTOR_FIELD, IngestLock
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -56,7 +54,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChunkRow",
-    "IngestLock",
     "IngestReport",
     "Progress",
     "chunk_id",
@@ -68,7 +65,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-STATE_FIELDS = ["id", "source", "source_hash", "chunker", "chunk_count", "chunk_set"]
+STATE_FIELDS = [ID_FIELD, "source", "source_hash", "chunker", "chunk_count", "chunk_set"]
 
 
 @dataclass
@@ -525,72 +522,3 @@ def _limits(settings: Settings) -> Any:
         allow_private_urls=i.allow_private_urls,
         max_file_bytes=i.max_file_bytes,
     )
-
-
-class IngestLock:
-    """One ingest per collection at a time.
-
-    Milvus Lite already allows one process per database file. On a server, the
-    lock is a marker collection: creating a collection is atomic, so a second
-    ingest fails to create it and is refused. A lock left by a killed process on
-    this host is broken when that process is gone.
-    """
-
-    def __init__(self, client: MilvusClient, settings: Settings) -> None:
-        self.client = client
-        self.enabled = not settings.milvus.is_lite
-        self.name = f"{settings.milvus.collection}__ingest_lock"
-        self.owner = f"{socket.gethostname()}:{os.getpid()}"
-
-    def __enter__(self) -> IngestLock:
-        if not self.enabled:
-            return self
-        for _ in range(2):
-            try:
-                self._create()
-                return self
-            except Exception as exc:
-                holder = self._holder()
-                if holder is None or not self._stale(holder):
-                    raise IngestLockedError(
-                        f"another ingest ({holder or 'unknown'}) is writing collection "
-                        f"{self.name.removesuffix('__ingest_lock')}; wait for it to finish"
-                    ) from exc
-                self.client.drop_collection(self.name)
-        raise IngestLockedError(f"cannot take the ingest lock {self.name}")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            try:
-                self.client.drop_collection(self.name)
-            except Exception:
-                _log.warning("could not release the ingest lock %s", self.name)
-
-    def _create(self) -> None:
-        from pymilvus import DataType
-
-        schema = self.client.create_schema(auto_id=False, description=self.owner)
-        schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("v", DataType.FLOAT_VECTOR, dim=2)
-        self.client.create_collection(self.name, schema=schema)
-        self.client.alter_collection_properties(self.name, properties={"owner": self.owner})
-
-    def _holder(self) -> str | None:
-        try:
-            props = self.client.describe_collection(self.name).get("properties") or {}
-        except Exception:
-            return None
-        owner = props.get("owner")
-        return str(owner) if owner else None
-
-    def _stale(self, holder: str) -> bool:
-        host, _, pid = holder.rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit():
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False

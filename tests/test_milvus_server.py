@@ -74,7 +74,7 @@ def test_migrate_lite_to_the_server(
     with caplog.at_level("WARNING", logger="milvus_rag"):
         report = migrate(lite, target, recreate=True)
     assert not report.hybrid  # Milvus 2.3 has no BM25: a dense copy, after one warning
-    assert any("dense only" in r.getMessage() for r in caplog.records)
+    assert any("falls back to dense" in r.getMessage() for r in caplog.records)
     assert report.target_count == report.source_count == report.copied > 10
     served = lite.model_copy(update={"milvus": target})
     question = "How is data stored in milvus?"

@@ -274,7 +274,7 @@ def test_stale_lock_of_dead_process_is_broken(
     root = _docs(tmp_path / "docs", FILES)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    from milvus_rag.sync import IngestLock
+    from milvus_rag.store import IngestLock
 
     client = connect(s.milvus)
     lock = IngestLock(client, s)
