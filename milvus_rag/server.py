@@ -1123,7 +1123,7 @@ def _milvus_checks(settings: Settings, retriever: Any) -> dict[str, dict[str, An
     if not isinstance(retriever, MilvusRAGRetriever):
         return {"retriever": _check(True, f"{type(retriever).__name__}: not checked")}
     from milvus_rag.embeddings import embeddings_from_settings
-    from milvus_rag.store import connect, count_entities, ensure_collection
+    from milvus_rag.store import connect, count_entities, ensure_collection, reason
 
     settings = retriever.settings or settings
     milvus, name = settings.milvus, settings.milvus.collection
@@ -1163,9 +1163,9 @@ def _milvus_checks(settings: Settings, retriever: Any) -> dict[str, dict[str, An
             else _check(False, f"collection {name} is empty: run `milvus-rag ingest SOURCE`")
         )
     except Exception as exc:  # the server failed midway
-        message = f"{milvus.uri}: {(str(exc) or type(exc).__name__).splitlines()[0][:200]}"
+        message = f"{milvus.uri}: {reason(exc)}"
         checks = {
-            name: check if check["ok"] else _check(False, message) for name, check in checks.items()
+            key: check if check["ok"] else _check(False, message) for key, check in checks.items()
         }
     finally:
         client.close()
