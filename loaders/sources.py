@@ -313,6 +313,9 @@ def open_source(
         UnsafeSourceError: an archive or URL refused by a guard.
         DownloadError: a URL could not be downloaded or returned unusable content.
     """
+    if isinstance(source, str) and not source.strip():
+        # Path("") is the working folder: an unset shell variable must not ingest it.
+        raise SourceError("the source is empty: give a folder, file, .zip archive or URL")
     session = _Session()
     try:
         with contextlib.ExitStack() as stack:
@@ -333,13 +336,15 @@ def _open_path(
     stack: contextlib.ExitStack,
 ) -> SourceListing:
     label = os.fspath(source)
-    path = Path(label).expanduser()
     try:
+        path = Path(label).expanduser()
         info = path.stat()
     except FileNotFoundError:
         raise SourceError(f"source {label} does not exist; check the path") from None
     except OSError as exc:
         raise SourceError(f"source {label} cannot be read: {exc.strerror or exc}") from exc
+    except (ValueError, RuntimeError):  # a NUL byte, a lone surrogate, ~ of an unknown user
+        raise SourceError(f"source {label!r} is not a valid path") from None
     resolved = path.resolve()
     if stat.S_ISDIR(info.st_mode):
         files = _walk_folder(resolved, str(resolved), limits, session)

@@ -544,6 +544,14 @@ class MilvusModelEmbeddings(BaseModel, Embeddings):
     def _embed(self, texts: list[str], method: str) -> list[list[float]]:
         if not texts:
             return []
+        for text in texts:
+            try:
+                str(text).encode("utf-8")
+            except UnicodeEncodeError as exc:  # the tokenizer would fail with a TypeError
+                raise EmbeddingError(
+                    f"cannot embed text that is not valid Unicode (a lone surrogate at "
+                    f"character {exc.start}); pass UTF-8 text"
+                ) from None
         function = self._function()
         try:
             encoder = self._batched()

@@ -35,6 +35,8 @@ codes or HTTP statuses.
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_CODES",
+    "HTTP_STATUSES",
     "ConfigError",
     "DownloadError",
     "EmbeddingError",
@@ -60,6 +62,42 @@ __all__ = [
     "StoreUnavailableError",
     "UnsafeSourceError",
 ]
+
+
+#: Every exit code of the ``milvus-rag`` command line, with its meaning. Nothing a user
+#: types (arguments, options, ``MILVUS_RAG_*`` variables, files) gives any other code.
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "a typed error (MilvusRAGError.exit_code): source, store, embedding or LLM failure",
+    2: "bad usage or configuration: an unknown option or bad flag value, or a ConfigError",
+    130: "interrupted (Ctrl-C)",
+}
+
+#: Every HTTP status the server (``milvus_rag.server``) answers with, with its meaning;
+#: errors have a JSON body. No request, however malformed, gets another status. 500 is
+#: left out on purpose: it means the server itself failed (a typed error with no status
+#: of its own, such as an embedding failure, or a bug), never that the request was bad.
+HTTP_STATUSES: dict[int, str] = {
+    200: "success (JSON, or a server-sent event stream)",
+    303: "a browser sent to the /login form, or back from it with the login cookie",
+    400: "the body cannot be parsed: not UTF-8 text, or JSON nested too deeply",
+    401: "missing or wrong API key (server.api_key)",
+    404: "no such route",
+    405: "method not allowed on this route",
+    409: "the collection lacks what the request needs: mode hybrid on a dense collection",
+    413: "body above server.max_body_bytes, or a batch above server.max_batch",
+    422: (
+        "invalid request: not JSON, wrong shape or types, an empty, huge or non-Unicode "
+        "question or history, a per-request setting out of range"
+    ),
+    429: "the LLM endpoint kept rate-limiting (LLMRateLimitError)",
+    502: "the LLM endpoint failed: auth, not found, server error, unreachable (LLMError)",
+    503: (
+        "the collection is empty or missing, or Milvus is unavailable or locked; an answer "
+        "route without the LLM's key (retrieval-only mode); /ready when not ready"
+    ),
+    504: "the LLM endpoint timed out (LLMTimeoutError)",
+}
 
 
 class MilvusRAGError(Exception):

@@ -1,7 +1,7 @@
 """Milvus filter expressions built safely from user values.
 
 User values are data, never code: :func:`quote` turns any string into a Milvus
-string literal (quotes, backslashes and control characters escaped), and field
+string literal (quotes, backslashes and line breaks escaped), and field
 names are checked against an identifier pattern. Each builder returns an
 :class:`Expr`: a ``str`` with the values escaped inline, which every Milvus
 accepts (Milvus Lite has no filter templating), that also carries the filter as
@@ -42,16 +42,23 @@ _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def quote(value: str) -> str:
-    """A Milvus double-quoted string literal holding exactly ``value``."""
-    out = []
-    for char in str(value):
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
+    """A Milvus double-quoted string literal holding exactly ``value``.
+
+    Other control characters stay as they are: Milvus reads them literally inside
+    quotes, and Milvus Lite knows no ``\\u`` escape.
+
+    Raises:
+        ConfigError: ``value`` is not valid Unicode text (a lone surrogate).
+    """
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"filter value {text!r} is not valid Unicode text "
+            f"(a lone surrogate at character {exc.start})"
+        ) from None
+    return '"' + "".join(_ESCAPES.get(char, char) for char in text) + '"'
 
 
 def field(name: str) -> str:

@@ -49,8 +49,11 @@ Bodies above ``server.max_body_bytes`` and batches
 above ``server.max_batch`` inputs get 413; questions above
 ``server.max_question_chars``, empty or not valid Unicode text get 422, on every
 route before anything runs; chat histories (and client system messages) above
-``server.max_history_chars`` in all, or not valid Unicode text, get 422 too. Typed errors become JSON ``{"error": {"message", "type"}}``
-with an HTTP status (see :data:`STATUS_OF`).
+``server.max_history_chars`` in all, or not valid Unicode text, get 422 too; a body that
+is not UTF-8 or nested too deeply gets 400. Typed errors become JSON
+``{"error": {"message", "type"}}`` with an HTTP status (see :data:`STATUS_OF`). Whatever
+the request, the status is one of :data:`milvus_rag.errors.HTTP_STATUSES` (a 500 is a
+failure of the server itself).
 
 Streams start once the LLM has answered (its first token), so retrieval and LLM
 failures still get their status and JSON body. A failure after that ends the
@@ -332,7 +335,10 @@ def create_app(
         raise llm_missing
 
     langserve = APIRouter(route_class=_langserve_route_class())
-    checks = [*auth, Depends(_langserve_limits(limits, max_k))]
+
+    def checks(chain: Any) -> list[Any]:
+        return [*auth, Depends(_langserve_limits(limits, max_k, chain.input_schema))]
+
     sources_chain: Runnable[Any, Any] | None = None
     if llm is not None:
         answer_chain = build_rag_chain(settings, retriever=scoped, llm=llm)
@@ -342,7 +348,7 @@ def create_app(
                 langserve,
                 chain,
                 path=path,
-                dependencies=checks,
+                dependencies=checks(chain),
                 per_req_config_modifier=_watch_llm,
                 # The /c/{config_hash}/... variants would carry configuration past the checks.
                 disabled_endpoints=["config_hashes"],
@@ -360,7 +366,7 @@ def create_app(
         langserve,
         retrieve_chain,
         path="/retrieve",
-        dependencies=checks,
+        dependencies=checks(retrieve_chain),
         disabled_endpoints=["config_hashes"],
     )
     app.include_router(langserve)
@@ -563,10 +569,15 @@ def _check_configurable(config: Any, limits: ServerSettings, max_k: int) -> None
 _RUN_ENDPOINTS = frozenset({"invoke", "batch", "stream", "stream_log", "stream_events"})
 
 
-def _langserve_limits(limits: ServerSettings, max_k: int) -> Callable[..., Awaitable[None]]:
-    """A dependency checking LangServe inputs (questions, histories), the batch size and the
-    per-request configuration, before any run."""
+def _langserve_limits(
+    limits: ServerSettings, max_k: int, input_schema: type[BaseModel]
+) -> Callable[..., Awaitable[None]]:
+    """A dependency checking LangServe requests before any run: inputs (questions,
+    histories), the batch size, the per-request configuration, and what LangServe itself
+    lets escape as a 500 (a body that is not UTF-8 or nested too deeply, ``"config": null``,
+    a batch's invalid input)."""
     from fastapi import Request
+    from pydantic import ValidationError
 
     async def check(request: Request) -> None:
         endpoint = request.url.path.rsplit("/", 1)[-1]
@@ -574,10 +585,16 @@ def _langserve_limits(limits: ServerSettings, max_k: int) -> Callable[..., Await
             return
         try:
             body = await request.json()  # cached: LangServe reads the same request
+        except UnicodeDecodeError:  # LangServe only expects JSON errors (a 500)
+            raise _Refused("the body is not UTF-8 text", 400) from None
+        except RecursionError:
+            raise _Refused("the JSON body is nested too deeply", 400) from None
         except ValueError:
             return  # LangServe answers malformed bodies itself (422)
         if not isinstance(body, dict):
             return
+        if "config" in body and body["config"] is None:  # LangServe: a TypeError, a 500
+            raise _Refused('"config" must be an object, or left out')
         inputs = body.get("inputs") if endpoint == "batch" else [body.get("input")]
         if not isinstance(inputs, list):  # LangServe would iterate a string's characters
             raise _Refused('"inputs" must be a list of questions')
@@ -588,7 +605,13 @@ def _langserve_limits(limits: ServerSettings, max_k: int) -> Callable[..., Await
                 f"{limits.max_batch} (server.max_batch)",
                 413,
             )
-        for value in inputs:
+        for index, value in enumerate(inputs):
+            if endpoint == "batch":
+                try:
+                    input_schema.model_validate(value)
+                except ValidationError as exc:
+                    message = exc.errors(include_url=False)[0]["msg"]
+                    raise _Refused(f"inputs[{index}] is not a valid input: {message}") from None
             _check_input(value, limits)
         configs = body.get("config")
         for config in configs if isinstance(configs, list) else [configs]:
@@ -685,12 +708,15 @@ def _langserve_route_class() -> type[Any]:
             playground = "/playground/" in self.path
 
             async def route(request: Request) -> Response:
+                if playground:
+                    response = await _playground_file(handler, request)
+                    if response.media_type == "text/html":
+                        return _playground_page(response)
+                    return response
                 response = await handler(request)
                 if isinstance(response, EventSourceResponse):
                     started = getattr(request.state, "llm_started", None)
                     response.body_iterator = await _started(response.body_iterator, started)
-                elif playground and response.media_type == "text/html":
-                    return _playground_page(response)
                 return response
 
             return route
@@ -736,6 +762,25 @@ def _without_null(schema: Any) -> Any:
     if "default" in out and out["default"] is None:
         del out["default"]
     return out
+
+
+async def _playground_file(
+    handler: Callable[[Request], Coroutine[Any, Any, Response]], request: Request
+) -> Response:
+    """A file of LangServe's playground; a path it cannot serve is a JSON 404.
+
+    LangServe opens the requested path itself: a folder, a NUL byte or a name too
+    long would escape as a 500, a missing file is a plain-text 404.
+    """
+    from starlette.exceptions import HTTPException
+
+    try:
+        response = await handler(request)
+    except (OSError, ValueError):
+        raise HTTPException(status_code=404, detail="Not Found") from None
+    if response.status_code == 404:
+        raise HTTPException(status_code=404, detail="Not Found")
+    return response
 
 
 async def _started(events: Any, started: asyncio.Event | None) -> AsyncIterator[Any]:
@@ -794,32 +839,42 @@ def _error_event(error: Exception | None, generic: dict[str, Any]) -> dict[str, 
     return generic
 
 
+def _json_error(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
+    """An error response whose JSON is ASCII: a lone surrogate echoed from the request
+    (``"\\ud800"``) stays an escape instead of failing the UTF-8 encoding (a 500)."""
+    from fastapi.responses import Response
+
+    content = json.dumps(body, ensure_ascii=True).encode()
+    return Response(content, status_code=status, headers=headers, media_type="application/json")
+
+
 def _install_error_handlers(app: FastAPI) -> None:
-    from fastapi.responses import JSONResponse
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
 
     async def typed(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MilvusRAGError)
-        return JSONResponse(_error_body(str(exc), type(exc).__name__), status_code=status_of(exc))
+        return _json_error(_error_body(str(exc), type(exc).__name__), status_of(exc))
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, _Refused)
-        body = _error_body(str(exc), "invalid_request_error")
-        return JSONResponse(body, status_code=exc.status)
+        return _json_error(_error_body(str(exc), "invalid_request_error"), exc.status)
 
     async def http_error(request: Request, exc: Exception) -> Response:
-        from starlette.exceptions import HTTPException
-
         assert isinstance(exc, HTTPException)
-        return JSONResponse(
-            _error_body(str(exc.detail), "invalid_request_error"),
-            status_code=exc.status_code,
-            headers=dict(exc.headers or {}),
-        )
+        body = _error_body(str(exc.detail), "invalid_request_error")
+        return _json_error(body, exc.status_code, dict(exc.headers or {}))
 
-    from starlette.exceptions import HTTPException
+    async def invalid(request: Request, exc: Exception) -> Response:
+        # FastAPI's own handler, except that a non-UTF-8 body echoed as "input" is no 500.
+        assert isinstance(exc, RequestValidationError)
+        text = {bytes: lambda raw: raw.decode("utf-8", "replace")}
+        return _json_error({"detail": jsonable_encoder(exc.errors(), custom_encoder=text)}, 422)
 
     app.add_exception_handler(MilvusRAGError, typed)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(_Refused, refused)
 
 

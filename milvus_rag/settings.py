@@ -142,10 +142,37 @@ class MilvusSettings(_Section):
     index_type: Literal["AUTOINDEX", "FLAT", "IVF_FLAT", "HNSW"] = "FLAT"
     timeout: float = Field(30.0, gt=0)
 
+    @field_validator("uri")
+    @classmethod
+    def _uri_is_usable(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a Milvus Lite file path or an http(s):// address")
+        if "\0" in value:
+            raise ValueError("must not contain a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
+        if "://" in value:
+            return value
+        if len(value.encode()) >= 4096 or any(len(p.encode()) > 255 for p in Path(value).parts):
+            # the file system would refuse it (ENAMETOOLONG) wherever it is used
+            raise ValueError("the path is too long (or a name in it is longer than 255 bytes)")
+        _expanded(Path(value))
+        return value
+
     @property
     def is_lite(self) -> bool:
         """True when ``uri`` is a local Milvus Lite file rather than a server."""
         return "://" not in self.uri
+
+
+def _expanded(path: Path) -> Path:
+    """``path`` with ``~`` expanded; ValueError for an unknown user (``~nobody/x``)."""
+    try:
+        return path.expanduser()
+    except RuntimeError:
+        raise ValueError(f"{str(path)!r} starts with ~ but names no known user") from None
 
 
 class EmbeddingSettings(_Section):
@@ -163,9 +190,10 @@ class EmbeddingSettings(_Section):
     def _model_dir_exists(cls, value: Path | None) -> Path | None:
         if value is None:
             return None
-        value = value.expanduser()
-        if not (value / "model.onnx").is_file():
-            raise ValueError(f"{value} holds no model.onnx")
+        value = _expanded(value)
+        if not os.path.isfile(value / "model.onnx"):  # never raises (a name too long)
+            # repr: a lone surrogate in the message would break pydantic's error
+            raise ValueError(f"{str(value)!r} holds no model.onnx")
         return value
 
 
@@ -347,10 +375,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start + 1} is "
+            f"{exc.object[exc.start]:#04x}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config file {path} is not valid YAML{where}") from exc
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -471,9 +506,9 @@ def load_settings(
         hint = f"; did you mean {suggestion}?" if suggestion else ""
         _log.warning("unknown environment variable %s (not a milvus-rag setting)%s", name, hint)
     if config_path is not None:
-        path: Path | None = Path(config_path)
-        if not path.is_file():  # type: ignore[union-attr]
+        if not os.path.isfile(config_path):  # never raises (a NUL byte, a name too long)
             raise ConfigError(f"config file {config_path} does not exist")
+        path: Path | None = Path(config_path)
     else:
         path = DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
     token = _CONFIG_FILE.set(path)
@@ -483,6 +518,10 @@ def load_settings(
         raise ConfigError(_describe(exc, path)) from None
     except SettingsError as exc:
         raise ConfigError(_describe_env_error(exc)) from None
+    except RecursionError:  # JSON in a variable, nested thousands deep
+        raise ConfigError(
+            f"invalid settings: a {ENV_PREFIX}* environment variable is nested too deeply"
+        ) from None
     finally:
         _CONFIG_FILE.reset(token)
     settings._config_file = path.resolve() if path is not None else None

@@ -10,6 +10,7 @@ import pytest
 
 from milvus_rag.settings import Settings, load_settings
 from tests.support.corpus import write_faq_folder, write_faq_zip
+from tests.support.milvus_server import MilvusServer, milvus_server_command
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.tiny_model import make_tiny_model
 
@@ -110,6 +111,23 @@ def faq_folder(tmp_path: Path) -> Path:
 def faq_zip(tmp_path: Path) -> Path:
     """The same documents as ``faq_folder``, zipped."""
     return write_faq_zip(tmp_path / "milvus_docs.zip")
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    """A real Milvus 2.3 standalone server (PyPI ``milvus``), started once per session.
+
+    Skips where ``milvus-server`` is not installed or cannot start here.
+    """
+    if milvus_server_command() is None:
+        pytest.skip("milvus-server (PyPI package milvus) is not installed")
+    server = MilvusServer(tmp_path_factory.mktemp("milvus-data"))
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.skip(f"milvus-server could not start here: {exc}")
+    yield server
+    server.stop()
 
 
 def require(path: Path) -> Path:

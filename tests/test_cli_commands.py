@@ -31,6 +31,7 @@ MILVUS_COMMANDS = [
     "serve",
     "sources",
     "delete",
+    "chat",
     "doctor",
 ]
 

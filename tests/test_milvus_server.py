@@ -6,29 +6,16 @@ warning. Skipped where ``milvus-server`` is not installed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from milvus_rag.settings import Settings
 from milvus_rag.sync import ingest
-from tests.support.milvus_server import MilvusServer, milvus_server_command
+from tests.support.milvus_server import MilvusServer
 
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture(scope="module")
-def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
-    if milvus_server_command() is None:
-        pytest.skip("milvus-server (PyPI package milvus) is not installed")
-    server = MilvusServer(tmp_path_factory.mktemp("milvus-data"))
-    try:
-        server.start()
-    except RuntimeError as exc:
-        pytest.skip(f"milvus-server could not start here: {exc}")
-    yield server
-    server.stop()
 
 
 def test_ingest_search_ask_and_hybrid_fallback(
@@ -86,3 +73,23 @@ def test_migrate_lite_to_the_server(
     assert hits(served) == hits(lite)
     assert migrate(lite, target).target_count == report.source_count  # rerun: no duplicates
     assert ingest(faq_folder, served).chunks_written == 0  # the copy stays incremental
+
+
+def test_filter_values_round_trip_on_the_server(milvus_server: MilvusServer) -> None:
+    """Control characters stay literal inside quotes: the server and Milvus Lite agree."""
+    from milvus_rag.filters import eq
+    from milvus_rag.settings import load_settings
+    from milvus_rag.store import connect
+
+    client = connect(load_settings(overrides={"milvus": {"uri": milvus_server.uri}}).milvus)
+    client.create_collection("quoted", dimension=2, consistency_level="Strong")
+    try:
+        values = ['a"b', "c\\d", "e\nf", "tab\tz", "bell\x07", "\x1b[2J\x00"]
+        rows = [{"id": i, "vector": [0.1, 0.2], "v": v} for i, v in enumerate(values)]
+        client.insert("quoted", rows)
+        for i, value in enumerate(values):
+            found = client.query("quoted", filter=eq("v", value), output_fields=["id"])
+            assert [r["id"] for r in found] == [i], repr(value)
+    finally:
+        client.drop_collection("quoted")
+        client.close()

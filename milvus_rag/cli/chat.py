@@ -14,7 +14,14 @@ from typing import Annotated, Any
 
 import typer
 
-from milvus_rag.cli._common import ConfigOption, command, printable, settings_for
+from milvus_rag.cli._common import (
+    CollectionOption,
+    ConfigOption,
+    UriOption,
+    command,
+    printable,
+    settings_for,
+)
 from milvus_rag.cli._retrieval import (
     FilterOption,
     KOption,
@@ -43,6 +50,8 @@ def chat(
             show_default=False,
         ),
     ] = None,
+    uri: UriOption = None,
+    collection: CollectionOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Chat with your documents: follow-up questions keep the conversation's context."""
@@ -52,7 +61,7 @@ def chat(
 
     overrides = retrieval_overrides(k, mode)
     overrides["answer"] = {"citations": citations}
-    settings = settings_for(config, overrides)
+    settings = settings_for(config, overrides, uri=uri, collection=collection)
     llm = chat_model_from_settings(settings)  # raises on a missing key before any I/O
     retriever = MilvusRAGRetriever.from_settings(settings, expr=filter_expression(source, filter_))
     retriever.ensure_not_empty()
@@ -77,7 +86,8 @@ def chat(
 
 
 def _read(prompt: str) -> str | None:
-    """One line from the user; None at end of input (Ctrl-D) or on Ctrl-C."""
+    """One line from the user; None at end of input (Ctrl-D) or on Ctrl-C, "" when the line
+    could not be decoded."""
     try:
         return input(prompt)
     except EOFError:
@@ -86,6 +96,9 @@ def _read(prompt: str) -> str | None:
     except KeyboardInterrupt:
         typer.echo()
         return None
+    except UnicodeDecodeError:  # stdin is strict UTF-8 in a UTF-8 locale; the line is lost
+        typer.echo("error: the line is not UTF-8 text; type it again", err=True)
+        return ""
 
 
 def _turn(chain: Any, question: str, history: list[tuple[str, str]], cited: bool) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -50,9 +51,10 @@ def init_config(
     from milvus_rag.errors import ConfigError
     from milvus_rag.settings import default_config_text
 
-    if path.exists() and not force:
+    # os.path's checks never raise (a name too long); Path's may.
+    if os.path.exists(path) and not force:
         raise ConfigError(f"{path} already exists; pass --force to overwrite it")
-    if path.is_dir():
+    if os.path.isdir(path):
         raise ConfigError(f"{path} is a folder; give a file path, e.g. {path / 'config.yaml'}")
     try:
         path.write_text(default_config_text(), encoding="utf-8")
