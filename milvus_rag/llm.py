@@ -200,6 +200,13 @@ class EndpointChatOpenAI(ChatOpenAI):
     key_env: str | None = None
     """Name of the environment variable the key came from (for messages only)."""
 
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        """No: langchain-core's ``load`` accepts only classes on its allowlist, and a
+        dump read back as a plain ``ChatOpenAI`` would lose the typed errors. Rebuild
+        it from settings (:func:`chat_model_from_settings`) instead."""
+        return False
+
     _loop: Any = PrivateAttr(default=None)
     _loop_http: Any = PrivateAttr(default=None)
 

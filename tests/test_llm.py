@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from langchain_core.language_models import BaseChatModel
+from langchain_tests.unit_tests import ChatModelUnitTests
 
 from milvus_rag.errors import (
     LLMAuthError,
@@ -20,7 +22,7 @@ from milvus_rag.errors import (
     LLMTimeoutError,
     MissingAPIKeyError,
 )
-from milvus_rag.llm import chat_model_from_settings
+from milvus_rag.llm import EndpointChatOpenAI, chat_model_from_settings
 from milvus_rag.settings import Settings
 from tests.support.openai_server import FakeOpenAIServer, closed_port
 
@@ -267,3 +269,40 @@ def test_ask_error_after_part_of_the_answer(ask_config: Path, llm: FakeOpenAISer
     assert result.stdout.endswith("\n") and " ".join(llm.answer.split()[:2]) in result.stdout
     err = result.stderr.strip()
     assert err.startswith("error: ") and "\n" not in err and llm.base_url in err
+
+
+class TestEndpointChatOpenAIStandard(ChatModelUnitTests):
+    """LangChain's standard unit suite for the project's chat model."""
+
+    @property
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return EndpointChatOpenAI
+
+    @property
+    def chat_model_params(self) -> dict:
+        return {
+            "model": "test-model",
+            "api_key": "test-key",
+            "base_url": "http://127.0.0.1:9/v1",
+            "key_env": "TEST_LLM_KEY",
+        }
+
+    @property
+    def has_tool_calling(self) -> bool:
+        return True
+
+    @property
+    def has_structured_output(self) -> bool:
+        return True
+
+    @pytest.mark.xfail(reason="speed is measured by benchmarks/, never by unit tests", run=False)
+    def test_init_time(self) -> None:  # type: ignore[override]
+        raise NotImplementedError
+
+    @property
+    def init_from_env_params(self) -> tuple[dict, dict, dict]:
+        return (
+            {"OPENAI_API_KEY": "env-key", "OPENAI_API_BASE": "http://127.0.0.1:9/v1"},
+            {"model": "test-model"},
+            {"openai_api_key": "env-key", "openai_api_base": "http://127.0.0.1:9/v1"},
+        )
