@@ -18,10 +18,12 @@ from milvus_rag.chains.prompt import (
 )
 from milvus_rag.chains.rag import (
     CONDENSE_TAG,
+    INTERNAL_METADATA,
     QuestionInput,
     build_rag_chain,
     build_rag_chain_with_sources,
     build_retrieval_chain,
+    client_document,
     retrieved_of,
     source_of,
 )
@@ -36,6 +38,7 @@ __all__ = [
     "CONDENSE_PROMPT",
     "CONDENSE_TAG",
     "CONFIGURABLE_FIELDS",
+    "INTERNAL_METADATA",
     "RAG_PROMPT",
     "SYSTEM_MESSAGE",
     "USER_MESSAGE",
@@ -44,6 +47,7 @@ __all__ = [
     "build_rag_chain",
     "build_rag_chain_with_sources",
     "build_retrieval_chain",
+    "client_document",
     "configurable_retriever",
     "format_docs",
     "messages_from",

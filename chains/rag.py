@@ -80,10 +80,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONDENSE_TAG",
+    "INTERNAL_METADATA",
     "QuestionInput",
     "build_rag_chain",
     "build_rag_chain_with_sources",
     "build_retrieval_chain",
+    "client_document",
     "retrieved_of",
     "source_of",
 ]
@@ -379,6 +381,19 @@ def build_retrieval_chain(
 
 def _passages(docs: list[Document]) -> list[dict[str, Any]]:
     return [retrieved_of(doc) for doc in docs]
+
+
+#: Chunk metadata kept from clients: ``origin`` is the ingested folder's absolute path
+#: (or the URL), the others are ingest bookkeeping (see ``milvus_rag.sync``).
+INTERNAL_METADATA = frozenset({"origin", "source_hash", "chunk_count", "chunker", "chunk_set"})
+
+
+def client_document(doc: Document) -> Document:
+    """``doc`` as clients may see it: its metadata without :data:`INTERNAL_METADATA`."""
+    if INTERNAL_METADATA.isdisjoint(doc.metadata):
+        return doc
+    metadata = {k: v for k, v in doc.metadata.items() if k not in INTERNAL_METADATA}
+    return Document(page_content=doc.page_content, metadata=metadata, id=doc.id)
 
 
 def source_of(doc: Document) -> dict[str, Any]:

@@ -79,6 +79,7 @@ EXIT_CODES: dict[int, str] = {
 #: of its own, such as an embedding failure, or a bug), never that the request was bad.
 HTTP_STATUSES: dict[int, str] = {
     200: "success (JSON, or a server-sent event stream)",
+    303: "a browser sent to the /login form, or back from it with the login cookie",
     400: "the body cannot be parsed: not UTF-8 text, or JSON nested too deeply",
     401: "missing or wrong API key (server.api_key)",
     404: "no such route",
@@ -91,7 +92,10 @@ HTTP_STATUSES: dict[int, str] = {
     ),
     429: "the LLM endpoint kept rate-limiting (LLMRateLimitError)",
     502: "the LLM endpoint failed: auth, not found, server error, unreachable (LLMError)",
-    503: "the collection is empty or missing, or Milvus is unavailable or locked",
+    503: (
+        "the collection is empty or missing, or Milvus is unavailable or locked; an answer "
+        "route without the LLM's key (retrieval-only mode); /ready when not ready"
+    ),
     504: "the LLM endpoint timed out (LLMTimeoutError)",
 }
 

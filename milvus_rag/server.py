@@ -20,10 +20,32 @@ A thin adapter around the chain factories (LangServe is in maintenance mode):
   LLM call; ``usage`` sums the LLM calls when the endpoint reports it; a
   ``citations`` field asks for cited answers. Every response adds ``sources``: the
   retrieved chunks (``text``, ``source``, ``score``);
-- ``GET /health``: liveness, without touching Milvus or the LLM.
+- ``GET /health``: liveness, without touching Milvus or the LLM;
+- ``GET /ready``: readiness: Milvus reachable, the collection present and not
+  empty, its embedding identity matching (503 otherwise); the LLM endpoint's
+  reachability is reported but does not count. Each check's message (which names
+  URIs) is shown to authenticated clients only;
+- ``/docs`` (Swagger UI), ``/redoc`` and ``/openapi.json``, with their assets
+  served locally (the ``fastapi-offline`` package), so they work offline.
 
-When ``MILVUS_RAG_SERVER__API_KEY`` is set, every route but ``/health`` needs
-``Authorization: Bearer KEY``. Bodies above ``server.max_body_bytes`` and batches
+When ``MILVUS_RAG_SERVER__API_KEY`` is set, every route but ``/health``, ``/ready``
+and ``/login`` needs the key: ``Authorization: Bearer KEY``, or the login cookie a
+browser gets from ``/login`` (a form, or ``GET /login?key=KEY``): HttpOnly,
+SameSite=Strict, Secure over https, holding a digest of the key, not the key.
+A browser asking for a page without it is sent to ``/login``. Keys are compared
+in constant time.
+
+Without the LLM's key (``llm.api_key_env`` unset), the app serves retrieval only:
+``/retrieve`` works, the answer routes (``/rag``, ``/rag-with-sources``,
+``/v1/chat/completions``) answer 503 naming the variable.
+
+Every request is logged on ``milvus_rag.server.access`` (INFO): method, route,
+status and latency; never headers, cookies or query strings, and the question
+text only when ``server.log_questions`` is on. Retrieved documents reach clients
+without the ingest bookkeeping in their metadata
+(:func:`~milvus_rag.chains.client_document`), on every route and event stream.
+
+Bodies above ``server.max_body_bytes`` and batches
 above ``server.max_batch`` inputs get 413; questions above
 ``server.max_question_chars``, empty or not valid Unicode text get 422, on every
 route before anything runs; chat histories (and client system messages) above
@@ -52,16 +74,23 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import html
 import json
 import logging
-import secrets
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from urllib.parse import parse_qs, quote
 
 from langchain_core.callbacks import AsyncCallbackHandler
+from langchain_core.documents import Document
+from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import BaseModel, Field, field_validator
 
 from milvus_rag.errors import (
@@ -72,6 +101,7 @@ from milvus_rag.errors import (
     LLMRateLimitError,
     LLMTimeoutError,
     MilvusRAGError,
+    MissingAPIKeyError,
     SchemaMismatchError,
     StoreLockedError,
     StoreUnavailableError,
@@ -82,7 +112,7 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from langchain_core.retrievers import BaseRetriever
 
-    from milvus_rag.settings import ServerSettings, Settings
+    from milvus_rag.settings import LLMSettings, ServerSettings, Settings
 
 __all__ = ["STATUS_OF", "ChatRequest", "create_app", "status_of"]
 
@@ -93,6 +123,7 @@ STATUS_OF: dict[type[MilvusRAGError], int] = {
     StoreLockedError: 503,
     IngestLockedError: 503,
     SchemaMismatchError: 409,  # e.g. a per-request mode the collection was not built for
+    MissingAPIKeyError: 503,  # retrieval-only mode: the answer routes are off
     LLMRateLimitError: 429,
     LLMTimeoutError: 504,
     LLMError: 502,  # auth, not found, server error, unreachable: the upstream endpoint failed
@@ -108,6 +139,13 @@ def status_of(error: MilvusRAGError) -> int:
 
 
 _log = logging.getLogger(__name__)
+#: One line per request: method, route, status, latency (and the question when asked).
+access_log = logging.getLogger(f"{__name__}.access")
+
+#: The login cookie: a digest of the API key (see :class:`_Key`).
+COOKIE_NAME = "milvus_rag_login"
+#: Seconds /ready waits for the LLM endpoint (it only reports it).
+_LLM_PROBE_TIMEOUT = 5.0
 
 
 def _error_body(message: str, type_: str) -> dict[str, Any]:
@@ -222,12 +260,15 @@ def create_app(
     model loads on the first question). ``retriever`` and ``llm`` replace the
     configured ones, e.g. to serve another LangChain retriever.
 
+    Without the LLM's key the app serves retrieval only; ``app.state.llm_missing``
+    then holds the :class:`MissingAPIKeyError` the answer routes answer with (503).
+
     Raises:
-        MissingAPIKeyError: the configured endpoint needs a key that is not set.
         ConfigError: the ``server`` extra (FastAPI, LangServe) is not installed.
     """
     try:
         from fastapi import APIRouter, Depends, FastAPI
+        from fastapi.responses import JSONResponse
         from langserve import add_routes
     except ImportError as exc:
         raise ConfigError(
@@ -242,20 +283,26 @@ def create_app(
         configurable_retriever,
     )
 
+    llm_missing: MissingAPIKeyError | None = None
+    custom_llm = llm is not None
     if llm is None:
         from milvus_rag.llm import chat_model_from_settings
 
-        # A missing key fails here, at startup. The model keeps one connection pool
-        # per event loop (the app's); it is closed at shutdown.
-        llm = chat_model_from_settings(settings)
+        # The model keeps one connection pool per event loop (the app's); it is closed at
+        # shutdown. Without its key, the app serves retrieval only.
+        try:
+            llm = chat_model_from_settings(settings)
+        except MissingAPIKeyError as exc:
+            llm_missing = MissingAPIKeyError(
+                f"{exc}; until then this server answers retrieval only (/retrieve)"
+            )
     if retriever is None:
         from milvus_rag.retriever import MilvusRAGRetriever
 
         retriever = MilvusRAGRetriever.from_settings(settings)
-    # Per request: k, mode and source (LangServe's config.configurable), nothing else.
-    scoped = configurable_retriever(retriever)
-    answer_chain = build_rag_chain(settings, retriever=scoped, llm=llm)
-    sources_chain = build_rag_chain_with_sources(settings, retriever=scoped, llm=llm)
+    # Per request: k, mode and source (LangServe's config.configurable), nothing else;
+    # documents as clients may see them.
+    scoped = _for_clients(configurable_retriever(retriever))
     retrieve_chain = build_retrieval_chain(retriever=scoped)
     limits = settings.server
     max_k = settings.retrieval.max_k
@@ -271,26 +318,50 @@ def create_app(
         title="milvus-rag",
         description="Answers questions over your documents (Milvus + an OpenAI-compatible LLM).",
         lifespan=lifespan,
+        # Served below, behind the key, with local assets.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
+    app.state.llm_missing = llm_missing
     _install_error_handlers(app)
     _install_body_limit(app, limits.max_body_bytes)
-    auth = [Depends(_bearer_auth(limits.api_key.get_secret_value() if limits.api_key else None))]
+    app.add_middleware(_AccessLog, log_questions=limits.log_questions)  # outermost: sees 413s
+    key = _Key(limits.api_key.get_secret_value()) if limits.api_key else None
+    auth = [Depends(_key_auth(key))]
+
+    def llm_off() -> NoReturn:
+        assert llm_missing is not None
+        raise llm_missing
 
     langserve = APIRouter(route_class=_langserve_route_class())
 
     def checks(chain: Any) -> list[Any]:
         return [*auth, Depends(_langserve_limits(limits, max_k, chain.input_schema))]
 
-    for path, chain in (("/rag", answer_chain), ("/rag-with-sources", sources_chain)):
-        add_routes(
-            langserve,
-            chain,
-            path=path,
-            dependencies=checks(chain),
-            per_req_config_modifier=_watch_llm,
-            # The /c/{config_hash}/... variants would carry configuration past the checks.
-            disabled_endpoints=["config_hashes"],
-        )
+    sources_chain: Runnable[Any, Any] | None = None
+    if llm is not None:
+        answer_chain = build_rag_chain(settings, retriever=scoped, llm=llm)
+        sources_chain = build_rag_chain_with_sources(settings, retriever=scoped, llm=llm)
+        for path, chain in (("/rag", answer_chain), ("/rag-with-sources", sources_chain)):
+            add_routes(
+                langserve,
+                chain,
+                path=path,
+                dependencies=checks(chain),
+                per_req_config_modifier=_watch_llm,
+                # The /c/{config_hash}/... variants would carry configuration past the checks.
+                disabled_endpoints=["config_hashes"],
+            )
+    else:
+        for path in ("/rag", "/rag-with-sources"):
+            langserve.api_route(
+                f"{path}/{{rest:path}}",
+                methods=["GET", "HEAD", "POST"],
+                dependencies=auth,
+                include_in_schema=False,
+                response_model=None,
+            )(llm_off)
     add_routes(
         langserve,
         retrieve_chain,
@@ -299,10 +370,31 @@ def create_app(
         disabled_endpoints=["config_hashes"],
     )
     app.include_router(langserve)
+    _install_login(app, key, "/rag/playground/" if llm is not None else "/retrieve/playground/")
+    _install_docs(app, auth)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    async def ready(request: Request) -> Response:
+        found = await asyncio.gather(
+            asyncio.to_thread(_milvus_checks, settings, retriever),
+            _llm_check(settings.llm, llm_missing, custom_llm),
+        )
+        results = {**found[0], "llm": found[1]}
+        is_ready = all(check["ok"] for check in results.values() if check["required"])
+        shown = key is None or key.authorized(request)  # messages name URIs and paths
+        body = {
+            "ready": is_ready,
+            "checks": {
+                name: check if shown else {k: v for k, v in check.items() if k != "message"}
+                for name, check in results.items()
+            },
+        }
+        return JSONResponse(body, status_code=200 if is_ready else 503)
+
+    app.get("/ready", response_model=None)(_with_request(ready))
 
     @app.get("/v1/models", dependencies=auth)
     async def models() -> dict[str, Any]:
@@ -311,9 +403,11 @@ def create_app(
             "data": [{"id": limits.model_name, "object": "model", "owned_by": "milvus-rag"}],
         }
 
-    @app.post("/v1/chat/completions", dependencies=auth, response_model=None)
-    async def chat_completions(body: ChatRequest) -> Any:
+    async def chat_completions(request: Request, body: ChatRequest) -> Any:
+        if llm is None or sources_chain is None:
+            llm_off()
         inputs = body.chain_input()
+        request.state.questions = [inputs["question"]]
         _check_question(inputs["question"], limits.max_question_chars)
         _check_history([m["content"] for m in inputs["chat_history"]], inputs["system"], limits)
         options = body.llm_options()
@@ -338,7 +432,49 @@ def create_app(
         result = await chain.ainvoke(inputs, config)
         return _completion(limits.model_name, result["answer"], result["context"], usage.total())
 
+    app.post("/v1/chat/completions", dependencies=auth, response_model=None)(
+        _with_request(chat_completions)
+    )
     return app
+
+
+def _with_request(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """``endpoint`` with its ``request`` parameter typed for FastAPI, which resolves
+    postponed annotations in this module's globals (where ``Request`` is not imported)."""
+    from fastapi import Request
+
+    endpoint.__annotations__["request"] = Request
+    return endpoint
+
+
+def _for_clients(retriever: Runnable[Any, Any]) -> Runnable[Any, list[Document]]:
+    """``retriever`` whose documents carry only what clients may see
+    (:func:`~milvus_rag.chains.client_document`).
+
+    The inner retriever runs without the request's callbacks, so no event stream
+    (``stream_log``, ``stream_events``) shows its documents before they are
+    filtered; its configurable fields (``k``, ``mode``, ``source``) still apply.
+    """
+    from langchain_core.runnables import RunnableLambda
+
+    from milvus_rag.chains import client_document
+
+    def bare(config: RunnableConfig) -> RunnableConfig:
+        # An explicit empty list: None would inherit the request's callbacks from the
+        # context LangChain runs this function in.
+        return {"configurable": dict(config.get("configurable") or {}), "callbacks": []}
+
+    def fetch(query: Any, config: RunnableConfig) -> list[Document]:
+        return [client_document(doc) for doc in retriever.invoke(query, bare(config))]
+
+    async def afetch(query: Any, config: RunnableConfig) -> list[Document]:
+        return [client_document(doc) for doc in await retriever.ainvoke(query, bare(config))]
+
+    # RunnableLambda exposes the configurable fields of the runnables its function uses;
+    # the types are given as classes (the annotations above are postponed strings).
+    return RunnableLambda(fetch, afunc=afetch, name="retriever").with_types(
+        input_type=str, output_type=list[Document]
+    )
 
 
 class _Refused(Exception):
@@ -462,6 +598,7 @@ def _langserve_limits(
         inputs = body.get("inputs") if endpoint == "batch" else [body.get("input")]
         if not isinstance(inputs, list):  # LangServe would iterate a string's characters
             raise _Refused('"inputs" must be a list of questions')
+        request.state.questions = [_question_of(value) for value in inputs]
         if len(inputs) > limits.max_batch:
             raise _Refused(
                 f"batch holds {len(inputs)} inputs; the server accepts at most "
@@ -482,6 +619,11 @@ def _langserve_limits(
 
     check.__annotations__["request"] = Request  # FastAPI resolves names in module globals only
     return check
+
+
+def _question_of(value: Any) -> Any:
+    """The question of one LangServe input (a string, or a mapping holding one)."""
+    return value.get("question") if isinstance(value, dict) else value
 
 
 def _rewriting(tags: list[str] | None) -> bool:
@@ -555,17 +697,22 @@ def _watch_llm(config: dict[str, Any], request: Request) -> dict[str, Any]:
 
 
 def _langserve_route_class() -> type[Any]:
-    """FastAPI routes whose LangServe event streams start only once the LLM answers."""
+    """FastAPI routes whose LangServe event streams start only once the LLM answers, and
+    whose playground pages get schemas the playground can render."""
     from fastapi.routing import APIRoute
     from sse_starlette import EventSourceResponse
 
     class LangServeRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
+            playground = "/playground/" in self.path
 
             async def route(request: Request) -> Response:
-                if "/playground/" in self.path:
-                    return await _playground_file(handler, request)
+                if playground:
+                    response = await _playground_file(handler, request)
+                    if response.media_type == "text/html":
+                        return _playground_page(response)
+                    return response
                 response = await handler(request)
                 if isinstance(response, EventSourceResponse):
                     started = getattr(request.state, "llm_started", None)
@@ -575,6 +722,46 @@ def _langserve_route_class() -> type[Any]:
             return route
 
     return LangServeRoute
+
+
+#: The lines of LangServe's playground page that hand it the runnable's JSON schemas.
+_PLAYGROUND_SCHEMA = re.compile(r"^(\s*window\.[A-Z_]+_SCHEMA = )(.*);$", re.MULTILINE)
+
+
+def _playground_page(response: Response) -> Response:
+    """The playground page with optional fields as plain ones: its form library stops at
+    pydantic's ``anyOf: [..., {"type": "null"}]`` (a blank page)."""
+    from fastapi.responses import HTMLResponse
+
+    def simpler(match: re.Match[str]) -> str:
+        try:
+            schema = json.loads(match.group(2))
+        except ValueError:
+            return match.group(0)
+        return f"{match.group(1)}{json.dumps(_without_null(schema))};"
+
+    page = bytes(response.body).decode("utf-8")
+    return HTMLResponse(_PLAYGROUND_SCHEMA.sub(simpler, page), status_code=response.status_code)
+
+
+def _without_null(schema: Any) -> Any:
+    """A JSON schema whose ``anyOf: [X, {"type": "null"}]`` are ``X`` (null defaults dropped)."""
+    if isinstance(schema, list):
+        return [_without_null(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _without_null(value) for key, value in schema.items()}
+    options = out.get("anyOf")
+    if isinstance(options, list):
+        kept = [option for option in options if option != {"type": "null"}]
+        if len(kept) == 1 and isinstance(kept[0], dict):
+            del out["anyOf"]
+            out = {**kept[0], **out}
+        elif len(kept) < len(options):
+            out["anyOf"] = kept
+    if "default" in out and out["default"] is None:
+        del out["default"]
+    return out
 
 
 async def _playground_file(
@@ -739,24 +926,334 @@ class _BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def _bearer_auth(key: str | None) -> Callable[..., Awaitable[None]]:
-    from fastapi import Depends, HTTPException
+class _Key:
+    """The server's API key: checks a bearer key or a login cookie in constant time."""
+
+    def __init__(self, key: str) -> None:
+        self._digest = hashlib.sha256(key.encode()).digest()
+        # The cookie holds a digest of the key, not the key: a stolen cookie does not
+        # reveal it, and changing the key logs every browser out.
+        self.cookie = hmac.new(key.encode(), b"milvus-rag login cookie", "sha256").hexdigest()
+
+    def matches(self, given: str) -> bool:
+        """Whether ``given`` is the key (comparing digests: no length or prefix leaks)."""
+        return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self._digest)
+
+    def authorized(self, request: Request) -> bool:
+        """Whether ``request`` carries the key: ``Authorization: Bearer`` or the login cookie."""
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and self.matches(given.strip()):
+            return True
+        cookie = request.cookies.get(COOKIE_NAME, "")
+        return hmac.compare_digest(cookie.encode(), self.cookie.encode())
+
+
+class _LoginNeeded(Exception):
+    """A browser asked for a page without the key: send it to the login form."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+def _key_auth(key: _Key | None) -> Callable[..., Awaitable[None]]:
+    """The dependency guarding every route but /health, /ready and /login."""
+    from fastapi import Depends, HTTPException, Request
     from fastapi.security import HTTPBearer
 
+    # Declared for the OpenAPI schema (Swagger's "Authorize"); the check reads the request.
     scheme = HTTPBearer(auto_error=False, description="MILVUS_RAG_SERVER__API_KEY")
 
-    async def check(credentials: Any = Depends(scheme)) -> None:
-        if key is None:
+    async def check(request: Request, credentials: Any = Depends(scheme)) -> None:
+        if key is None or key.authorized(request):
             return
-        given = credentials.credentials if credentials is not None else ""
-        if not secrets.compare_digest(given.encode(), key.encode()):
-            raise HTTPException(
-                status_code=401,
-                detail="missing or wrong API key: send Authorization: Bearer <key>",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+        wants_page = "text/html" in request.headers.get("accept", "")
+        if request.method in ("GET", "HEAD") and wants_page:
+            raise _LoginNeeded(request.url.path)
+        raise HTTPException(
+            status_code=401,
+            detail="missing or wrong API key: send Authorization: Bearer <key> "
+            "(browsers: sign in at /login)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
+    check.__annotations__["request"] = Request  # FastAPI resolves names in module globals only
     return check
+
+
+def _safe_next(value: str | None, default: str) -> str:
+    """A local path to go to after login (never another site: ``//host``, ``/\\host``)."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return default
+    return value if value.isprintable() else default
+
+
+_LOGIN_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>milvus-rag: sign in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: sans-serif; max-width: 28rem; margin: 4rem auto">
+<h1>milvus-rag</h1><p>{message}</p>
+<form method="post" action="{action}">
+<input type="hidden" name="next" value="{next}">
+<label>API key <input type="password" name="key" autocomplete="current-password" autofocus
+required></label> <button type="submit">Sign in</button>
+</form></body></html>
+"""
+
+
+def _install_login(app: FastAPI, key: _Key | None, default_next: str) -> None:
+    """``/login`` (a form; ``GET /login?key=KEY`` too) sets the login cookie; ``/logout``
+    clears it."""
+    from fastapi.responses import HTMLResponse, RedirectResponse
+
+    def page(request: Request, next_path: str, message: str, status: int = 200) -> Response:
+        root = request.scope.get("root_path", "")
+        text = _LOGIN_PAGE.format(
+            message=html.escape(message),
+            action=html.escape(f"{root}/login"),
+            next=html.escape(next_path),
+        )
+        return HTMLResponse(text, status_code=status)
+
+    def signed_in(request: Request, next_path: str) -> Response:
+        root = request.scope.get("root_path", "")
+        response = RedirectResponse(root + next_path, status_code=303)
+        if key is not None:
+            response.set_cookie(
+                COOKIE_NAME,
+                key.cookie,
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+                path=root or "/",
+            )
+        return response
+
+    def attempt(request: Request, given: str | None, next_value: str | None) -> Response:
+        next_path = _safe_next(next_value, default_next)
+        if key is None:
+            return signed_in(request, next_path)  # nothing to sign in to
+        if given is None:
+            return page(request, next_path, "Sign in with the server's API key.")
+        if not key.matches(given):
+            return page(request, next_path, "That is not the server's API key.", 401)
+        return signed_in(request, next_path)
+
+    async def login_page(request: Request) -> Response:
+        query = request.query_params
+        return attempt(request, query.get("key"), query.get("next"))
+
+    async def login_form(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        given = form.get("key", [""])[0]
+        return attempt(request, given, form.get("next", [None])[0])
+
+    async def logout(request: Request) -> Response:
+        root = request.scope.get("root_path", "")
+        response = RedirectResponse(f"{root}/login", status_code=303)
+        response.delete_cookie(COOKIE_NAME, path=root or "/", httponly=True, samesite="strict")
+        return response
+
+    app.get("/login", include_in_schema=False)(_with_request(login_page))
+    app.post("/login", include_in_schema=False)(_with_request(login_form))
+    app.get("/logout", include_in_schema=False)(_with_request(logout))
+
+    async def to_login(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, _LoginNeeded)
+        root = request.scope.get("root_path", "")
+        return RedirectResponse(f"{root}/login?next={quote(exc.path)}", status_code=303)
+
+    app.add_exception_handler(_LoginNeeded, to_login)
+
+
+def _install_docs(app: FastAPI, auth: list[Any]) -> None:
+    """``/openapi.json``, ``/docs`` (Swagger UI) and ``/redoc`` behind the key, their
+    scripts served from the ``fastapi-offline`` package (no CDN); without it, only
+    ``/openapi.json``."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import JSONResponse
+
+    async def openapi() -> Response:
+        return JSONResponse(app.openapi())
+
+    app.get("/openapi.json", include_in_schema=False, dependencies=auth)(openapi)
+    try:
+        import fastapi_offline
+    except ImportError:
+        return
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    async def swagger(request: Request) -> Response:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json",
+            title="milvus-rag: API",
+            swagger_js_url=f"{root}/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs-assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs-assets/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no call to an online validator
+        )
+
+    async def redoc(request: Request) -> Response:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=f"{root}/openapi.json",
+            title="milvus-rag: API",
+            redoc_js_url=f"{root}/docs-assets/redoc.standalone.js",
+            redoc_favicon_url=f"{root}/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
+
+    app.get("/docs", include_in_schema=False, dependencies=auth)(_with_request(swagger))
+    app.get("/redoc", include_in_schema=False, dependencies=auth)(_with_request(redoc))
+
+
+class _AccessLog:
+    """ASGI middleware: one :data:`access_log` line per HTTP request, once it is answered.
+
+    Logs the method, the route's path template (the raw path when no route matched;
+    never the query string), the status and the latency in milliseconds; with
+    ``log_questions``, the question(s) the request asked. Headers and cookies are
+    never logged.
+    """
+
+    def __init__(self, app: Any, log_questions: bool) -> None:
+        self.app = app
+        self.log_questions = log_questions
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # an exception before the response started
+
+        async def sending(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self._log(scope, status, (time.perf_counter() - start) * 1000)
+
+    def _log(self, scope: Any, status: int, latency_ms: float) -> None:
+        route = getattr(scope.get("route"), "path", None) or _loggable(scope.get("path", ""))
+        method = scope.get("method", "")
+        asked = ""
+        questions = (scope.get("state") or {}).get("questions") if self.log_questions else None
+        if questions:
+            texts = [q for q in questions if isinstance(q, str)]
+            asked = " question=" + json.dumps(texts[0] if len(texts) == 1 else texts)
+        access_log.info(
+            "%s %s %d %.1fms%s",
+            method,
+            route,
+            status,
+            latency_ms,
+            asked,
+            extra={"method": method, "route": route, "status": status, "latency_ms": latency_ms},
+        )
+
+
+def _loggable(text: str) -> str:
+    """``text`` on one log line: control characters escaped, at most 200 characters."""
+    text = text[:200]
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def _check(ok: bool, message: str, *, required: bool = True) -> dict[str, Any]:
+    return {"ok": ok, "required": required, "message": message}
+
+
+def _milvus_checks(settings: Settings, retriever: Any) -> dict[str, dict[str, Any]]:
+    """Milvus reachable, the collection present and not empty, its identity matching."""
+    from milvus_rag.retriever import MilvusRAGRetriever
+
+    if not isinstance(retriever, MilvusRAGRetriever):
+        return {"retriever": _check(True, f"{type(retriever).__name__}: not checked")}
+    from milvus_rag.embeddings import embeddings_from_settings
+    from milvus_rag.store import connect, count_entities, ensure_collection, reason
+
+    settings = retriever.settings or settings
+    milvus, name = settings.milvus, settings.milvus.collection
+    skipped = _check(False, "not checked: Milvus cannot be reached")
+    checks = {"milvus": skipped, "collection": skipped, "identity": skipped}
+    if milvus.is_lite and not Path(milvus.uri).expanduser().exists():  # connecting creates it
+        checks["milvus"] = _check(
+            False,
+            f"there is no Milvus Lite database at {milvus.uri}: run `milvus-rag ingest SOURCE` "
+            "first, or fix milvus.uri",
+        )
+        return checks
+    try:
+        client = connect(milvus)
+    except MilvusRAGError as exc:
+        checks["milvus"] = _check(False, str(exc))
+        return checks
+    try:
+        checks["milvus"] = _check(True, f"{milvus.uri} is reachable")
+        if not client.has_collection(name):
+            checks["collection"] = _check(
+                False, f"collection {name} does not exist: run `milvus-rag ingest SOURCE` first"
+            )
+            checks["identity"] = _check(False, f"not checked: no collection {name}")
+            return checks
+        if retriever.embeddings is None:  # the retriever's model: loaded once
+            retriever.embeddings = embeddings_from_settings(settings)
+        try:
+            ensure_collection(client, settings, retriever.embeddings, mode=retriever.mode)
+            checks["identity"] = _check(True, f"collection {name} matches the embedding model")
+        except MilvusRAGError as exc:
+            checks["identity"] = _check(False, str(exc))
+        count = count_entities(client, name)
+        checks["collection"] = (
+            _check(True, f"collection {name} holds {count} chunks")
+            if count
+            else _check(False, f"collection {name} is empty: run `milvus-rag ingest SOURCE`")
+        )
+    except Exception as exc:  # the server failed midway
+        message = f"{milvus.uri}: {reason(exc)}"
+        checks = {
+            key: check if check["ok"] else _check(False, message) for key, check in checks.items()
+        }
+    finally:
+        client.close()
+    return checks
+
+
+async def _llm_check(
+    llm: LLMSettings, missing: MissingAPIKeyError | None, custom: bool
+) -> dict[str, Any]:
+    """The LLM endpoint answering ``GET /models`` (reported; not needed to be ready)."""
+    import httpx
+
+    from milvus_rag.llm import require_api_key
+
+    if custom:
+        return _check(True, "a chat model given to create_app: not checked", required=False)
+    if missing is not None:
+        return _check(False, str(missing), required=False)
+    base = str(llm.base_url).rstrip("/")
+    headers = {"Authorization": f"Bearer {require_api_key(llm)}"}
+    try:
+        async with httpx.AsyncClient(timeout=min(llm.timeout, _LLM_PROBE_TIMEOUT)) as client:
+            response = await client.get(f"{base}/models", headers=headers)
+    except httpx.HTTPError as exc:
+        return _check(False, f"{base} cannot be reached ({type(exc).__name__})", required=False)
+    status = response.status_code
+    if status in (401, 403):
+        where = f" in {llm.api_key_env}" if llm.api_key_env else ""
+        message = f"{base} refused the API key{where} (HTTP {status})"
+        return _check(False, message, required=False)
+    if status >= 500:
+        return _check(False, f"{base} answered HTTP {status}", required=False)
+    return _check(True, f"{base} is reachable (HTTP {status})", required=False)
 
 
 def _sources(context: list[Any]) -> list[dict[str, Any]]:

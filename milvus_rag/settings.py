@@ -348,6 +348,8 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(64 * 1024, ge=1024)
     max_batch: int = Field(16, ge=1)
     max_history_chars: int = Field(16000, ge=0)
+    log_questions: bool = False
+    """Access log lines carry the question text (off: method, route, status, latency only)."""
 
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("milvus_rag_config_file", default=None)

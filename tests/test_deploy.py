@@ -1,0 +1,180 @@
+"""The deployment files: compose.yaml, Dockerfile and .dockerignore, checked without Docker.
+
+There is no Docker engine on the build machines: these tests parse the files and hold
+them to what README's "Deploy" section promises (Milvus standalone with etcd and MinIO,
+authentication on, port 9091 not published, secrets from the environment, healthchecks,
+a non-root image serving on 0.0.0.0 with the model mounted).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from milvus_rag.settings import load_settings, unknown_env_vars
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET_NAME = re.compile(r"PASSWORD|TOKEN|API_KEY|SECRET", re.IGNORECASE)
+#: ``${NAME}``, ``${NAME:-default}``, ``${NAME:?message}`` (Compose interpolation).
+VARIABLE = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((REPO / "compose.yaml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    return dict(compose["services"])
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):  # ["NAME=value", "NAME"]
+        env = dict(item.partition("=")[::2] for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
+
+
+def _published(port: Any) -> tuple[str | None, str]:
+    """(host port or None, container port) of one ``ports`` entry, short or long syntax."""
+    if isinstance(port, dict):
+        published = port.get("published")
+        return (str(published) if published is not None else None, str(port["target"]))
+    parts = str(port).split("/")[0].rsplit(":", 2)
+    if len(parts) == 1:
+        return None, parts[0]  # a container port Docker maps to a random host port
+    return parts[-2], parts[-1]
+
+
+def _resolved(value: str) -> str:
+    """``value`` as Compose would give it with every variable set to a placeholder."""
+    return VARIABLE.sub(lambda m: m.group(3) if m.group(2) == "-" else "from-env", value)
+
+
+def test_compose_runs_milvus_standalone_with_etcd_and_minio(services: dict[str, Any]) -> None:
+    assert set(services) == {"etcd", "minio", "milvus", "milvus-rag"}
+    assert services["etcd"]["image"].startswith("quay.io/coreos/etcd:")
+    assert services["minio"]["image"].startswith("minio/minio:")
+    milvus = services["milvus"]
+    assert milvus["image"].startswith("milvusdb/milvus:v2.5")  # BM25 (hybrid) needs 2.5
+    assert milvus["command"] == ["milvus", "run", "standalone"]
+    env = _env(milvus)
+    assert env["ETCD_ENDPOINTS"] == "etcd:2379" and env["MINIO_ADDRESS"] == "minio:9000"
+
+
+def test_milvus_authentication_is_on(services: dict[str, Any]) -> None:
+    env = _env(services["milvus"])
+    assert env["COMMON_SECURITY_AUTHORIZATIONENABLED"] == "true"
+    assert VARIABLE.fullmatch(env["COMMON_SECURITY_DEFAULTROOTPASSWORD"])  # not "Milvus"
+
+
+def test_port_9091_is_not_published(services: dict[str, Any]) -> None:
+    published = {
+        name: [_published(port) for port in service.get("ports") or []]
+        for name, service in services.items()
+    }
+    for name, ports in published.items():
+        for host, container in ports:
+            assert "9091" not in (host, container), name
+    assert published["milvus"] == [("19530", "19530")]
+    assert services["milvus"]["ports"] == ["127.0.0.1:19530:19530"]  # this machine only
+    assert published["etcd"] == [] and published["minio"] == []
+
+
+def test_milvus_rag_uses_the_milvus_service_with_a_token_from_env(
+    services: dict[str, Any],
+) -> None:
+    env = _env(services["milvus-rag"])
+    assert env["MILVUS_RAG_MILVUS__URI"] == "http://milvus:19530"
+    assert re.fullmatch(
+        r"root:\$\{MILVUS_ROOT_PASSWORD(:\?[^}]*)?\}", env["MILVUS_RAG_MILVUS__TOKEN"]
+    )
+    assert VARIABLE.fullmatch(env["MILVUS_RAG_SERVER__API_KEY"])
+    assert services["milvus-rag"]["build"] == "."
+
+
+def test_no_secret_is_written_in_compose(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        for key, value in _env(service).items():
+            if SECRET_NAME.search(key):
+                assert VARIABLE.search(value), (name, key)
+                assert VARIABLE.sub("", value) in ("", "root:"), (name, key)  # user name only
+
+
+def test_milvus_rag_settings_from_compose_load(
+    services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every MILVUS_RAG_ variable compose sets is a real setting with a valid value."""
+    env = {key: _resolved(value) for key, value in _env(services["milvus-rag"]).items()}
+    assert unknown_env_vars(env) == []
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("MILVUS_RAG_EMBEDDING__MODEL_DIR", raising=False)
+    s = load_settings()
+    assert s.milvus.uri == "http://milvus:19530" and not s.milvus.is_lite
+    assert s.milvus.token is not None and s.milvus.token.get_secret_value() == "root:from-env"
+    assert s.milvus.index_type == "AUTOINDEX"
+    assert s.server.api_key is not None
+    assert s.llm.preset == "nvidia" and s.llm.api_key is None  # no key: retrieval only
+
+
+def test_healthchecks_and_start_order(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        assert service.get("healthcheck", {}).get("test"), name
+    assert "localhost:9091/healthz" in " ".join(services["milvus"]["healthcheck"]["test"])
+    assert "/health" in " ".join(services["milvus-rag"]["healthcheck"]["test"])
+    healthy = {"condition": "service_healthy"}
+    assert services["milvus"]["depends_on"] == {"etcd": healthy, "minio": healthy}
+    assert services["milvus-rag"]["depends_on"] == {"milvus": healthy}
+
+
+def test_model_folder_is_mounted_where_the_image_looks(services: dict[str, Any]) -> None:
+    mounts = [str(v).split(":") for v in services["milvus-rag"]["volumes"]]
+    models = [m for m in mounts if m[1] == "/models"]
+    assert models and models[0][2:] == ["ro"]
+    dockerfile = (REPO / "Dockerfile").read_text()
+    model_dir = re.search(r"MILVUS_RAG_EMBEDDING__MODEL_DIR=(\S+)", dockerfile)
+    assert model_dir and model_dir.group(1).startswith("/models/")
+    assert re.search(r'^VOLUME \["/models"\]', dockerfile, re.MULTILINE)
+
+
+def _instructions(dockerfile: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", dockerfile)
+    lines = [line.strip() for line in joined.splitlines()]
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "")
+        for line in lines
+        if line and not line.startswith("#")
+    ]
+
+
+def test_dockerfile_runs_serve_as_a_non_root_user() -> None:
+    steps = _instructions((REPO / "Dockerfile").read_text())
+    kinds = [kind for kind, _ in steps]
+    assert steps[0] == ("FROM", "python:3.11-slim")
+    install = next(args for kind, args in steps if kind == "RUN" and "pip install" in args)
+    assert '".[server]"' in install or "'.[server]'" in install
+    users = [args for kind, args in steps if kind == "USER"]
+    assert users and users[-1] not in ("root", "0", "0:0")
+    assert kinds.index("USER") > max(i for i, k in enumerate(kinds) if k == "RUN")
+    (healthcheck,) = [args for kind, args in steps if kind == "HEALTHCHECK"]
+    assert "CMD" in healthcheck and "/health" in healthcheck
+    command = " ".join(args for kind, args in steps if kind in ("ENTRYPOINT", "CMD"))
+    assert re.search(r'"milvus-rag".*"serve", "--host", "0.0.0.0"', command)
+
+
+def test_dockerignore_keeps_secrets_and_data_out() -> None:
+    ignored = {
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".env", "*.db", "models/", ".git"} <= ignored
