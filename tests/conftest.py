@@ -47,13 +47,20 @@ def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests of a real server or the shared corpus and models are slow ones too."""
+    for item in items:
+        if item.get_closest_marker("server") or item.get_closest_marker("shared"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def fast_lane(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep `pytest -m "not slow"` fast: an unmarked test may not open Milvus or start a process.
 
     Tests that do are marked ``slow`` (they still run in the full suite, README's test command).
     """
-    if request.node.get_closest_marker("slow") or request.node.get_closest_marker("server"):
+    if request.node.get_closest_marker("slow"):
         return
     import subprocess
 

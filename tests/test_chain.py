@@ -20,6 +20,8 @@ from milvus_rag.store import open_vector_store
 from tests.support.corpus import CHAIN_DOCS, store_chain_docs
 from tests.support.openai_server import FakeOpenAIServer
 
+pytestmark = pytest.mark.slow
+
 DOCS = CHAIN_DOCS
 QUESTION = "Where does Milvus store data?"
 

@@ -48,6 +48,7 @@ def _tutorial_report(config: Path, source: Path) -> tuple[int, int]:
     return report["files_seen"], report["chunks_written"]
 
 
+@pytest.mark.slow
 def test_ingest_tutorial_gives_72_chunks_then_nothing(config: Path, faq_folder: Path) -> None:
     result = _ingest_faq(config, faq_folder)
     assert result.exit_code == 0, result.output
@@ -58,10 +59,12 @@ def test_ingest_tutorial_gives_72_chunks_then_nothing(config: Path, faq_folder: 
     assert "chunks written 0" in again.stdout
 
 
+@pytest.mark.slow
 def test_ingest_zip_and_json(config: Path, faq_zip: Path) -> None:
     assert _tutorial_report(config, faq_zip) == (4, 72)
 
 
+@pytest.mark.slow
 def test_search_prints_like_the_tutorial(config: Path, faq_folder: Path) -> None:
     _ingest_faq(config, faq_folder)
     question = "Where does Milvus store data?"
@@ -81,6 +84,7 @@ def test_search_prints_like_the_tutorial(config: Path, faq_folder: Path) -> None
     assert hits[0]["source"] == "en/faq/product_faq.md"
 
 
+@pytest.mark.slow
 def test_ask_streams_then_lists_sources(
     config: Path, faq_folder: Path, llm: FakeOpenAIServer
 ) -> None:
@@ -122,6 +126,7 @@ def test_ask_without_key_fails_before_any_request(
     assert llm.requests == []
 
 
+@pytest.mark.slow
 def test_ask_unreachable_endpoint(
     config: Path, faq_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,6 +137,7 @@ def test_ask_unreachable_endpoint(
     assert url in err and "llm.base_url" in err
 
 
+@pytest.mark.slow
 def test_ask_rejected_key(config: Path, faq_folder: Path, llm: FakeOpenAIServer) -> None:
     _ingest_faq(config, faq_folder)
     llm.script(status=401)
@@ -193,6 +199,7 @@ def test_config_command_redacts_secrets(config: Path, monkeypatch: pytest.Monkey
     assert data["llm"]["api_key"] == "**********"
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_tutorial_parity_on_the_shared_archive(config: Path) -> None:
     from tests.conftest import SHARED_ZIP, require
@@ -247,6 +254,7 @@ def _stored_rows(config: Path) -> list[dict[str, object]]:
         client.close()
 
 
+@pytest.mark.slow
 def test_url_credentials_and_query_are_never_stored_or_printed(
     config: Path, www: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -285,6 +293,7 @@ def _no_raw_controls(text: str) -> None:
         assert char not in text, repr(text)
 
 
+@pytest.mark.slow
 def test_names_from_archives_are_printed_escaped(
     config: Path, tmp_path: Path, llm: FakeOpenAIServer
 ) -> None:
@@ -349,6 +358,7 @@ def test_eval_questions_file_malformed_lines(
     assert str(bad) in err and "line 3" in err and needle in err
 
 
+@pytest.mark.slow
 def test_config_file_is_shown(config: Path, tmp_path: Path, faq_folder: Path) -> None:
     shown = json.loads(run("config", "--config", str(config)).stdout)
     assert shown["config_file"] == str(config.resolve())

@@ -13,6 +13,8 @@ from milvus_rag.cli import app
 from tests.conftest import base_config
 from tests.support.openai_server import FakeOpenAIServer
 
+pytestmark = pytest.mark.slow
+
 runner = CliRunner()
 FIRST = "Where does Milvus store data?"
 REWRITTEN = "How does Milvus flush data?"

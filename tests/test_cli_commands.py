@@ -109,6 +109,7 @@ def test_choices_are_shown_and_enforced(
     assert option in err and all(c in err for c in choices) and f"{command} -h" in err
 
 
+@pytest.mark.slow
 def test_uri_and_collection_flags_win(config: Path, faq_folder: Path, tmp_path: Path) -> None:
     other = tmp_path / "other.db"
     flags = ["--uri", str(other), "--collection", "elsewhere"]
@@ -132,6 +133,7 @@ def test_uri_and_collection_flags_win(config: Path, faq_folder: Path, tmp_path: 
 # --------------------------------------------------------------------------- search output
 
 
+@pytest.mark.slow
 def test_search_prints_a_table_by_default(config: Path, faq_folder: Path) -> None:
     _ingest(config, faq_folder)
     question = "Where does Milvus store data?"
@@ -242,6 +244,7 @@ def test_a_failed_ingest_creates_no_database(config: Path, tmp_path: Path, case:
     assert not db.exists()
 
 
+@pytest.mark.slow
 def test_unsupported_types_are_summarised_once(
     config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -269,6 +272,7 @@ def test_unsupported_types_are_summarised_once(
 # --------------------------------------------------------------------------- sources and delete
 
 
+@pytest.mark.slow
 def test_sources_lists_documents(config: Path, faq_folder: Path, tiny_model_dir: Path) -> None:
     _ingest(config, faq_folder, "--splitter", "tutorial")
     result = run("sources", "--config", str(config))
@@ -294,6 +298,7 @@ def test_sources_lists_documents(config: Path, faq_folder: Path, tiny_model_dir:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", first["ingested_at"])
 
 
+@pytest.mark.slow
 def test_sources_time_follows_the_glob(config: Path, faq_folder: Path) -> None:
     from milvus_rag.settings import load_settings
     from milvus_rag.store import connect, record_ingest
@@ -324,6 +329,7 @@ def test_sources_on_a_missing_database(config: Path, tmp_path: Path) -> None:
     assert "no Milvus Lite database" in err and not (tmp_path / "cli.db").exists()
 
 
+@pytest.mark.slow
 def test_delete_removes_documents_and_their_state(config: Path, faq_folder: Path) -> None:
     _ingest(config, faq_folder)
     before = json.loads(run("sources", "--json", "--config", str(config)).stdout)["documents"]
@@ -343,6 +349,7 @@ def test_delete_removes_documents_and_their_state(config: Path, faq_folder: Path
     assert (report["added"], report["unchanged"]) == (1, 3)  # its sync state went with it
 
 
+@pytest.mark.slow
 def test_delete_asks_first(config: Path, faq_folder: Path) -> None:
     _ingest(config, faq_folder)
     declined = run("delete", "en/faq/", "--config", str(config), input="n\n")
@@ -357,6 +364,7 @@ def test_delete_asks_first(config: Path, faq_folder: Path) -> None:
     assert listed.stdout.startswith("collection test_docs: 0 documents")
 
 
+@pytest.mark.slow
 def test_delete_with_no_match_is_one_line(config: Path, faq_folder: Path) -> None:
     _ingest(config, faq_folder)
     result = run("delete", "en/nothing/*", "--yes", "--config", str(config))
@@ -379,6 +387,7 @@ def _doctor(config: Path, *extra: str) -> tuple[int, dict[str, list[str]]]:
     return result.exit_code, by_check  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_doctor_all_ok(config: Path, faq_folder: Path, llm: FakeOpenAIServer) -> None:
     _ingest(config, faq_folder)
     code, checks = _doctor(config)
@@ -397,6 +406,7 @@ def _failing(checks: dict[str, list[str]], name: str) -> str:
     return line
 
 
+@pytest.mark.slow
 def test_doctor_names_an_unknown_variable(
     config: Path, faq_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -489,6 +499,7 @@ def test_doctor_lite_file_locked(config: Path, locked_db: Path) -> None:
     assert "open in another process" in line and "milvus-lite server" in line
 
 
+@pytest.mark.slow
 def test_doctor_collection_missing_and_other_model(
     config: Path, faq_folder: Path, tmp_path: Path
 ) -> None:
@@ -508,6 +519,7 @@ def test_doctor_collection_missing_and_other_model(
     )
 
 
+@pytest.mark.slow
 def test_doctor_llm_failures(
     config: Path, faq_folder: Path, llm: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

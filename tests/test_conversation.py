@@ -30,6 +30,8 @@ from milvus_rag.store import open_vector_store
 from tests.support.corpus import STORAGE_ANSWER
 from tests.support.openai_server import FakeOpenAIServer
 
+pytestmark = pytest.mark.slow
+
 QUESTION = "Where does Milvus store data?"
 FAQ_HEADING = "Product FAQ > Where does Milvus store data?"
 DOCS = [

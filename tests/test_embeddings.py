@@ -107,6 +107,7 @@ def test_lazy_nothing_loaded_until_used(_model_dir: Path) -> None:
     assert emb.function is not None
 
 
+@pytest.mark.slow
 def test_import_loads_no_model_and_no_clients() -> None:
     import subprocess
 

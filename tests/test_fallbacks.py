@@ -170,6 +170,7 @@ def test_error_types_that_fall_back() -> None:
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_ask_json_names_the_endpoint_that_answered(
     tmp_path: Path,
     tiny_model_dir: Path,

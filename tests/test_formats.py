@@ -230,6 +230,7 @@ def test_binary_content_is_skipped(data: bytes) -> None:
     assert assert_one_line(info.value) == "binary content"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["empty.md", "empty.txt", "empty.html", "e.pdf", "e.docx"])
 @pytest.mark.parametrize("data", [b"", b" \n\t\r\n  "])
 def test_empty_files_are_skipped(name: str, data: bytes) -> None:
@@ -296,12 +297,14 @@ def test_generated_pdf_is_valid_for_pypdf() -> None:
     assert [p.extract_text() for p in reader.pages] == ["Alpha page", "Beta page"]
 
 
+@pytest.mark.slow
 def test_pdf_pages_joined_with_blank_lines() -> None:
     data = make_pdf(["Milvus stores vectors.", "Second page (with parens)."])
     parsed = parse_file("guide.pdf", data, use_unstructured=False)
     assert parsed == ParsedFile("Milvus stores vectors.\n\nSecond page (with parens).", "pdf", ())
 
 
+@pytest.mark.slow
 def test_pdf_blank_page_gives_warning() -> None:
     parsed = parse_file("g.pdf", make_pdf(["Only text", " "]), use_unstructured=False)
     assert parsed.text == "Only text"
@@ -317,12 +320,14 @@ def test_pdf_blank_page_gives_warning() -> None:
         b"%PDF-1.7\n" + bytes(range(256)) * 8,
     ],
 )
+@pytest.mark.slow
 def test_corrupt_pdf_is_unreadable(data: bytes) -> None:
     with pytest.raises(UnreadableFile) as info:
         parse_file("broken.pdf", data, use_unstructured=False)
     assert_one_line(info.value)
 
 
+@pytest.mark.slow
 def test_pdf_library_warnings_are_reported() -> None:
     data = make_pdf(["slightly broken"]).replace(b"0000000009 00000 n", b"0000000001 00000 n")
     parsed = parse_file("b.pdf", data, use_unstructured=False)
@@ -330,6 +335,7 @@ def test_pdf_library_warnings_are_reported() -> None:
     assert parsed.warnings and all(w.startswith("pypdf: ") for w in parsed.warnings)
 
 
+@pytest.mark.slow
 def test_image_only_pdf_is_unreadable() -> None:
     writer = pypdf.PdfWriter()
     writer.add_blank_page(width=200, height=200)
@@ -339,6 +345,7 @@ def test_image_only_pdf_is_unreadable() -> None:
         parse_file("scan.pdf", buffer.getvalue(), use_unstructured=False)
 
 
+@pytest.mark.slow
 def test_encrypted_pdf_is_unreadable() -> None:
     writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(make_pdf(["secret"]))))
     writer.encrypt(user_password="pw", owner_password="owner", algorithm="RC4-128")
@@ -349,6 +356,7 @@ def test_encrypted_pdf_is_unreadable() -> None:
     assert "encrypted PDF" in assert_one_line(info.value)
 
 
+@pytest.mark.slow
 def test_pdf_encrypted_with_empty_user_password_is_read() -> None:
     writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(make_pdf(["open text"]))))
     writer.encrypt(user_password="", owner_password="owner", algorithm="RC4-128")
@@ -360,6 +368,7 @@ def test_pdf_encrypted_with_empty_user_password_is_read() -> None:
 # --------------------------------------------------------------------------- docx
 
 
+@pytest.mark.slow
 def test_docx_paragraphs_headings_lists_tables() -> None:
     parsed = parse_file("guide.docx", make_docx(), use_unstructured=False)
     assert parsed.format == "docx"
@@ -373,6 +382,7 @@ def test_docx_paragraphs_headings_lists_tables() -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("document", [XXE_DOCUMENT, LAUGHS_DOCUMENT], ids=["xxe", "laughs"])
 @pytest.mark.parametrize("part", ["word/document.xml", "word/styles.xml"])
 def test_docx_with_dtd_is_refused(document: bytes, part: str) -> None:
@@ -394,6 +404,7 @@ def test_docx_dtd_check_before_third_party_parser() -> None:
     formats._check_docx_package(make_docx())
 
 
+@pytest.mark.slow
 def test_docx_zip_bomb_is_refused() -> None:
     huge = (
         f'<w:document xmlns:w="{W_NS}"><w:body><w:p><w:r><w:t>'.encode()
@@ -414,12 +425,14 @@ def test_docx_zip_bomb_is_refused() -> None:
         (b"<w:document>", "not a DOCX"),
     ],
 )
+@pytest.mark.slow
 def test_broken_docx_is_unreadable(data: bytes, reason: str) -> None:
     with pytest.raises(UnreadableFile, match=reason) as info:
         parse_file("bad.docx", data, use_unstructured=False)
     assert_one_line(info.value)
 
 
+@pytest.mark.slow
 def test_docx_without_document_part_is_unreadable() -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -428,6 +441,7 @@ def test_docx_without_document_part_is_unreadable() -> None:
         parse_file("x.docx", buffer.getvalue(), use_unstructured=False)
 
 
+@pytest.mark.slow
 def test_docx_malformed_xml_is_unreadable() -> None:
     data = replace_part(make_docx(), "word/document.xml", b"<w:document><unclosed>")
     with pytest.raises(UnreadableFile, match="malformed XML"):
@@ -437,6 +451,7 @@ def test_docx_malformed_xml_is_unreadable() -> None:
 # --------------------------------------------------------------------------- worker
 
 
+@pytest.mark.slow
 def test_slow_parser_times_out_and_worker_recovers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(formats._BUILTIN_PARSERS, "pdf", slow_parser)
     started = time.monotonic()
@@ -449,6 +464,7 @@ def test_slow_parser_times_out_and_worker_recovers(monkeypatch: pytest.MonkeyPat
     assert parse_file("ok.pdf", make_pdf(["after timeout"])).text == "after timeout"
 
 
+@pytest.mark.slow
 def test_crashing_parser_is_unreadable_and_worker_recovers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -460,6 +476,7 @@ def test_crashing_parser_is_unreadable_and_worker_recovers(
     assert parse_file("ok.docx", make_docx(), use_unstructured=False).text.startswith("# Milvus")
 
 
+@pytest.mark.slow
 def test_unexpected_parser_error_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(formats._BUILTIN_PARSERS, "pdf", raising_parser)
     with pytest.raises(UnreadableFile) as info:
@@ -467,12 +484,14 @@ def test_unexpected_parser_error_is_one_line(monkeypatch: pytest.MonkeyPatch) ->
     assert assert_one_line(info.value) == "parser failed: KeyError: 'boom\\nsecond line'"
 
 
+@pytest.mark.slow
 def test_worker_has_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(formats._BUILTIN_PARSERS, "pdf", network_probe_parser)
     text = parse_file("probe.pdf", b"%PDF").text
     assert text.split("\n") == ["network access is disabled in the parser worker"] * 3
 
 
+@pytest.mark.slow
 def test_worker_is_reused_and_cheap() -> None:
     data = make_pdf(["reuse"])
     parse_file("warm.pdf", data)
@@ -519,6 +538,7 @@ def test_forced_unstructured_raises_when_unusable(monkeypatch: pytest.MonkeyPatc
         parse_file("a.html", HTML, use_unstructured=True)
 
 
+@pytest.mark.slow
 def test_auto_falls_back_with_one_warning(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -536,6 +556,7 @@ def test_auto_falls_back_with_one_warning(
     assert first == parse_file("a.html", HTML, use_unstructured=False)
 
 
+@pytest.mark.slow
 def test_auto_falls_back_when_unstructured_breaks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(formats, "unstructured_status", lambda: (True, "pretend"))
     monkeypatch.setitem(formats._UNSTRUCTURED_PARSERS, "html", raising_parser)
@@ -568,6 +589,7 @@ def test_unstructured_docx_path_refuses_xxe() -> None:
     assert not any(marker in str(info.value) for marker in PASSWD_MARKERS)
 
 
+@pytest.mark.slow
 def test_docx_localised_heading_style_uses_styles_part() -> None:
     docx = pytest.importorskip("docx")
     document = docx.Document()
@@ -583,6 +605,7 @@ def test_docx_localised_heading_style_uses_styles_part() -> None:
     assert parsed.text == "# Einleitung\n\nText."
 
 
+@pytest.mark.slow
 def test_concurrent_parses_and_shutdown() -> None:
     import concurrent.futures
 

@@ -808,6 +808,7 @@ def _run(args: list[str], env: dict[str, str] | None = None) -> Any:
     return result
 
 
+@pytest.mark.slow
 def test_filter_values_with_control_characters(env: Prepared) -> None:
     config = ["--config", str(env.config)]
     # Was a MilvusException: Milvus Lite knows no \u escape.
@@ -821,6 +822,7 @@ def test_filter_values_with_control_characters(env: Prepared) -> None:
     assert result.stderr.startswith("error: filter value") and "Unicode" in result.stderr
 
 
+@pytest.mark.slow
 def test_surrogate_question_is_a_clear_error(env: Prepared) -> None:
     result = _run(["search", "caf\udce9", "--config", str(env.config)])
     assert result.exit_code == 1
@@ -833,6 +835,7 @@ def test_config_init_to_a_name_too_long() -> None:
     assert not list(Path.cwd().iterdir())
 
 
+@pytest.mark.slow
 def test_chat_input_that_is_not_utf8(env: Prepared) -> None:
     result = runner.invoke(app, ["chat", "--config", str(env.config)], input=b"\x80\nexit\n")
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -888,6 +891,7 @@ def test_migrate_to_an_unusable_uri(env: Prepared, to: str) -> None:
     assert result.exit_code == 2 and "invalid setting milvus.uri" in result.stderr
 
 
+@pytest.mark.slow
 def test_ingest_of_an_empty_source_does_not_ingest_the_working_folder(
     env: Prepared, tmp_path: Path
 ) -> None:

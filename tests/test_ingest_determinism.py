@@ -18,6 +18,8 @@ from milvus_rag.settings import Settings
 from milvus_rag.store import connect
 from milvus_rag.sync import ingest, splitter_for
 
+pytestmark = pytest.mark.slow
+
 
 def _capped_tokenizer_model(src: Path, dst: Path) -> Path:
     """A copy of a model folder whose tokenizer.json truncates and pads to 128 (as MiniLM's)."""

@@ -238,6 +238,7 @@ def ask_config(
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", [[], ["--no-stream"], ["--json"]])
 def test_ask_html_endpoint_is_one_line(
     ask_config: Path, llm: FakeOpenAIServer, flags: list[str]
@@ -256,6 +257,7 @@ def test_ask_html_endpoint_is_one_line(
     _not_a_completion(err, llm)
 
 
+@pytest.mark.slow
 def test_ask_error_after_part_of_the_answer(ask_config: Path, llm: FakeOpenAIServer) -> None:
     from typer.testing import CliRunner
 

@@ -17,6 +17,8 @@ from milvus_rag.settings import MilvusSettings, Settings
 from milvus_rag.store import SPARSE_FIELD, collection_identity, connect, count_entities
 from milvus_rag.sync import ingest
 
+pytestmark = pytest.mark.slow
+
 QUESTION = "How is data stored in milvus?"
 
 

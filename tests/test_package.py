@@ -193,6 +193,7 @@ def test_bm25_and_server_exports() -> None:
     )
 
 
+@pytest.mark.slow
 def test_importing_the_server_starts_nothing() -> None:
     code = (
         "import sys, milvus_rag.server, milvus_rag.cli; "

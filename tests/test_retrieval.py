@@ -18,6 +18,8 @@ from milvus_rag.settings import Settings, load_settings
 from milvus_rag.store import connect
 from milvus_rag.sync import ingest
 
+pytestmark = pytest.mark.slow
+
 SYNONYMS = [("car", "automobile"), ("repair", "fix"), ("fast", "quick")]
 CORPUS = {
     "guide/cars.md": "# Cars\n\nHow to repair a car engine at home with simple tools.\n",

@@ -42,6 +42,8 @@ CODE = (
     + "repair car fast\n" * 20
     + "```\n"
 )
+
+pytestmark = pytest.mark.slow
 IDENTIFIER = "# Segments\n\nSet qzx7_maxsize to bound the segment size of each collection.\n"
 OTHER = {
     f"other{i}.md": f"# Other {i}\n\nThe {word} grows in the garden near the house.\n"

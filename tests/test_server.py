@@ -40,6 +40,8 @@ from milvus_rag.settings import Settings
 from tests.support.corpus import STORAGE_ANSWER, store_chain_docs
 from tests.support.openai_server import FakeOpenAIServer, closed_port
 
+pytestmark = pytest.mark.slow
+
 QUESTION = "Where does Milvus store data?"
 CHAT = {"model": "milvus-rag", "messages": [{"role": "user", "content": QUESTION}]}
 

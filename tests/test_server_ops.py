@@ -37,6 +37,8 @@ from tests.test_server import (  # the same helpers and per-test SSE state
     _sse_events,
 )
 
+pytestmark = pytest.mark.slow
+
 KEY = "k3y-for-tests"
 BEARER = {"Authorization": f"Bearer {KEY}"}
 PAGE = {"Accept": "text/html,application/xhtml+xml"}

@@ -638,6 +638,7 @@ def test_download_timeout_bounds_the_whole_download(server: _Server, path: str) 
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.slow
 def test_download_within_the_deadline_still_works(server: _Server) -> None:
     limits = SourceLimits(allow_private_urls=True, download_timeout=20)
     with open_source(f"{base(server)}/hop/1", limits=limits) as listing:

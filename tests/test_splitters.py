@@ -517,6 +517,7 @@ def test_cap_bytes_rejects_tiny_limit() -> None:
 
 
 @pytest.mark.shared
+@pytest.mark.shared
 def test_shared_corpus_markdown_split() -> None:
     with shared_zip() as zf:
         docs = {

@@ -22,6 +22,8 @@ from milvus_rag.errors import (
 from milvus_rag.settings import Settings
 from milvus_rag.store import collection_identity, connect, open_vector_store
 
+pytestmark = pytest.mark.slow
+
 
 def _create(s: Settings) -> None:
     store = open_vector_store(s, embeddings_from_settings(s), create=True)

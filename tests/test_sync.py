@@ -18,6 +18,8 @@ from milvus_rag.settings import Settings
 from milvus_rag.store import connect
 from milvus_rag.sync import ingest
 
+pytestmark = pytest.mark.slow
+
 
 def _rows(s: Settings) -> list[dict]:
     client = connect(s.milvus)
