@@ -497,15 +497,23 @@ def _check_text(what: str, text: str) -> None:
 
 def _check_history(texts: list[str], system: str | None, limits: ServerSettings) -> None:
     """The chat history and client system text: valid Unicode, at most max_history_chars."""
-    everything = [*texts, system or ""]
-    size = sum(len(text) for text in everything)
-    if size > limits.max_history_chars:
+    _check_texts(
+        "chat history and system messages",
+        [*texts, system or ""],
+        limits.max_history_chars,
+        "server.max_history_chars",
+    )
+
+
+def _check_texts(what: str, texts: list[str], limit: int, setting: str) -> None:
+    """At most ``limit`` characters in all, each text valid Unicode."""
+    size = sum(len(text) for text in texts)
+    if size > limit:
         raise _Refused(
-            f"chat history and system messages are {size} characters; the server accepts at "
-            f"most {limits.max_history_chars} (server.max_history_chars)"
+            f"{what} are {size} characters; the server accepts at most {limit} ({setting})"
         )
-    for text in everything:
-        _check_text("a chat history or system message", text)
+    for text in texts:
+        _check_text(f"one of the {what}", text)
 
 
 def _check_question(question: str, limit: int) -> None:
@@ -555,14 +563,9 @@ def _check_configurable(config: Any, limits: ServerSettings, max_k: int) -> None
     if source is not None:
         if not isinstance(source, list) or not all(isinstance(p, str) and p for p in source):
             raise _Refused("source must be a list of path prefixes or globs")
-        size = sum(len(p) for p in source)
-        if size > limits.max_question_chars:
-            raise _Refused(
-                f"source patterns are {size} characters; the server accepts at most "
-                f"{limits.max_question_chars} (server.max_question_chars)"
-            )
-        for pattern in source:
-            _check_text("a source pattern", pattern)
+        _check_texts(
+            "source patterns", source, limits.max_question_chars, "server.max_question_chars"
+        )
 
 
 #: LangServe endpoints that run the chain, by the last part of their path.

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from milvus_rag.cli import app
 from tests.conftest import base_config
+from tests.support.cli import one_line_error
 from tests.support.openai_server import FakeOpenAIServer, closed_port
 
 runner = CliRunner()
@@ -106,22 +107,13 @@ def test_ask_streams_then_lists_sources(
     assert llm.chat_requests()[-1]["body"].get("stream") in (None, False)
 
 
-def _one_line_error(result: object, code: int | None = None) -> str:
-    assert result.exit_code != 0  # type: ignore[attr-defined]
-    if code is not None:
-        assert result.exit_code == code  # type: ignore[attr-defined]
-    err = result.stderr.strip()  # type: ignore[attr-defined]
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
-    return err
-
-
 def test_ask_without_key_fails_before_any_request(
     config: Path, faq_folder: Path, llm: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _ingest_faq(config, faq_folder)
     monkeypatch.delenv("TEST_LLM_KEY")
     llm.reset()
-    err = _one_line_error(run("ask", "q?", "--config", str(config)))
+    err = one_line_error(run("ask", "q?", "--config", str(config)))
     assert "TEST_LLM_KEY" in err
     assert llm.requests == []
 
@@ -133,7 +125,7 @@ def test_ask_unreachable_endpoint(
     _ingest_faq(config, faq_folder)
     url = f"http://127.0.0.1:{closed_port()}/v1"
     monkeypatch.setenv("MILVUS_RAG_LLM__BASE_URL", url)
-    err = _one_line_error(run("ask", "q?", "--config", str(config)))
+    err = one_line_error(run("ask", "q?", "--config", str(config)))
     assert url in err and "llm.base_url" in err
 
 
@@ -141,42 +133,40 @@ def test_ask_unreachable_endpoint(
 def test_ask_rejected_key(config: Path, faq_folder: Path, llm: FakeOpenAIServer) -> None:
     _ingest_faq(config, faq_folder)
     llm.script(status=401)
-    err = _one_line_error(run("ask", "q?", "--config", str(config)))
+    err = one_line_error(run("ask", "q?", "--config", str(config)))
     assert "TEST_LLM_KEY" in err and "401" in err
 
 
 def test_no_files_matched(config: Path, faq_folder: Path) -> None:
-    err = _one_line_error(
-        run("ingest", str(faq_folder), "--glob", "*.pdf", "--config", str(config))
-    )
+    err = one_line_error(run("ingest", str(faq_folder), "--glob", "*.pdf", "--config", str(config)))
     assert "*.pdf" in err
 
 
 def test_missing_source(config: Path, tmp_path: Path) -> None:
-    err = _one_line_error(run("ingest", str(tmp_path / "nope"), "--config", str(config)))
+    err = one_line_error(run("ingest", str(tmp_path / "nope"), "--config", str(config)))
     assert "nope" in err
 
 
 def test_search_empty_collection(config: Path) -> None:
-    err = _one_line_error(run("search", "q?", "--config", str(config)))
+    err = one_line_error(run("search", "q?", "--config", str(config)))
     assert "milvus-rag ingest" in err
 
 
 def test_bad_config_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("retrieval:\n  top_k: lots\n")
-    err = _one_line_error(run("search", "q?", "--config", str(bad)), code=2)
+    err = one_line_error(run("search", "q?", "--config", str(bad)), code=2)
     assert "retrieval.top_k" in err
-    err = _one_line_error(run("search", "q?", "--config", str(tmp_path / "none.yaml")), code=2)
+    err = one_line_error(run("search", "q?", "--config", str(tmp_path / "none.yaml")), code=2)
     assert "none.yaml" in err
 
 
 def test_bad_flag_values(config: Path, faq_folder: Path) -> None:
-    _one_line_error(
+    one_line_error(
         run("ingest", str(faq_folder), "--splitter", "words", "--config", str(config)), code=2
     )
-    _one_line_error(run("search", "q", "--mode", "sparse", "--config", str(config)), code=2)
-    _one_line_error(run("search", "q", "-k", "0", "--config", str(config)), code=2)
+    one_line_error(run("search", "q", "--mode", "sparse", "--config", str(config)), code=2)
+    one_line_error(run("search", "q", "-k", "0", "--config", str(config)), code=2)
 
 
 def test_model_not_downloadable_offline(tmp_path: Path) -> None:
@@ -184,7 +174,7 @@ def test_model_not_downloadable_offline(tmp_path: Path) -> None:
     cfg.write_text(f"milvus:\n  uri: {tmp_path / 'hub.db'}\n")
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.md").write_text("# A\n\nSome text about milvus.\n")
-    err = _one_line_error(run("ingest", str(tmp_path / "docs"), "--config", str(cfg)))
+    err = one_line_error(run("ingest", str(tmp_path / "docs"), "--config", str(cfg)))
     assert "embedding.model_dir" in err
     assert not (tmp_path / "hub.db").exists()  # the model loads before anything connects
 
@@ -281,7 +271,7 @@ def test_url_credentials_and_query_are_never_stored_or_printed(
     assert found.exit_code == 0 and "SECRET" not in found.stdout
 
     missing = url.replace("docs.zip", "gone.zip")
-    err = _one_line_error(run("ingest", missing, "--config", str(config)))
+    err = one_line_error(run("ingest", missing, "--config", str(config)))
     assert "HTTP 404" in err and "SECRET" not in err
 
 
@@ -321,7 +311,7 @@ def test_names_from_archives_are_printed_escaped(
     _no_raw_controls(asked.stdout)
     assert "en/\\x1b[2Jdoc.md" in asked.stdout
 
-    err = _one_line_error(
+    err = one_line_error(
         run("ingest", str(tmp_path / "no\x1b[2Jpe\r\nerror: x"), "--config", str(config))
     )
     assert "no\\x1b[2Jpe\\r\\nerror: x" in err
@@ -332,7 +322,7 @@ def test_eval_questions_file_not_utf8(config: Path, tmp_path: Path) -> None:
     bad = tmp_path / "q.jsonl"
     data = b'{"question": "ok?", "sources": ["a.md"]}\n{"question": "caf\xe9?"}\n'
     bad.write_bytes(data)
-    err = _one_line_error(run("eval", str(bad), "--config", str(config)), code=2)
+    err = one_line_error(run("eval", str(bad), "--config", str(config)), code=2)
     assert str(bad) in err and "line 2" in err and "UTF-8" in err
     offset = data.index(b"\xe9")
     assert f"byte {offset} is 0xe9" in err
@@ -354,7 +344,7 @@ def test_eval_questions_file_malformed_lines(
 ) -> None:
     bad = tmp_path / "q.jsonl"
     bad.write_text('\ufeff{"question": "ok?", "sources": ["a.md"]}\n\n' + line + "\n")
-    err = _one_line_error(run("eval", str(bad), "--config", str(config)), code=2)
+    err = one_line_error(run("eval", str(bad), "--config", str(config)), code=2)
     assert str(bad) in err and "line 3" in err and needle in err
 
 
@@ -379,7 +369,7 @@ def test_config_cannot_send_the_milvus_token_to_the_llm(
     data = yaml.safe_load(config.read_text())
     data["llm"]["api_key_env"] = "MILVUS_RAG_MILVUS__TOKEN"
     config.write_text(yaml.safe_dump(data))
-    err = _one_line_error(run("ask", "q?", "--config", str(config)), code=2)
+    err = one_line_error(run("ask", "q?", "--config", str(config)), code=2)
     assert "llm.api_key_env" in err and "milvus-secret" not in err
     assert llm.requests == []
 
@@ -400,13 +390,13 @@ def test_section_not_a_mapping_is_refused_despite_env(
     cfg = tmp_path / "c.yaml"
     cfg.write_text("milvus: 5\n")
     monkeypatch.setenv("MILVUS_RAG_MILVUS__URI", str(tmp_path / "x.db"))
-    err = _one_line_error(run("config", "--config", str(cfg)), code=2)
+    err = one_line_error(run("config", "--config", str(cfg)), code=2)
     assert "milvus" in err and "mapping" in err
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_threshold_must_be_finite(config: Path, value: str) -> None:
-    err = _one_line_error(run("search", "q", "--threshold", value, "--config", str(config)), code=2)
+    err = one_line_error(run("search", "q", "--threshold", value, "--config", str(config)), code=2)
     assert "retrieval.score_threshold" in err and "finite" in err
 
 
@@ -415,7 +405,7 @@ def test_search_on_a_missing_lite_path_creates_nothing(
     config: Path, tmp_path: Path, command: str
 ) -> None:
     db = tmp_path / "cli.db"  # the config's milvus.uri, never ingested
-    err = _one_line_error(run(command, "q?", "--config", str(config)))
+    err = one_line_error(run(command, "q?", "--config", str(config)))
     assert "no Milvus Lite database" in err and str(db) in err and "milvus-rag ingest" in err
     assert not db.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.yaml"]

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-import textwrap
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +15,7 @@ from typer.testing import CliRunner
 
 from milvus_rag.cli import app
 from tests.conftest import base_config
+from tests.support.cli import one_line_error
 from tests.support.openai_server import FakeOpenAIServer, closed_port
 
 runner = CliRunner()
@@ -55,15 +53,6 @@ def _ingest(config: Path, source: Path, *extra: str) -> object:
     result = run("ingest", str(source), "--glob", "en/faq/*.md", *extra, "--config", str(config))
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     return result
-
-
-def _one_line_error(result: object, code: int | None = None) -> str:
-    assert result.exit_code != 0  # type: ignore[attr-defined]
-    if code is not None:
-        assert result.exit_code == code  # type: ignore[attr-defined]
-    err = result.stderr.strip()  # type: ignore[attr-defined]
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
-    return err
 
 
 # --------------------------------------------------------------------------- basics
@@ -105,7 +94,7 @@ def test_choices_are_shown_and_enforced(
     shown = run(command, "--help").stdout
     assert re.search(r"\W".join(choices), shown), shown
     args = [command, "x", option, "nope"]
-    err = _one_line_error(run(*args), code=2)
+    err = one_line_error(run(*args), code=2)
     assert option in err and all(c in err for c in choices) and f"{command} -h" in err
 
 
@@ -121,7 +110,7 @@ def test_uri_and_collection_flags_win(config: Path, faq_folder: Path, tmp_path: 
     assert found.exit_code == 0 and json.loads(found.stdout)[0]["source"].startswith("en/faq/")
     listed = json.loads(run("sources", "--json", *flags, "--config", str(config)).stdout)
     assert listed["collection"] == "elsewhere" and len(listed["documents"]) == 4
-    err = _one_line_error(run("search", "q?", "--config", str(config)))
+    err = one_line_error(run("search", "q?", "--config", str(config)))
     assert "cli.db" in err  # without the flags: the config's database, never ingested
     copied = run(
         "migrate", "--to", str(tmp_path / "copy.db"), *flags, "--json", "--config", str(config)
@@ -150,7 +139,7 @@ def test_search_prints_a_table_by_default(config: Path, faq_folder: Path) -> Non
         assert line.split()[:3] == [str(rank), f"{hit['score']:.3f}", hit["source"]]
         heading, _, body = hit["text"].partition("\n\n")
         assert heading[:10] in line and body.strip().splitlines()[0][:10] in line
-    err = _one_line_error(
+    err = one_line_error(
         run("search", question, "--json", "--format", "tutorial", "--config", str(config)), code=2
     )
     assert "--json" in err and "--format" in err
@@ -189,7 +178,7 @@ def test_config_init_writes_the_defaults(tmp_path: Path) -> None:
     assert load_settings(written).model_dump() == Settings().model_dump()
 
     written.write_text("retrieval:\n  top_k: 5\n")
-    err = _one_line_error(run("config", "init"), code=2)
+    err = one_line_error(run("config", "init"), code=2)
     assert "already exists" in err and "--force" in err
     assert written.read_text() == "retrieval:\n  top_k: 5\n"  # untouched
     assert run("config", "init", "--force").exit_code == 0
@@ -205,7 +194,7 @@ def test_config_init_writes_the_defaults(tmp_path: Path) -> None:
 
 def test_config_init_refuses_a_folder(tmp_path: Path) -> None:
     (tmp_path / "dir").mkdir()
-    err = _one_line_error(run("config", "init", str(tmp_path / "dir"), "--force"), code=2)
+    err = one_line_error(run("config", "init", str(tmp_path / "dir"), "--force"), code=2)
     assert "folder" in err
 
 
@@ -240,7 +229,7 @@ def test_a_failed_ingest_creates_no_database(config: Path, tmp_path: Path, case:
         data = yaml.safe_load(config.read_text())
         data["embedding"]["model_dir"] = str(broken)
         config.write_text(yaml.safe_dump(data))
-    _one_line_error(run(*args))
+    one_line_error(run(*args))
     assert not db.exists()
 
 
@@ -325,7 +314,7 @@ def test_sources_time_follows_the_glob(config: Path, faq_folder: Path) -> None:
 
 
 def test_sources_on_a_missing_database(config: Path, tmp_path: Path) -> None:
-    err = _one_line_error(run("sources", "--config", str(config)))
+    err = one_line_error(run("sources", "--config", str(config)))
     assert "no Milvus Lite database" in err and not (tmp_path / "cli.db").exists()
 
 
@@ -368,7 +357,7 @@ def test_delete_asks_first(config: Path, faq_folder: Path) -> None:
 def test_delete_with_no_match_is_one_line(config: Path, faq_folder: Path) -> None:
     _ingest(config, faq_folder)
     result = run("delete", "en/nothing/*", "--yes", "--config", str(config))
-    err = _one_line_error(result, code=1)
+    err = one_line_error(result, code=1)
     assert "en/nothing/*" in err and result.stdout == ""
 
 
@@ -466,30 +455,10 @@ def test_doctor_milvus_missing_and_unreachable(
 @pytest.fixture
 def locked_db(tmp_path: Path) -> Iterator[Path]:
     """A Milvus Lite database held open by another process."""
-    db = tmp_path / "locked.db"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""
-                import sys
-                from pymilvus import MilvusClient
-                client = MilvusClient(uri={str(db)!r})
-                print("ready", flush=True)
-                sys.stdin.readline()
-                """
-            ),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+    from tests.support.lite_server import lite_file_held
+
+    with lite_file_held(tmp_path / "locked.db") as db:
         yield db
-    finally:
-        holder.communicate("\n", timeout=60)
 
 
 @pytest.mark.slow

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -113,37 +110,16 @@ def test_unreachable_server(make_settings: Callable[..., Settings]) -> None:
 
 
 def test_second_process_gets_a_clear_message(tmp_path: Path) -> None:
-    db = tmp_path / "locked.db"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""
-                import sys, time
-                from pymilvus import MilvusClient
-                client = MilvusClient(uri={str(db)!r})
-                print("ready", flush=True)
-                sys.stdin.readline()
-                """
-            ),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-        from milvus_rag.settings import load_settings
+    from milvus_rag.settings import load_settings
+    from tests.support.lite_server import lite_file_held
 
+    with lite_file_held(tmp_path / "locked.db") as db:
         s = load_settings(overrides={"milvus": {"uri": str(db)}})
         with pytest.raises(StoreLockedError) as info:
             connect(s.milvus)
         message = str(info.value)
         assert str(db) in message and "another process" in message and "milvus.uri" in message
         assert "\n" not in message
-    finally:
-        holder.communicate("\n", timeout=30)
 
 
 def test_recreate_with_a_broken_model_keeps_the_data(

@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from typing_extensions import Self
@@ -87,3 +89,27 @@ class LiteServer(ServerProcess):
             "--port",
             str(self.port),
         ]
+
+
+@contextmanager
+def lite_file_held(db: Path) -> Iterator[Path]:
+    """A Milvus Lite database held open by another process while the block runs."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from pymilvus import MilvusClient\n"
+            f"client = MilvusClient(uri={str(db)!r})\n"
+            "print('ready', flush=True)\n"
+            "sys.stdin.readline()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        yield db
+    finally:
+        holder.communicate("\n", timeout=60)
