@@ -226,8 +226,20 @@ def test_workers_serve_from_separate_processes_and_stop_together(
             os.kill(proc.pid, signal.SIGTERM)
             thread.join(timeout=60)
             assert in_flight and in_flight[0].status_code == 200  # finished, not cut
-        else:  # a terminal's Ctrl-C: the whole process group
-            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            # A worker that dies is replaced, and the port keeps being served.
+            os.kill(min(workers), signal.SIGKILL)
+            deadline = time.monotonic() + 120
+            while (_workers(proc) == workers or len(_workers(proc)) < 2) and (
+                time.monotonic() < deadline
+            ):
+                time.sleep(0.2)
+            replaced = _workers(proc)
+            assert len(replaced) == 2 and min(workers) not in replaced
+            with ThreadPoolExecutor(8) as pool:
+                again = list(pool.map(lambda _: _chat(port, headers=headers), range(8)))
+            assert [r.status_code for r in again] == [200] * 8
+            os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole group
         assert proc.wait(timeout=60) == 0
         deadline = time.monotonic() + 15
         while _session(proc.pid) and time.monotonic() < deadline:
