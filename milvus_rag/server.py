@@ -1231,29 +1231,16 @@ async def _llm_check(
     llm: LLMSettings, missing: MissingAPIKeyError | None, custom: bool
 ) -> dict[str, Any]:
     """The LLM endpoint answering ``GET /models`` (reported; not needed to be ready)."""
-    import httpx
-
-    from milvus_rag.llm import require_api_key
-
     if custom:
         return _check(True, "a chat model given to create_app: not checked", required=False)
     if missing is not None:
         return _check(False, str(missing), required=False)
-    base = str(llm.base_url).rstrip("/")
-    headers = {"Authorization": f"Bearer {require_api_key(llm)}"}
-    try:
-        async with httpx.AsyncClient(timeout=min(llm.timeout, _LLM_PROBE_TIMEOUT)) as client:
-            response = await client.get(f"{base}/models", headers=headers)
-    except httpx.HTTPError as exc:
-        return _check(False, f"{base} cannot be reached ({type(exc).__name__})", required=False)
-    status = response.status_code
-    if status in (401, 403):
-        where = f" in {llm.api_key_env}" if llm.api_key_env else ""
-        message = f"{base} refused the API key{where} (HTTP {status})"
-        return _check(False, message, required=False)
-    if status >= 500:
-        return _check(False, f"{base} answered HTTP {status}", required=False)
-    return _check(True, f"{base} is reachable (HTTP {status})", required=False)
+    import asyncio
+
+    from milvus_rag.llm import probe_endpoint
+
+    probe = await asyncio.to_thread(probe_endpoint, llm, min(llm.timeout, _LLM_PROBE_TIMEOUT))
+    return _check(probe.ok, probe.message, required=False)
 
 
 def _sources(context: list[Any]) -> list[dict[str, Any]]:

@@ -310,7 +310,7 @@ def test_ready_when_the_llm_refuses_the_key(
         llm.script(status=401)
         status, body = _ready(client)
     assert status == 200
-    assert "refused the API key in TEST_LLM_KEY" in body["checks"]["llm"]["message"]
+    assert "rejected the key in TEST_LLM_KEY" in body["checks"]["llm"]["message"]
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -247,55 +247,7 @@ def llm_checks(llm: LLMSettings, offline: bool) -> list[Check]:
 
 def endpoint_check(name: str, endpoint: LLMSettings | LLMEndpoint, timeout: float) -> Check:
     """One cheap request: ``GET {base_url}/models`` with the key."""
-    import httpx
+    from milvus_rag.llm import probe_endpoint
 
-    base = str(endpoint.base_url).rstrip("/")
-    if endpoint.api_key is None and endpoint.api_key_env:
-        return Check(
-            name,
-            "fail",
-            f"no API key for {base}: {endpoint.api_key_env} is not set",
-            f"export {endpoint.api_key_env}=..., or choose another llm.preset",
-        )
-    headers = {}
-    if endpoint.api_key is not None:
-        headers["Authorization"] = f"Bearer {endpoint.api_key.get_secret_value()}"
-    retired = "lepton.run" in base
-    unreachable_fix = (
-        "Lepton's hosted *.lepton.run endpoints were retired: set llm.preset "
-        "(nvidia, openai, local) or llm.base_url"
-        if retired
-        else "check llm.base_url and that the server runs, or add llm.fallbacks"
-    )
-    try:
-        response = httpx.get(f"{base}/models", headers=headers, timeout=timeout)
-    except httpx.TimeoutException:
-        return Check(name, "fail", f"{base} did not answer within {timeout:g} s", unreachable_fix)
-    except httpx.HTTPError as exc:
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        return Check(name, "fail", f"{base} cannot be reached ({reason})", unreachable_fix)
-    status = response.status_code
-    if status in (401, 403):
-        key = endpoint.api_key_env or "llm.api_key_env"
-        return Check(
-            name, "fail", f"{base} rejected the key (HTTP {status})", f"set a valid key in {key}"
-        )
-    if status == 404:
-        return Check(name, "ok", f"{base} is reachable (it has no /models route: key not verified)")
-    if status >= 400:
-        return Check(name, "fail", f"{base} answered HTTP {status} to GET /models", unreachable_fix)
-    listed = _model_ids(response)
-    note = (
-        f"; model {endpoint.model} is not in its /models list"
-        if listed and endpoint.model not in listed
-        else ""
-    )
-    return Check(name, "ok", f"{base} is reachable and accepts the key{note}")
-
-
-def _model_ids(response: Any) -> set[str]:
-    try:
-        data = response.json().get("data")
-        return {str(item["id"]) for item in data if isinstance(item, dict) and "id" in item}
-    except (ValueError, AttributeError, TypeError):
-        return set()
+    probe = probe_endpoint(endpoint, timeout)
+    return Check(name, "ok" if probe.ok else "fail", probe.message, probe.fix or "")
