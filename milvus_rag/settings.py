@@ -342,6 +342,8 @@ class ServerSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    """Processes serving requests; above 1 needs a Milvus server URI (a Lite file has one owner)."""
     api_key: SecretStr | None = None
     model_name: str = Field("milvus-rag", min_length=1)
     max_question_chars: int = Field(4000, ge=1)

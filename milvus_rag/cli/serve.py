@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import errno
+import functools
 import socket
-from typing import Annotated
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,11 +15,23 @@ from milvus_rag.cli._common import (
     CollectionOption,
     ConfigOption,
     UriOption,
+    _quiet_libraries,
     command,
+    printable,
     settings_for,
 )
 from milvus_rag.cli._retrieval import ModeOption, retrieval_overrides
-from milvus_rag.errors import ConfigError
+from milvus_rag.errors import ConfigError, MilvusRAGError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from milvus_rag.settings import Settings
+
+
+#: Seconds a worker may take to answer the supervisor's health ping (uvicorn's default, 5,
+#: is short for a worker importing LangChain on a busy machine: it would be killed and restarted).
+_WORKER_HEALTHCHECK_SECONDS = 60
 
 
 @command
@@ -28,6 +43,15 @@ def serve(
         int | None,
         typer.Option(help="Port to listen on (server.port).", min=1, max=65535, show_default=False),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes serving requests (server.workers); above 1 needs a Milvus server URI.",
+            min=1,
+            max=64,
+            show_default=False,
+        ),
+    ] = None,
     mode: ModeOption = None,
     uri: UriOption = None,
     collection: CollectionOption = None,
@@ -38,26 +62,24 @@ def serve(
     Routes: /rag and /rag-with-sources (LangServe, with playgrounds), /retrieve,
     /v1/chat/completions and /v1/models (OpenAI-compatible, with sources), /login,
     /docs, /health and /ready. Without the LLM's key it serves retrieval only.
+    With --workers N (against a Milvus server) N processes serve the same port.
     """
     overrides = retrieval_overrides(None, mode, False)
-    overrides["server"] = {"host": host, "port": port}
+    overrides["server"] = {"host": host, "port": port, "workers": workers}
     settings = settings_for(config, overrides, uri=uri, collection=collection)
+    server = settings.server
+    if server.workers > 1 and settings.milvus.is_lite:
+        raise ConfigError(_lite_workers_refusal(settings))
     try:
         import uvicorn
     except ImportError:
         raise ConfigError(
             "serving needs the server extra: pip install 'milvus-rag[server]'"
         ) from None
-    server = settings.server
     listener = _listen(server.host, server.port)  # before loading anything: fail fast
     try:
-        from milvus_rag.retriever import MilvusRAGRetriever
-        from milvus_rag.server import create_app
-
-        retriever = MilvusRAGRetriever.from_settings(settings)
-        app = create_app(settings, retriever=retriever)
-        retriever.ensure_not_empty()  # fail now, not on the first question
-
+        # Checked once, here, whatever the number of workers.
+        app = _checked_app(settings)
         if server.api_key is None and not _is_loopback(server.host):
             typer.echo(
                 f"warning: serving on {server.host} without an API key: anyone who can "
@@ -67,18 +89,101 @@ def serve(
             )
         if app.state.llm_missing is not None:
             typer.echo(f"warning: {app.state.llm_missing}; the answer routes return 503", err=True)
+        processes = f" with {server.workers} workers" if server.workers > 1 else ""
         typer.echo(
             f"serving {settings.milvus.collection} on http://{_url_host(server.host)}:"
-            f"{server.port} (OpenAI-compatible base URL: /v1)",
+            f"{server.port}{processes} (OpenAI-compatible base URL: /v1)",
             err=True,
         )
-        _log_requests()
-        uvicorn_config = uvicorn.Config(
-            app, host=server.host, port=server.port, log_level="warning", access_log=False
-        )
-        uvicorn.Server(uvicorn_config).run(sockets=[listener])
+        if server.workers == 1:
+            _log_requests()
+            uvicorn_config = uvicorn.Config(
+                app, host=server.host, port=server.port, log_level="warning", access_log=False
+            )
+            uvicorn.Server(uvicorn_config).run(sockets=[listener])
+        else:
+            del app  # each worker builds its own
+            _run_workers(settings, listener)
     finally:
         listener.close()
+
+
+def _checked_app(settings: Settings) -> FastAPI:
+    """The app for ``settings``, its collection opened and checked not to be empty.
+
+    Raises:
+        MilvusRAGError: Milvus is unreachable, the collection missing or empty, the
+            server extra missing (each a typed error with a one-line message).
+    """
+    from milvus_rag.retriever import MilvusRAGRetriever
+    from milvus_rag.server import create_app
+
+    retriever = MilvusRAGRetriever.from_settings(settings)
+    app = create_app(settings, retriever=retriever)
+    retriever.ensure_not_empty()  # fail now, not on the first question
+    return app
+
+
+def _lite_workers_refusal(settings: Settings) -> str:
+    """One line: why ``--workers`` above 1 cannot serve a Milvus Lite file, and the way out."""
+    import shlex
+
+    data_dir = shlex.quote(str(Path(settings.milvus.uri).expanduser()))
+    return printable(
+        f"--workers {settings.server.workers} needs a Milvus server: the Milvus Lite file "
+        f"{settings.milvus.uri} can be opened by one process only; serve it with "
+        f"`milvus-lite server --data-dir {data_dir} --port 19530` and pass "
+        "--uri http://127.0.0.1:19530 (or use a Milvus server), or serve with --workers 1"
+    )
+
+
+def _run_workers(settings: Settings, listener: socket.socket) -> None:
+    """Serve on ``listener`` from ``settings.server.workers`` processes until SIGINT/SIGTERM.
+
+    uvicorn's supervisor starts the workers (spawned: fresh interpreters sharing nothing
+    but the socket and Milvus), replaces a worker that dies, and on SIGINT or SIGTERM
+    stops them all gracefully before it returns. Each worker builds its app from the
+    settings loaded and checked here (:func:`_worker_app`).
+
+    Raises:
+        typer.Exit: a worker could not start (it printed why).
+    """
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    server = settings.server
+    uvicorn_config = uvicorn.Config(
+        functools.partial(_worker_app, settings),  # pickled to each worker
+        factory=True,
+        host=server.host,
+        port=server.port,
+        workers=server.workers,
+        log_level="warning",
+        access_log=False,
+        timeout_worker_healthcheck=_WORKER_HEALTHCHECK_SECONDS,
+    )
+    supervisor = Multiprocess(uvicorn_config, sockets=[listener])
+    supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise typer.Exit(1)
+
+
+def _worker_app(settings: Settings) -> FastAPI:
+    """The app one worker serves (runs in the worker, as uvicorn's app factory).
+
+    A worker whose app cannot be built prints one line and exits with uvicorn's
+    start-up failure code, which stops the supervisor rather than restarting it.
+    """
+    from uvicorn.config import STARTUP_FAILURE
+
+    _quiet_libraries(milvus=True)
+    _log_requests(with_pid=True)
+    try:
+        return _checked_app(settings)
+    except MilvusRAGError as exc:
+        typer.echo(f"error: {printable(exc)}", err=True)
+        sys.exit(STARTUP_FAILURE)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -107,8 +212,11 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _log_requests() -> None:
-    """Access log lines (``milvus_rag.server.access``) on stderr, with a timestamp."""
+def _log_requests(*, with_pid: bool = False) -> None:
+    """Access log lines (``milvus_rag.server.access``) on stderr, with a timestamp.
+
+    ``with_pid``: each line also names the worker process that served the request.
+    """
     import logging
 
     from milvus_rag.cli._common import _EchoHandler
@@ -116,7 +224,8 @@ def _log_requests() -> None:
 
     if not access_log.handlers:
         handler = _EchoHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        pid = " [%(process)d]" if with_pid else ""
+        handler.setFormatter(logging.Formatter(f"%(asctime)s{pid} %(message)s"))
         access_log.addHandler(handler)
     access_log.setLevel(logging.INFO)
     access_log.propagate = False  # not through the CLI's "warning:" handler

@@ -5,7 +5,8 @@
 paths: ``POST /v1/chat/completions`` (plain JSON and SSE streaming) and
 ``GET /v1/models``.  Tests can script one-shot behaviours (error statuses,
 custom headers/bodies, an HTML page answered with 200, a stream failing
-midway, delays) that are consumed in order, one per request.
+midway, delays) that are consumed in order, one per request; ``delay`` gives
+every other request a fixed latency (load tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -270,6 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # many clients at once (load tests) are not refused
     owner: FakeOpenAIServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -294,8 +296,11 @@ class FakeOpenAIServer:
         answer: str = DEFAULT_ANSWER,
         model: str = "fake-model",
         host: str = "127.0.0.1",
+        delay: float = 0.0,
     ) -> None:
         self.answer: str = answer
+        #: Seconds every unscripted request waits before it is answered (a fixed latency).
+        self.delay = delay
         self.model: str = model
         self.host = host
         self.created = int(time.time())
@@ -427,7 +432,7 @@ class FakeOpenAIServer:
 
     def _next_behaviour(self) -> ScriptedBehaviour:
         with self._lock:
-            return self._script.popleft() if self._script else ScriptedBehaviour()
+            return self._script.popleft() if self._script else ScriptedBehaviour(delay=self.delay)
 
     def _usage(self, body: dict[str, Any], answer: str) -> dict[str, int]:
         messages = body.get("messages") or []
