@@ -38,8 +38,6 @@ from milvus_rag.loaders.views import VIEWS_VERSION, embedding_text, plain_text, 
 
 __all__ = ["SPLITTERS", "SourceLoader", "Splitter", "make_splitter", "markdown_views"]
 
-SPLITTERS = ("markdown", "tutorial")
-
 
 @dataclass(frozen=True)
 class Splitter:
@@ -87,34 +85,55 @@ def make_splitter(
     estimate); give it an ``identity`` attribute (as
     :class:`~milvus_rag.embeddings.TokenCounter` has) so the fingerprint names it.
     """
-    if name == "tutorial":
-        return Splitter(
-            name,
-            lambda text: cap_bytes(split_tutorial(text)),
-            (("version", TUTORIAL_SPLITTER_VERSION),),
-        )
-    if name == "markdown":
-        counter = length_function or estimate_tokens
-        counter_id = getattr(counter, "identity", None) or getattr(
-            counter, "__qualname__", type(counter).__name__
-        )
-        splitter = MarkdownSplitter(
-            max_tokens=max_tokens,
-            overlap=overlap,
-            min_chars=min_chars,
-            length_function=lambda text: counter(plain_text(text)),
-        )
-        params = (
-            ("version", MARKDOWN_SPLITTER_VERSION),
-            ("max_tokens", max_tokens),
-            ("overlap", overlap),
-            ("min_chars", min_chars),
-            ("max_bytes", splitter.max_bytes),
-            ("tokens", str(counter_id)),
-            ("views", VIEWS_VERSION),
-        )
-        return Splitter(name, splitter.split, params, markdown_views)
-    raise ValueError(f"unknown splitter {name!r}: use one of {', '.join(SPLITTERS)}")
+    factory = SPLITTERS.get(name)
+    if factory is None:
+        raise ValueError(f"unknown splitter {name!r}: use one of {', '.join(SPLITTERS)}")
+    return factory(max_tokens, overlap, min_chars, length_function)
+
+
+def _tutorial(
+    max_tokens: int, overlap: int, min_chars: int, length_function: Callable[[str], int] | None
+) -> Splitter:
+    """The tutorial's ``split("# ")`` (sizes do not apply), chunks embedded as they are."""
+    return Splitter(
+        "tutorial",
+        lambda text: cap_bytes(split_tutorial(text)),
+        (("version", TUTORIAL_SPLITTER_VERSION),),
+    )
+
+
+def _markdown(
+    max_tokens: int, overlap: int, min_chars: int, length_function: Callable[[str], int] | None
+) -> Splitter:
+    """The heading-aware splitter, sized by the tokens of what is embedded, with views."""
+    counter = length_function or estimate_tokens
+    counter_id = getattr(counter, "identity", None) or getattr(
+        counter, "__qualname__", type(counter).__name__
+    )
+    splitter = MarkdownSplitter(
+        max_tokens=max_tokens,
+        overlap=overlap,
+        min_chars=min_chars,
+        length_function=lambda text: counter(plain_text(text)),
+    )
+    params = (
+        ("version", MARKDOWN_SPLITTER_VERSION),
+        ("max_tokens", max_tokens),
+        ("overlap", overlap),
+        ("min_chars", min_chars),
+        ("max_bytes", splitter.max_bytes),
+        ("tokens", str(counter_id)),
+        ("views", VIEWS_VERSION),
+    )
+    return Splitter("markdown", splitter.split, params, markdown_views)
+
+
+#: Splitter name -> factory; the names are ``milvus_rag.choices.SplitterName`` (a test
+#: keeps the two equal), so settings and ``--splitter`` accept exactly these.
+SPLITTERS: dict[str, Callable[[int, int, int, Callable[[str], int] | None], Splitter]] = {
+    "markdown": _markdown,
+    "tutorial": _tutorial,
+}
 
 
 def markdown_views(chunk: Chunk) -> list[tuple[str, str]]:

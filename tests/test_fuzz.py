@@ -492,9 +492,11 @@ def test_serve_and_stray_arguments(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    served: list[Any] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.append(kwargs))
+    served: list[Any] = []  # serve that gets as far as listening returns at once
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, **kwargs: served.append(kwargs))
+    monkeypatch.setattr(Multiprocess, "run", lambda self: served.append(self))
     if data.draw(st.booleans()):
         flags = data.draw(
             _flags(

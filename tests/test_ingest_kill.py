@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import random
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -115,12 +117,15 @@ def test_kill_and_rerun_converges_to_a_clean_ingest(tmp_path: Path, tiny_model_d
 
     db = tmp_path / "killed.db"
     killed: list[str] = []
-    rounds = 12
+    rounds = 16
     for round_no in range(rounds):
         tokens = 64 if (round_no // 4) % 2 == 0 else 40  # every 4 rounds: re-chunk everything
         if round_no:
             corpus.mutate()
-        points = [KINDS[round_no % len(KINDS)]]
+        if round_no < 12:  # chosen kinds of moments, then moments chosen by a clock
+            points = [KINDS[round_no % len(KINDS)]]
+        else:
+            points = [KillPoint("timer", rng.randint(300, 4000))]
         if rng.random() < 0.4:  # the rerun is killed too
             points.append(KillPoint(rng.choice(["insert", "delete", "file"]), rng.randint(1, 3)))
         for point in points:
@@ -128,6 +133,10 @@ def test_kill_and_rerun_converges_to_a_clean_ingest(tmp_path: Path, tiny_model_d
                 target=ingest_then_die, args=(overrides(db, tokens), str(corpus.root), point)
             )
             child.start()
+            if point.kind == "timer":  # kill -9 from outside after n milliseconds
+                child.join(point.n / 1000)
+                if child.is_alive():
+                    os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
             child.join(300)
             assert child.exitcode is not None, f"round {round_no}: ingest hung"
             if child.exitcode == -9:
@@ -148,5 +157,6 @@ def test_kill_and_rerun_converges_to_a_clean_ingest(tmp_path: Path, tiny_model_d
         again = in_child(context, ingest_report, overrides(db, tokens), str(corpus.root))
         assert again["chunks_written"] == again["chunks_deleted"] == 0, f"round {round_no}"
         shutil.rmtree(clean_db, ignore_errors=True)
-    assert len(killed) >= 10, killed
+    assert len(killed) >= 12, killed
     assert {str(point) for point in KINDS} <= set(killed), killed
+    assert any("timer" in point for point in killed), killed

@@ -20,7 +20,8 @@ __all__ = ["KillPoint", "collection_rows", "in_child", "ingest_report", "ingest_
 
 @dataclass(frozen=True)
 class KillPoint:
-    """Where to die: ``kind`` is insert, delete, flush or file; ``when`` before or after."""
+    """Where to die: ``kind`` is insert, delete, flush or file (``when`` before or after the
+    n-th one), or timer (killed from outside after n milliseconds)."""
 
     kind: str
     n: int
