@@ -87,16 +87,28 @@ def chat(
 
 def _read(prompt: str) -> str | None:
     """One line from the user; None at end of input (Ctrl-D) or on Ctrl-C, "" when the line
-    could not be decoded."""
+    could not be decoded.
+
+    A terminal gets ``input()`` (line editing); piped input is read as bytes, so a line
+    that is not UTF-8 is consumed whole, reported, and the session goes on.
+    """
     try:
-        return input(prompt)
+        if sys.stdin.isatty():
+            return input(prompt)
+        typer.echo(prompt, nl=False)
+        raw = sys.stdin.buffer.readline() if hasattr(sys.stdin, "buffer") else None
+        if raw is None:
+            return input()
+        if not raw:
+            raise EOFError
+        return raw.decode("utf-8").rstrip("\r\n")
     except EOFError:
         typer.echo()
         return None
     except KeyboardInterrupt:
         typer.echo()
         return None
-    except UnicodeDecodeError:  # stdin is strict UTF-8 in a UTF-8 locale; the line is lost
+    except UnicodeDecodeError:
         typer.echo("error: the line is not UTF-8 text; type it again", err=True)
         return ""
 
