@@ -7,6 +7,7 @@ import os
 import random
 import shutil
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,7 @@ def test_kill_and_rerun_converges_to_a_clean_ingest(tmp_path: Path, tiny_model_d
 
     db = tmp_path / "killed.db"
     killed: list[str] = []
+    took: list[float] = []
     rounds = 16
     for round_no in range(rounds):
         tokens = 64 if (round_no // 4) % 2 == 0 else 40  # every 4 rounds: re-chunk everything
@@ -124,8 +126,8 @@ def test_kill_and_rerun_converges_to_a_clean_ingest(tmp_path: Path, tiny_model_d
             corpus.mutate()
         if round_no < 12:  # chosen kinds of moments, then moments chosen by a clock
             points = [KINDS[round_no % len(KINDS)]]
-        else:
-            points = [KillPoint("timer", rng.randint(300, 4000))]
+        else:  # somewhere in what a whole ingest took in the rounds before
+            points = [KillPoint("timer", int(rng.uniform(0.1, 0.9) * max(took) * 1000))]
         if rng.random() < 0.4:  # the rerun is killed too
             points.append(KillPoint(rng.choice(["insert", "delete", "file"]), rng.randint(1, 3)))
         for point in points:
@@ -147,7 +149,9 @@ def test_kill_and_rerun_converges_to_a_clean_ingest(tmp_path: Path, tiny_model_d
         # process exits: every open happens in a child, so the next kill can open it.
         in_child(context, ingest_report, overrides(db, tokens), str(corpus.root))
         clean_db = tmp_path / f"clean{round_no}.db"
+        clean_started = time.monotonic()
         in_child(context, ingest_report, overrides(clean_db, tokens), str(corpus.root))
+        took.append(time.monotonic() - clean_started)  # a whole ingest, child start included
         got = in_child(context, collection_rows, overrides(db, tokens))
         want = in_child(context, collection_rows, overrides(clean_db, tokens))
         assert sorted(got) == sorted(want), f"round {round_no}: ids differ"
