@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["LLMPresetName", "RetrievalMode", "SplitterName"]
+__all__ = ["IngestEngine", "LLMPresetName", "RetrievalMode", "SplitterName"]
 
 RetrievalMode = Literal["dense", "hybrid"]
 """``dense`` (vectors only) or ``hybrid`` (vectors + Milvus BM25)."""
@@ -19,3 +19,6 @@ SplitterName = Literal["markdown", "tutorial"]
 
 LLMPresetName = Literal["lepton", "nvidia", "openai", "local"]
 """The named OpenAI-compatible endpoints of ``settings.LLM_PRESETS``."""
+
+IngestEngine = Literal["local", "ray"]
+"""Where ingest parses, splits and embeds: ``local`` (this process) or ``ray`` (Ray Data)."""

@@ -55,7 +55,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from milvus_rag.choices import LLMPresetName, RetrievalMode, SplitterName
+from milvus_rag.choices import IngestEngine, LLMPresetName, RetrievalMode, SplitterName
 from milvus_rag.errors import ConfigError
 
 __all__ = [
@@ -283,7 +283,7 @@ class AnswerSettings(_Section):
 
 
 class IngestSettings(_Section):
-    """How sources are read and split."""
+    """How sources are read, split and embedded, and by which engine (local or Ray)."""
 
     splitter: SplitterName = "markdown"
     glob: str | None = None
@@ -300,6 +300,11 @@ class IngestSettings(_Section):
     allow_private_urls: bool = False
     parse_timeout: float = Field(60.0, gt=0)
     max_file_bytes: int = Field(100 * 1024**2, ge=1)
+    engine: IngestEngine = "local"
+    ray_address: str | None = None
+    ray_actors: int | None = Field(None, ge=1)
+    ray_file_batch: int = Field(16, ge=1)
+    ray_embed_batch: int = Field(64, ge=1)
 
 
 class ServerSettings(_Section):
