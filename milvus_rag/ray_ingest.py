@@ -51,8 +51,6 @@ from milvus_rag.errors import ConfigError, EmbeddingMismatchError, MilvusRAGErro
 from milvus_rag.store import ID_FIELD, VECTOR_FIELD
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     import numpy as np
 
     from milvus_rag.embeddings import MilvusModelEmbeddings
@@ -245,6 +243,9 @@ def _dataset(ray: ModuleType, refs: list[Any], job: _Job) -> Any:
         batch_format="pyarrow",
         fn_kwargs={"job": job},
         num_cpus=PARSE_CPUS,
+        # Parsing costs a few percent of embedding: one task per 8 actors keeps up,
+        # without a Python worker (and its imports) per spare CPU.
+        compute=ray.data.TaskPoolStrategy(size=-(-actors // 8)),
     )
     return dataset.map_batches(
         _Embedder,
@@ -281,35 +282,20 @@ def _splitter(job: _Job) -> Splitter:
     return split
 
 
-def _plan_block(table: Any, job: _Job) -> Iterator[dict[str, np.ndarray]]:
-    """Stage 1: a block of files -> one file record each, then one record per new row.
-
-    Yields blocks of about ``ingest.ray_embed_batch`` rows, so that the rows of
-    one block of files spread over all the embedding actors.
-    """
+def _plan_block(table: Any, job: _Job) -> dict[str, np.ndarray]:
+    """Stage 1: a block of files -> one file record each, then one record per new row."""
     import numpy as np
 
     from milvus_rag.sync import FileRead, plan_file
 
-    kinds: list[int] = []
-    records: list[str] = []
-
-    def block() -> dict[str, np.ndarray]:
-        out = {"kind": np.array(kinds, dtype=np.int8), "record": np.array(records, dtype=object)}
-        kinds.clear()
-        records.clear()
-        return out
-
     try:
         split = _splitter(job)
     except MilvusRAGError as exc:
-        kinds.append(_ERROR)
-        records.append(_error_record(exc))
-        yield block()
-        return
-    for meta_text, data in zip(
-        table.column("meta").to_pylist(), table.column("data").to_pylist(), strict=True
-    ):
+        return {"kind": np.array([_ERROR], np.int8), "record": np.array([_error_record(exc)])}
+    kinds: list[int] = []
+    records: list[str] = []
+    metas, datas = table.column("meta").to_pylist(), table.column("data").to_pylist()
+    for meta_text, data in zip(metas, datas, strict=True):
         meta = json.loads(meta_text)
         plan = plan_file(
             meta["path"],
@@ -335,10 +321,7 @@ def _plan_block(table: Any, job: _Job) -> Iterator[dict[str, np.ndarray]]:
             records.append(
                 json.dumps({"path": plan.path, "fields": row.fields, "embed": row.embed})
             )
-            if len(kinds) >= job.ingest.ray_embed_batch:
-                yield block()
-    if kinds:
-        yield block()
+    return {"kind": np.array(kinds, dtype=np.int8), "record": np.array(records, dtype=object)}
 
 
 def _load_model(job: _Job) -> MilvusModelEmbeddings:

@@ -303,7 +303,7 @@ class IngestSettings(_Section):
     engine: IngestEngine = "local"
     ray_address: str | None = None
     ray_actors: int | None = Field(None, ge=1)
-    ray_file_batch: int = Field(16, ge=1)
+    ray_file_batch: int = Field(4, ge=1)
     ray_embed_batch: int = Field(64, ge=1)
 
 

@@ -10,6 +10,7 @@ tolerance, sync state), so that either engine's rerun says nothing changed.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from milvus_rag.cli import app
-from milvus_rag.errors import ConfigError
+from milvus_rag.errors import ConfigError, EmbeddingMismatchError
 from milvus_rag.settings import Settings
 from milvus_rag.sync import IngestReport, ingest
 from tests.support.corpus import write_faq_folder
@@ -315,3 +316,21 @@ def test_ray_engine_without_ray_names_the_extra(
     assert len(lines) == 1, result.stderr
     assert "pip install 'milvus-rag[ray]'" in lines[0]
     assert not Path(settings.milvus.uri).exists()  # stopped before touching Milvus
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_workers_must_embed_with_the_drivers_model(
+    ray_cluster: Any,
+    on: Callable[..., Settings],
+    corpus: Path,
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    from milvus_rag.embeddings import MilvusModelEmbeddings
+
+    # The actors build the model from settings; the driver was handed another one.
+    other = shutil.copytree(tiny_model_dir, tmp_path / "other-model")
+    settings = on(None, "mismatch", "ray")
+    with pytest.raises(EmbeddingMismatchError, match="loads another embedding model"):
+        ingest(corpus, settings, embeddings=MilvusModelEmbeddings(model_dir=other))
