@@ -270,7 +270,6 @@ def storage(sizes: list[int], backends: list[str], budget: float) -> list[dict[s
                 if backend == "lite":
                     result = _child(["lite", str(work / "scale.db"), str(size), "0", *indexes])
                 else:
-                    _wait_for_free_etcd_peer_port()
                     started = time.monotonic()
                     server = MilvusServer(work).start()
                     start_up[backend] = time.monotonic() - started
@@ -296,23 +295,6 @@ def _projected(prior: dict[str, Any], size: int, start_up: float, indexes: list[
     ratio = size / prior["rows"]
     phases = prior["phases"]
     return start_up + phases["base"] * ratio + sum(phases[i] * ratio * 1.25 for i in indexes)
-
-
-def _wait_for_free_etcd_peer_port(timeout: float = 1800) -> None:
-    """PyPI milvus-server's embedded etcd always takes port 2380: one server per machine."""
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", 2380))
-                return
-            except OSError:
-                pass
-        print("waiting: another milvus-server holds port 2380", file=sys.stderr, flush=True)
-        time.sleep(10)
-    raise RuntimeError("port 2380 stayed busy: another milvus-server is running")
 
 
 def print_storage(results: list[dict[str, Any]]) -> None:
@@ -433,12 +415,12 @@ class _TreeCpu:
                 continue
             stats[int(pid)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
         tree = {}
-        for pid, (_, cpu) in stats.items():
-            node = pid
+        for process, (_, cpu) in stats.items():
+            node = process
             while node in stats and node != self.root:
                 node = stats[node][0]
             if node == self.root:
-                tree[pid] = cpu
+                tree[process] = cpu
         return tree
 
 
