@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["Fusion", "LLMPresetName", "Metric", "RetrievalMode", "SearchType", "SplitterName"]
+__all__ = [
+    "Fusion",
+    "IngestEngine",
+    "LLMPresetName",
+    "Metric",
+    "RetrievalMode",
+    "SearchType",
+    "SplitterName",
+]
 
 RetrievalMode = Literal["dense", "hybrid"]
 """``dense`` (vectors only) or ``hybrid`` (vectors + Milvus BM25)."""
@@ -28,3 +36,6 @@ SplitterName = Literal["markdown", "tutorial"]
 
 LLMPresetName = Literal["lepton", "nvidia", "openai", "local"]
 """The named OpenAI-compatible endpoints of ``settings.LLM_PRESETS``."""
+
+IngestEngine = Literal["local", "ray"]
+"""Where ingest parses, splits and embeds: ``local`` (this process) or ``ray`` (Ray Data)."""

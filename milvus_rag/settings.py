@@ -57,6 +57,7 @@ from pydantic_settings import (
 
 from milvus_rag.choices import (
     Fusion,
+    IngestEngine,
     LLMPresetName,
     Metric,
     RetrievalMode,
@@ -318,7 +319,7 @@ class AnswerSettings(_Section):
 
 
 class IngestSettings(_Section):
-    """How sources are read and split."""
+    """How sources are read, split and embedded, and by which engine (local or Ray)."""
 
     splitter: SplitterName = "markdown"
     glob: str | None = None
@@ -335,6 +336,11 @@ class IngestSettings(_Section):
     allow_private_urls: bool = False
     parse_timeout: float = Field(60.0, gt=0)
     max_file_bytes: int = Field(100 * 1024**2, ge=1)
+    engine: IngestEngine = "local"
+    ray_address: str | None = None
+    ray_actors: int | None = Field(None, ge=1)
+    ray_file_batch: int = Field(4, ge=1)
+    ray_embed_batch: int = Field(64, ge=1)
 
 
 class ServerSettings(_Section):

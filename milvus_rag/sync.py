@@ -37,8 +37,9 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from milvus_rag.filters import eq
 from milvus_rag.store import ID_FIELD, TEXT_FIELD, VECTOR_FIELD, IngestLock
@@ -50,16 +51,22 @@ if TYPE_CHECKING:
     from milvus_rag.loaders.documents import Splitter
     from milvus_rag.loaders.sources import SourceFile
     from milvus_rag.loaders.splitters import Chunk
-    from milvus_rag.settings import Settings
+    from milvus_rag.settings import IngestSettings, Settings
 
 __all__ = [
     "ChunkRow",
+    "FilePlan",
+    "FileRead",
     "IngestReport",
+    "IngestRun",
     "Progress",
     "chunk_id",
     "chunk_rows",
     "chunk_set_digest",
     "ingest",
+    "plan_file",
+    "read_file",
+    "settle_file",
     "splitter_for",
 ]
 
@@ -186,7 +193,7 @@ def _as_int(value: Any) -> int:
 
 
 @dataclass
-class _PendingFile:
+class PendingFile:
     path: str
     stale: set[str]
     remaining: int
@@ -199,7 +206,7 @@ class _Writer:
         self,
         client: MilvusClient,
         collection: str,
-        embeddings: MilvusModelEmbeddings,
+        embeddings: MilvusModelEmbeddings | None,
         settings: Settings,
         report: IngestReport,
         progress: Progress,
@@ -212,12 +219,20 @@ class _Writer:
         self.report = report
         self.progress = progress
         self.rows: list[ChunkRow] = []
-        self.row_files: list[_PendingFile] = []
+        self.row_files: list[PendingFile] = []
         self.bytes = 0
-        self.files: list[_PendingFile] = []
+        self.files: list[PendingFile] = []
 
-    def add_file(self, pending: _PendingFile, rows: list[ChunkRow]) -> None:
+    def add_file(self, pending: PendingFile, rows: list[ChunkRow]) -> None:
+        self.track(pending)
+        self.add_rows(pending, rows)
+
+    def track(self, pending: PendingFile) -> None:
+        """Retire ``pending`` (delete its stale chunks) once its remaining rows are written."""
         self.files.append(pending)
+
+    def add_rows(self, pending: PendingFile, rows: list[ChunkRow]) -> None:
+        """Buffer rows of ``pending``'s file, writing full batches."""
         for row in rows:
             size = len(row.fields[TEXT_FIELD].encode("utf-8")) + 64 + 4 * 1024
             if self.rows and (
@@ -232,9 +247,10 @@ class _Writer:
     def flush(self) -> None:
         if not self.rows:
             return
-        vectors = self.embeddings.embed_documents([row.embed for row in self.rows])
-        for row, vector in zip(self.rows, vectors, strict=True):
-            row.fields[VECTOR_FIELD] = vector
+        if self.embeddings is not None:  # else the rows come with their vectors (Ray engine)
+            vectors = self.embeddings.embed_documents([row.embed for row in self.rows])
+            for row, vector in zip(self.rows, vectors, strict=True):
+                row.fields[VECTOR_FIELD] = vector
         self.client.insert(self.collection, [row.fields for row in self.rows])
         self.report.chunks_written += len(self.rows)
         self.progress.chunks_written(len(self.rows))
@@ -283,6 +299,10 @@ def ingest(
 ) -> IngestReport:
     """Bring the collection in line with ``source`` (folder, file, zip or URL).
 
+    ``settings.ingest.engine`` picks where files are parsed, split and embedded:
+    ``local`` (this process) or ``ray`` (Ray Data stages on a Ray cluster, see
+    :mod:`milvus_rag.ray_ingest`). Both write the same rows and sync state.
+
     Args:
         source: what to ingest.
         settings: the loaded settings.
@@ -294,64 +314,84 @@ def ingest(
         progress: progress callbacks.
 
     Raises:
-        SourceError, StoreError, EmbeddingError subclasses; nothing stored is lost.
+        SourceError, StoreError, EmbeddingError subclasses; ConfigError when the
+        Ray engine is chosen without Ray installed. Nothing stored is lost.
     """
     from milvus_rag.embeddings import embeddings_from_settings
     from milvus_rag.loaders.sources import open_source
     from milvus_rag.store import connect
 
     started = time.perf_counter()
+    engine = _engine(settings)
     progress = progress or Progress()
     embeddings = embeddings or embeddings_from_settings(settings)
     glob = glob if glob is not None else settings.ingest.glob
     split = splitter_for(settings, embeddings, splitter)
 
-    with open_source(source, glob=glob, limits=_limits(settings)) as listing:
+    with open_source(source, glob=glob, limits=_limits(settings)) as listing, engine as step:
         # Load the model before connecting: a bad source or model leaves no empty database.
         embeddings.identity()
         client = connect(settings.milvus)
         try:
-            report = _sync(
-                client, listing, settings, embeddings, split, glob, recreate, prune, progress
-            )
+            run = IngestRun(listing, settings, embeddings, split, progress)
+            _sync(client, run, step, glob, recreate, prune)
         finally:
             client.close()
-    report.seconds = time.perf_counter() - started
-    return report
+    run.report.seconds = time.perf_counter() - started
+    return run.report
+
+
+#: Processes a run's files: reads, plans and hands rows to ``run.writer``.
+FilesStep = Callable[["IngestRun"], None]
+
+
+def _engine(settings: Settings) -> AbstractContextManager[FilesStep]:
+    """The engine's files step, in effect while the context lasts (Ray runs in it)."""
+    if settings.ingest.engine == "ray":
+        from milvus_rag.ray_ingest import RayEngine
+
+        return RayEngine(settings)  # raises ConfigError now when Ray is not installed
+    return nullcontext(_local_files)
+
+
+@dataclass
+class IngestRun:
+    """One ingest in progress: what an engine reads from and writes to."""
+
+    listing: Any
+    settings: Settings
+    embeddings: MilvusModelEmbeddings
+    split: Splitter
+    progress: Progress
+    report: IngestReport = field(default_factory=IngestReport)
+    state: dict[str, _StoredSource] = field(default_factory=dict)
+    writer: _Writer = field(init=False)
 
 
 def _sync(
     client: MilvusClient,
-    listing: Any,
-    settings: Settings,
-    embeddings: MilvusModelEmbeddings,
-    split: Splitter,
+    run: IngestRun,
+    files_step: FilesStep,
     glob: str | None,
     recreate: bool,
     prune: bool,
-    progress: Progress,
-) -> IngestReport:
+) -> None:
     from milvus_rag.loaders.sources import glob_match
     from milvus_rag.store import ensure_collection, record_ingest
 
-    report = IngestReport()
+    settings, report, listing = run.settings, run.report, run.listing
     collection = settings.milvus.collection
     with IngestLock(client, settings):
-        ensure_collection(client, settings, embeddings, create=True, recreate=recreate)
-        state = _stored_state(client, collection, listing.origin)
-        writer = _Writer(client, collection, embeddings, settings, report, progress)
-        progress.start(len(listing.files))
-        seen: set[str] = set()
-        for item in listing.files:
-            seen.add(item.path)
-            report.files_seen += 1
-            _ingest_file(
-                item, listing.origin, state.get(item.path), split, writer, report, settings
-            )
-            progress.file_done(item.path)
-        writer.flush()
+        ensure_collection(client, settings, run.embeddings, create=True, recreate=recreate)
+        run.state = _stored_state(client, collection, listing.origin)
+        embed = run.embeddings if files_step is _local_files else None
+        run.writer = _Writer(client, collection, embed, settings, report, run.progress)
+        run.progress.start(len(listing.files))
+        files_step(run)
+        run.writer.flush()
         if prune:
-            for path, stored in state.items():
+            seen = {item.path for item in listing.files}
+            for path, stored in run.state.items():
                 if path in seen or (glob and not glob_match(path, glob)):
                     continue
                 client.delete(collection, ids=sorted(stored.ids))
@@ -362,84 +402,144 @@ def _sync(
             collection,
             origin=listing.origin,
             glob=glob,
-            splitter=split.name,
-            chunker=split.fingerprint,
+            splitter=run.split.name,
+            chunker=run.split.fingerprint,
         )
         if report.changed:
             client.flush(collection)
-    return report
 
 
-def _ingest_file(
-    item: SourceFile,
-    origin: str,
-    stored: _StoredSource | None,
-    split: Splitter,
-    writer: _Writer,
-    report: IngestReport,
-    settings: Settings,
-) -> None:
+def _local_files(run: IngestRun) -> None:
+    """The local engine: each file read, parsed, split and embedded in this process."""
+    for item in run.listing.files:
+        run.report.files_seen += 1
+        read = read_file(item, run.state.get(item.path), run.split.fingerprint, run.report)
+        if read is not None:
+            stored = run.state.get(item.path)
+            plan = plan_file(
+                item.path,
+                read,
+                run.listing.origin,
+                run.split,
+                stored.ids if stored is not None else set(),
+                run.settings.ingest.parse_timeout,
+            )
+            del read
+            stale = settle_file(plan, stored, run.report)
+            if stale is not None:
+                run.writer.add_file(PendingFile(plan.path, stale, len(plan.rows)), plan.rows)
+        run.progress.file_done(item.path)
+
+
+@dataclass
+class FileRead:
+    """A changed file's bytes and their hash (what a planner needs besides settings)."""
+
+    data: bytes
+    source_hash: str
+
+
+def read_file(
+    item: SourceFile, stored: _StoredSource | None, chunker: str, report: IngestReport
+) -> FileRead | None:
+    """Read a listed file; None (recorded on ``report``) when skipped or unchanged."""
     from milvus_rag.errors import SourceError
-    from milvus_rag.loaders.formats import UnreadableFile, format_of, parse_file
+    from milvus_rag.loaders.formats import format_of
 
-    fmt = format_of(item.path)
-    if fmt is None:
+    if format_of(item.path) is None:
         _skip(report, item.path, "unsupported file type")
-        return
+        return None
     try:
         data = item.read_bytes()
     except SourceError as exc:
         _skip(report, item.path, str(exc))
-        return
+        return None
     source_hash = hashlib.sha256(data).hexdigest()
-    chunker = split.fingerprint
     if stored is not None and stored.complete(source_hash, chunker):
         report.unchanged += 1
-        return
+        return None
+    return FileRead(data, source_hash)
+
+
+@dataclass
+class FilePlan:
+    """What one changed file needs: rows to write, stored ids to delete after them."""
+
+    path: str
+    source_hash: str
+    chunker: str
+    rows: list[ChunkRow] = field(default_factory=list)
+    stale: set[str] = field(default_factory=set)
+    skip: str | None = None
+    """Why the file gives no chunks (then ``rows`` and ``stale`` are empty)."""
+    warnings: list[str] = field(default_factory=list)
+
+
+def plan_file(
+    path: str,
+    read: FileRead,
+    origin: str,
+    split: Splitter,
+    have: set[str],
+    parse_timeout: float,
+) -> FilePlan:
+    """Parse, split and turn into rows one changed file (no Milvus, no model).
+
+    ``have`` are the ids Milvus holds for ``path``: rows among them (kept from a
+    killed run) are not written again; the others are stale.
+    """
+    from milvus_rag.loaders.formats import UnreadableFile, parse_file
+
+    plan = FilePlan(path, read.source_hash, split.fingerprint)
     try:
-        parsed = parse_file(item.path, data, parse_timeout=settings.ingest.parse_timeout)
+        parsed = parse_file(path, read.data, parse_timeout=parse_timeout)
     except UnreadableFile as exc:
-        _skip(report, item.path, str(exc))
-        _retire_replaced(item.path, stored, source_hash, writer, report)
-        return
-    finally:
-        del data
-    report.warnings.extend(f"{item.path}: {w}" for w in parsed.warnings)
+        plan.skip = str(exc)
+        return plan
+    plan.warnings = list(parsed.warnings)
     chunks = split(parsed.text)
     if not chunks:
-        _skip(report, item.path, "no text after splitting")
-        _retire_replaced(item.path, stored, source_hash, writer, report)
-        return
-    rows = chunk_rows(item.path, origin, source_hash, parsed.format, chunks, split)
-    ids = [row.fields[ID_FIELD] for row in rows]
-    have = stored.ids if stored is not None else set()
-    rows = [row for row in rows if row.fields[ID_FIELD] not in have]  # kept from a killed run
-    stale = have - set(ids)
+        plan.skip = "no text after splitting"
+        return plan
+    rows = chunk_rows(path, origin, read.source_hash, parsed.format, chunks, split)
+    ids = {row.fields[ID_FIELD] for row in rows}
+    plan.rows = [row for row in rows if row.fields[ID_FIELD] not in have]
+    plan.stale = have - ids
+    return plan
+
+
+def settle_file(
+    plan: FilePlan, stored: _StoredSource | None, report: IngestReport
+) -> set[str] | None:
+    """Record a planned file on ``report``; the ids to delete once its rows are written.
+
+    None when the file needs no writer at all (skipped, nothing stored to replace).
+    """
+    report.warnings.extend(f"{plan.path}: {w}" for w in plan.warnings)
+    if plan.skip is not None:
+        _skip(report, plan.path, plan.skip)
+        return _replaced(plan, stored, report)
     if stored is None:
         report.added += 1
     else:
         report.updated += 1
-        if stored.hashes == {source_hash} and stored.chunkers != {chunker}:
+        if stored.hashes == {plan.source_hash} and stored.chunkers != {plan.chunker}:
             report.rechunked += 1
-    writer.add_file(_PendingFile(item.path, stale, len(rows)), rows)
+    return plan.stale
 
 
-def _retire_replaced(
-    path: str,
-    stored: _StoredSource | None,
-    source_hash: str,
-    writer: _Writer,
-    report: IngestReport,
-) -> None:
-    """Delete the chunks of a file's earlier content when its new content gives none.
+def _replaced(
+    plan: FilePlan, stored: _StoredSource | None, report: IngestReport
+) -> set[str] | None:
+    """The chunks of a file's earlier content to delete when its new content gives none.
 
     A clean ingest of the source would hold nothing for this file. Chunks of the
     same content are kept: then the failure may be passing (a parse timeout).
     """
-    if stored is None or source_hash in stored.hashes:
-        return
+    if stored is None or plan.source_hash in stored.hashes:
+        return None
     report.updated += 1
-    writer.add_file(_PendingFile(path, set(stored.ids), 0), [])
+    return set(stored.ids)
 
 
 def chunk_rows(
@@ -488,18 +588,21 @@ def _skip(report: IngestReport, path: str, reason: str) -> None:
 
 
 def splitter_for(
-    settings: Settings, embeddings: MilvusModelEmbeddings, name: str | None = None
+    settings: Settings | IngestSettings,
+    embeddings: MilvusModelEmbeddings,
+    name: str | None = None,
 ) -> Splitter:
     """The splitter an ingest with these settings uses (``name`` overrides the setting).
 
     Give it to :class:`~milvus_rag.loaders.SourceLoader` to get the chunks an
     ingest stores. The markdown splitter counts tokens with the embedding model's
     own tokenizer (a separate instance: see ``MilvusModelEmbeddings.token_counter``).
+    ``settings`` may be the ``ingest`` section alone (what a Ray worker receives).
     """
     from milvus_rag.loaders import make_splitter
 
-    name = name or settings.ingest.splitter
-    i = settings.ingest
+    i = cast("IngestSettings", getattr(settings, "ingest", settings))
+    name = name or i.splitter
     return make_splitter(
         name,
         max_tokens=i.chunk_tokens,

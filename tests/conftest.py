@@ -48,9 +48,9 @@ def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests of a real server or the shared corpus and models are slow ones too."""
+    """Tests of a real server, a Ray instance or the shared corpus and models are slow too."""
     for item in items:
-        if item.get_closest_marker("server") or item.get_closest_marker("shared"):
+        if any(item.get_closest_marker(name) for name in ("server", "shared", "ray")):
             item.add_marker(pytest.mark.slow)
 
 

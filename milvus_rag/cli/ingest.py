@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from milvus_rag.choices import RetrievalMode, SplitterName
+from milvus_rag.choices import IngestEngine, RetrievalMode, SplitterName
 from milvus_rag.cli._common import (
     CollectionOption,
     ConfigOption,
@@ -59,6 +59,24 @@ def ingest(
     prune: Annotated[
         bool, typer.Option("--prune", help="Delete chunks of files no longer in the source.")
     ] = False,
+    engine: Annotated[
+        IngestEngine | None,
+        typer.Option(
+            "--engine",
+            help="local: parse and embed in this process; ray: as Ray Data stages on a Ray "
+            "cluster, needs the ray extra (default: ingest.engine).",
+            show_default=False,
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Ray cluster to run on, e.g. ray://head:10001 or auto (default: "
+            "ingest.ray_address; unset = a local Ray with this machine's cores).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
     uri: UriOption = None,
     collection: CollectionOption = None,
@@ -70,7 +88,10 @@ def ingest(
 
     settings = settings_for(
         config,
-        {"ingest": {"splitter": splitter}, "retrieval": {"mode": mode}},
+        {
+            "ingest": {"splitter": splitter, "engine": engine, "ray_address": ray_address},
+            "retrieval": {"mode": mode},
+        },
         uri=uri,
         collection=collection,
     )

@@ -42,6 +42,10 @@ class ServerProcess:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        """The server's environment (None: this process's)."""
+        return None
+
     def ready(self) -> bool:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1):
@@ -52,6 +56,7 @@ class ServerProcess:
     def start(self, timeout: float = 180) -> Self:
         self.proc = subprocess.Popen(
             self.command(),
+            env=self.environment(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

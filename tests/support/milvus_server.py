@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
 
-from tests.support.lite_server import ServerProcess
+from tests.support.lite_server import ServerProcess, free_port
 
 
 def milvus_server_command() -> str | None:
@@ -16,7 +17,11 @@ def milvus_server_command() -> str | None:
 
 
 class MilvusServer(ServerProcess):
-    """``milvus-server``: a real Milvus standalone server."""
+    """``milvus-server``: a real Milvus standalone server.
+
+    Its embedded etcd gets free ports of its own: by default it always takes peer
+    port 2380, so a second server on the machine (another test run) would crash.
+    """
 
     name = "milvus-server"
 
@@ -24,7 +29,31 @@ class MilvusServer(ServerProcess):
         command = milvus_server_command()
         if command is None:
             raise RuntimeError("milvus-server is not installed")
-        return [command, "--data", str(self.data_dir), "--proxy-port", str(self.port)]
+        self.etcd_port, peer = free_port(), free_port()
+        config = self.data_dir / "embed-etcd.yaml"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            f"name: default\ndata-dir: {self.data_dir / 'embed-etcd'}\n"
+            f"listen-peer-urls: http://127.0.0.1:{peer}\n"
+            f"initial-advertise-peer-urls: http://127.0.0.1:{peer}\n"
+            f"initial-cluster: default=http://127.0.0.1:{peer}\n"
+            f"listen-client-urls: http://127.0.0.1:{self.etcd_port}\n"
+            f"advertise-client-urls: http://127.0.0.1:{self.etcd_port}\n"
+        )
+        self.etcd_config = config
+        return [
+            command,
+            "--data",
+            str(self.data_dir),
+            "--proxy-port",
+            str(self.port),
+            "--etcd-port",
+            str(self.etcd_port),
+        ]
+
+    def environment(self) -> dict[str, str]:
+        # Milvus reads any setting from an upper-cased environment variable.
+        return {**os.environ, "ETCD_CONFIG_PATH": str(self.etcd_config)}
 
     def ready(self) -> bool:
         if not super().ready():
