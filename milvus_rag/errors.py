@@ -14,6 +14,7 @@ codes or HTTP statuses.
     │   └── DownloadError
     ├── EmbeddingError
     │   └── ModelNotAvailableError
+    ├── EngineError               the Ray engine failed: a task kept failing, the cluster went away
     ├── StoreError
     │   ├── StoreLockedError      Milvus Lite file opened by another process
     │   ├── StoreUnavailableError Milvus server unreachable
@@ -42,6 +43,7 @@ __all__ = [
     "EmbeddingError",
     "EmbeddingMismatchError",
     "EmptyCollectionError",
+    "EngineError",
     "IngestLockedError",
     "LLMAuthError",
     "LLMConnectionError",
@@ -138,6 +140,13 @@ class EmbeddingError(MilvusRAGError):
 
 class ModelNotAvailableError(EmbeddingError):
     """The embedding model cannot be loaded (offline, missing folder)."""
+
+
+class EngineError(MilvusRAGError):
+    """The distributed ingest engine (Ray) failed: a task that kept failing, a lost cluster.
+
+    What was written before the failure stays and is consistent; a rerun resumes.
+    """
 
 
 class StoreError(MilvusRAGError):

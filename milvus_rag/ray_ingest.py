@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from milvus_rag.errors import ConfigError, EmbeddingMismatchError, MilvusRAGError
+from milvus_rag.errors import ConfigError, EmbeddingMismatchError, EngineError, MilvusRAGError
 from milvus_rag.store import ID_FIELD, VECTOR_FIELD
 
 if TYPE_CHECKING:
@@ -145,7 +145,19 @@ def _ray_files(run: IngestRun, session: _RaySession) -> None:
     with warnings.catch_warnings():
         # Fewer blocks than actors (a small change) is fine.
         warnings.filterwarnings("ignore", "The minimum number of concurrent actors")
-        _write(run, _dataset(session.ray, refs, job))
+        try:
+            _write(run, _dataset(session.ray, refs, job))
+        except session.ray.exceptions.RayError as exc:
+            raise EngineError(
+                f"the Ray job failed after its retries ({_first_line(exc)}); what was written "
+                "is kept, and a rerun resumes from there"
+            ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message cut to its first line (Ray's carry whole remote tracebacks)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 class _RaySession:
@@ -168,9 +180,8 @@ class _RaySession:
                     ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **args)
             except Exception as exc:
                 where = f"at {self.address}" if self.address else "on this machine"
-                reason = str(exc).strip().splitlines()[0][:200] if str(exc) else type(exc).__name__
                 raise ConfigError(
-                    f"Ray {where} cannot be started or reached ({reason}); check "
+                    f"Ray {where} cannot be started or reached ({_first_line(exc)}); check "
                     "--ray-address / ingest.ray_address"
                 ) from exc
             self.started = True
@@ -442,7 +453,10 @@ def _write(run: IngestRun, dataset: Any) -> None:
             close_if_done(path, entry)
     if open_files:
         lost = sorted(open_files)[:3]
-        raise RuntimeError(f"the Ray pipeline returned incomplete files: {lost}")
+        raise EngineError(
+            f"the Ray job returned incomplete files ({', '.join(lost)}); they stay as they were "
+            "and a rerun writes them"
+        )
 
 
 def _error_record(exc: MilvusRAGError) -> str:

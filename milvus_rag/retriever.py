@@ -40,7 +40,7 @@ from milvus_rag.errors import ConfigError
 from milvus_rag.filters import Expr
 from milvus_rag.loaders.views import MAX_VIEWS, question_of
 from milvus_rag.settings import MilvusSettings, RetrievalSettings, Settings
-from milvus_rag.store import ID_FIELD, SPARSE_FIELD, VECTOR_FIELD, search_rows
+from milvus_rag.store import ID_FIELD, SPARSE_FIELD, VECTOR_FIELD, row_fields, search_rows
 
 if TYPE_CHECKING:
     from langchain_milvus import Milvus
@@ -107,6 +107,7 @@ class MilvusRAGRetriever(BaseRetriever):
 
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _templates: bool = PrivateAttr(default=False)
+    _row_fields: list[str] | None = PrivateAttr(default=None)
 
     @classmethod
     def from_settings(
@@ -268,8 +269,12 @@ class MilvusRAGRetriever(BaseRetriever):
         rows = max(self.fetch_k, search["k"]) * 2
         expr = search.get("expr")
         vector = store.embeddings.embed_query(query)  # type: ignore[union-attr]
-        dense = search_rows(store.client, store.collection_name, VECTOR_FIELD, vector, rows, expr)
-        sparse = search_rows(store.client, store.collection_name, SPARSE_FIELD, query, rows, expr)
+        client, name = store.client, store.collection_name
+        if self._row_fields is None:
+            self._row_fields = row_fields(client, name)
+        fields = self._row_fields
+        dense = search_rows(client, name, VECTOR_FIELD, vector, rows, expr, fields)
+        sparse = search_rows(client, name, SPARSE_FIELD, query, rows, expr, fields)
         w_dense, w_sparse = self.weights
         fused: dict[str, float] = {}
         docs: dict[str, Document] = {}

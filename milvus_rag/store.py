@@ -76,6 +76,7 @@ __all__ = [
     "open_vector_store",
     "reason",
     "record_ingest",
+    "row_fields",
     "search_rows",
     "stored_analyzer",
     "supports_bm25",
@@ -261,6 +262,27 @@ def count_entities(client: MilvusClient, collection: str) -> int:
     return int(rows[0]["count(*)"]) if rows else 0
 
 
+def row_fields(client: MilvusClient, collection: str) -> list[str]:
+    """The output fields that give a row without its vectors: scalars and the dynamic ones.
+
+    (``"*"`` would ship every vector back with each hit, a few milliseconds a search.)
+    """
+    from pymilvus import DataType
+
+    vectors = {
+        DataType.FLOAT_VECTOR,
+        DataType.FLOAT16_VECTOR,
+        DataType.BFLOAT16_VECTOR,
+        DataType.BINARY_VECTOR,
+        DataType.SPARSE_FLOAT_VECTOR,
+    }
+    described = client.describe_collection(collection)
+    fields = [f["name"] for f in described.get("fields", []) if f.get("type") not in vectors]
+    if described.get("enable_dynamic_field"):
+        fields.append("$meta")
+    return fields
+
+
 def search_rows(
     client: MilvusClient,
     collection: str,
@@ -268,11 +290,13 @@ def search_rows(
     query: Any,
     limit: int,
     expr: str | None = None,
+    output_fields: list[str] | None = None,
 ) -> list[tuple[Document, float]]:
     """Search one vector field (``query``: a vector, or text for the BM25 field).
 
     Returns ``(Document, distance)`` pairs best first; each document holds the
     row's text and its other fields as metadata (``id`` included).
+    ``output_fields`` defaults to :func:`row_fields` (pass them to save a call).
     """
     from langchain_core.documents import Document
 
@@ -284,7 +308,7 @@ def search_rows(
         anns_field=field,
         limit=limit,
         filter=expr or "",
-        output_fields=["*"],
+        output_fields=output_fields or row_fields(client, collection),
         search_params=params,
     )[0]
     out = []

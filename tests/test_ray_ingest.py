@@ -24,7 +24,7 @@ import pytest
 from typer.testing import CliRunner
 
 from milvus_rag.cli import app
-from milvus_rag.errors import ConfigError, EmbeddingMismatchError
+from milvus_rag.errors import ConfigError, EmbeddingMismatchError, EngineError
 from milvus_rag.settings import Settings
 from milvus_rag.sync import IngestReport, ingest
 from tests.support.corpus import write_faq_folder
@@ -327,3 +327,37 @@ def test_workers_must_embed_with_the_drivers_model(
     settings = on(None, "mismatch", "ray")
     with pytest.raises(EmbeddingMismatchError, match="loads another embedding model"):
         ingest(corpus, settings, embeddings=MilvusModelEmbeddings(model_dir=other))
+
+
+def _always_fails(batch: dict[str, Any]) -> dict[str, Any]:
+    raise OSError("disk on fire")
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_job_that_keeps_failing_is_one_typed_error_and_loses_nothing(
+    ray_cluster: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    on: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
+    import milvus_rag.ray_ingest as ray_ingest
+
+    source = write_corpus(tmp_path / "docs")
+    settings = on(None, "failing", "ray")
+    first = ingest(source, settings)
+    write_corpus(source, version=2)  # changed files, which the failing job cannot embed
+
+    def failing_dataset(ray: Any, refs: list[Any], job: Any) -> Any:
+        # A Ray job whose every task raises something Ray cannot retry away.
+        return ray.data.from_arrow_refs(refs).map_batches(_always_fails, max_retries=1)
+
+    monkeypatch.setattr(ray_ingest, "_dataset", failing_dataset)
+    with pytest.raises(EngineError, match=r"disk on fire.*a rerun resumes") as raised:
+        ingest(source, settings)
+    assert "\n" not in str(raised.value)
+    monkeypatch.undo()
+
+    write_corpus(source, version=1)  # back: the collection is still the first ingest's
+    assert not ingest(source, settings).changed
+    assert first.changed
