@@ -41,6 +41,7 @@ import functools
 import json
 import logging
 import os
+import re
 import socket
 import warnings
 from dataclasses import dataclass, field
@@ -66,6 +67,10 @@ _log = logging.getLogger(__name__)
 #: so that on every node a parse task fits beside one actor per core.
 ACTOR_CPUS = 0.8
 PARSE_CPUS = 0.2
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+#: A traceback's last line: ``OSError: disk full``.
+_RAISED = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): ")
 
 # The kinds of records: a file's summary, a row to write, an error a worker met.
 _FILE, _ROW, _ERROR = 0, 1, 2
@@ -149,15 +154,34 @@ def _ray_files(run: IngestRun, session: _RaySession) -> None:
             _write(run, _dataset(session.ray, refs, job))
         except session.ray.exceptions.RayError as exc:
             raise EngineError(
-                f"the Ray job failed after its retries ({_first_line(exc)}); what was written "
-                "is kept, and a rerun resumes from there"
+                f"the Ray job failed after its retries ({_root_cause(exc, session.ray)}); what "
+                "was written is kept, and a rerun resumes from there"
             ) from exc
 
 
 def _first_line(exc: BaseException) -> str:
     """An exception's message cut to its first line (Ray's carry whole remote tracebacks)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = _ANSI.sub("", str(exc))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[0][:200] if lines else type(exc).__name__
+
+
+def _root_cause(exc: BaseException, ray: ModuleType) -> str:
+    """The worker's own exception under Ray's wrappers, as ``Type: first line``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if not isinstance(current, ray.exceptions.RayError):
+            return f"{type(current).__name__}: {_first_line(current)}"
+        cause = getattr(current, "cause", None)
+        current = cause if isinstance(cause, BaseException) else current.__cause__
+    # A task's own exception often reaches the driver only as text in Ray's message.
+    for line in _ANSI.sub("", str(exc)).splitlines():
+        found = _RAISED.match(line)
+        if found and not found.group(1).startswith("ray."):
+            return line.strip()[:200]
+    return _first_line(exc)
 
 
 class _RaySession:
@@ -198,8 +222,10 @@ def _quiet(ray: ModuleType) -> None:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     context.enable_auto_log_stats = False
+    # A failed task is raised to the caller as one EngineError (with its cause); Ray
+    # Data would also log it, traceback included.
     for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 class _Blocks:

@@ -338,6 +338,7 @@ def _always_fails(batch: dict[str, Any]) -> dict[str, Any]:
 def test_a_job_that_keeps_failing_is_one_typed_error_and_loses_nothing(
     ray_cluster: Any,
     monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
     on: Callable[..., Settings],
     tmp_path: Path,
 ) -> None:
@@ -350,12 +351,29 @@ def test_a_job_that_keeps_failing_is_one_typed_error_and_loses_nothing(
 
     def failing_dataset(ray: Any, refs: list[Any], job: Any) -> Any:
         # A Ray job whose every task raises something Ray cannot retry away.
-        return ray.data.from_arrow_refs(refs).map_batches(_always_fails, max_retries=1)
+        return ray.data.from_arrow_refs(refs).map_batches(_always_fails)
 
     monkeypatch.setattr(ray_ingest, "_dataset", failing_dataset)
-    with pytest.raises(EngineError, match=r"disk on fire.*a rerun resumes") as raised:
+    with pytest.raises(EngineError, match=r"\(OSError: disk on fire\).*a rerun resumes") as raised:
         ingest(source, settings)
     assert "\n" not in str(raised.value)
+
+    # The command line: that one line, no log or traceback from Ray on either stream.
+    capfd.readouterr()
+    result = CliRunner().invoke(
+        app,
+        ["ingest", str(source), "--engine", "ray", "--uri", settings.milvus.uri],
+        env={
+            "MILVUS_RAG_EMBEDDING__MODEL_DIR": str(settings.embedding.model_dir),
+            "MILVUS_RAG_MILVUS__COLLECTION": "failing",
+        },
+    )
+    assert result.exit_code == EngineError.exit_code
+    line = result.stderr.rsplit("\r", 1)[-1].strip()  # after the progress bar, erased
+    assert line.startswith("error: ") and "\n" not in line
+    assert "(OSError: disk on fire)" in line and "a rerun resumes" in line
+    leaked = capfd.readouterr()
+    assert "Traceback" not in leaked.out + leaked.err + result.output, leaked
     monkeypatch.undo()
 
     write_corpus(source, version=1)  # back: the collection is still the first ingest's
