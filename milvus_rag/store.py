@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -533,6 +534,7 @@ def open_vector_store(
 def _langchain_store(settings: Settings, embeddings: Any, *, hybrid: bool) -> Milvus:
     from langchain_milvus import BM25BuiltInFunction, Milvus
 
+    _before_first_search()
     dense_index = _dense_index(settings)
     dense_search: dict[str, Any] = {"metric_type": settings.milvus.metric, "params": {}}
     common: dict[str, Any] = {
@@ -567,6 +569,25 @@ def _langchain_store(settings: Settings, embeddings: Any, *, hybrid: bool) -> Mi
         ],
         **common,
     )
+
+
+_FIRST_SEARCH = threading.Lock()
+
+
+def _before_first_search() -> None:
+    """Run pymilvus's lazy ``scipy.sparse`` check now, once, under a lock.
+
+    pymilvus loads ``scipy.sparse`` on its first search with ``exec_module``, outside
+    Python's import lock: when two threads search first at once (a server's first
+    concurrent requests), both execute the module and one fails with a circular-import
+    ``AttributeError`` (a 500). A store is opened before it searches, so this runs first.
+    """
+    with _FIRST_SEARCH:
+        try:
+            from pymilvus.client.utils import SciPyHelper
+        except ImportError:  # another pymilvus layout: nothing lazy to settle
+            return
+        SciPyHelper.is_scipy_sparse([])
 
 
 # --------------------------------------------------------------------------- documents

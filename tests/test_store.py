@@ -138,3 +138,55 @@ def test_recreate_with_a_broken_model_keeps_the_data(
     assert (
         client.query(s.milvus.collection, filter="", output_fields=["count(*)"])[0]["count(*)"] == 1
     )
+
+
+FIRST_SEARCHES = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from pymilvus.client.utils import SciPyHelper
+
+from milvus_rag.retriever import MilvusRAGRetriever
+from milvus_rag.settings import load_settings
+
+assert "scipy.sparse" not in sys.modules  # the lazy import is still ahead
+retriever = MilvusRAGRetriever.from_settings(load_settings())
+retriever.store()  # opening settles pymilvus's lazy scipy check, before any search
+assert SciPyHelper._checked
+with ThreadPoolExecutor(8) as pool:
+    found = list(pool.map(lambda _: retriever.invoke("Where is data stored?"), range(8)))
+assert all(found), found
+print("ok")
+"""
+
+
+def test_concurrent_first_searches_in_a_fresh_process(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """A server's first requests arrive together; pymilvus's first search imports lazily."""
+    import os
+    import subprocess
+    import sys
+
+    settings = make_settings()
+    env = {
+        **os.environ,
+        "MILVUS_RAG_MILVUS__URI": settings.milvus.uri,
+        "MILVUS_RAG_MILVUS__COLLECTION": settings.milvus.collection,
+        "MILVUS_RAG_EMBEDDING__MODEL_DIR": str(settings.embedding.model_dir),
+    }
+    # The documents are written by another process: Milvus Lite serves a file to one.
+    write = "from milvus_rag.settings import load_settings\n"
+    write += "from tests.support.corpus import store_chain_docs\n"
+    write += "store_chain_docs(load_settings())\n"
+    for script in (write, FIRST_SEARCHES):
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env=env,
+            cwd=Path(__file__).resolve().parents[1],  # for tests.support
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"
