@@ -32,6 +32,7 @@ pytestmark = pytest.mark.slow
 
 KEY = "browser-test-key"
 QUESTION_BOX = "document.getElementById('#/properties/question-input')"
+STREAM_LOG = "e => e.name.endsWith('/rag/stream_log')"
 START = "[...document.querySelectorAll('button')].find(b => b.textContent.trim() === 'Start')"
 
 
@@ -79,9 +80,11 @@ def test_playground_streams_an_answer_after_login(
         _wait(page, f"!{START}.disabled", shot)
         page.evaluate(f"{START}.click()")
         _wait(page, f"document.body.innerText.includes({json.dumps(llm.answer)})", shot)
+        # A streamed response's timing entry is recorded only when the stream ends.
+        _wait(page, f"performance.getEntriesByType('resource').some({STREAM_LOG})", shot)
         streams = page.evaluate(
-            "performance.getEntriesByType('resource')"
-            ".filter(e => e.name.endsWith('/rag/stream_log')).map(e => e.responseStatus)"
+            f"performance.getEntriesByType('resource').filter({STREAM_LOG})"
+            ".map(e => e.responseStatus)"
         )
         # Swagger UI renders the API from local scripts, with the same cookie.
         page.navigate(f"{base}/docs")

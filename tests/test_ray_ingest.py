@@ -379,3 +379,69 @@ def test_a_job_that_keeps_failing_is_one_typed_error_and_loses_nothing(
     write_corpus(source, version=1)  # back: the collection is still the first ingest's
     assert not ingest(source, settings).changed
     assert first.changed
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_a_killed_driver_converges_on_rerun(
+    ray_cluster: Any,
+    lite_server: ServerProcess,
+    on: Callable[..., Settings],
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """``kill -9`` of `ingest --engine ray` at random times, three times, then a rerun.
+
+    The driver joins the test's Ray (no Ray processes of its own to leave behind);
+    small write batches put many inserts and deletes in the window. Each round starts
+    from what the previous kill left, the corpus switching version between rounds, so
+    kills land in adds, updates and stale deletes.
+    """
+    import random
+
+    source = write_corpus(tmp_path / "docs")
+    env = {
+        **os.environ,
+        "MILVUS_RAG_EMBEDDING__MODEL_DIR": str(tiny_model_dir),
+        "MILVUS_RAG_MILVUS__URI": lite_server.uri,
+        "MILVUS_RAG_MILVUS__COLLECTION": "driver_killed",
+        "MILVUS_RAG_INGEST__WRITE_BATCH": "4",
+        "MILVUS_RAG_INGEST__RAY_FILE_BATCH": "1",
+    }
+    command = [sys.executable, "-m", "milvus_rag.cli", "ingest", str(source), "--prune"]
+    command += ["--engine", "ray", "--ray-address", ray_cluster.get_runtime_context().gcs_address]
+
+    killed = 0
+
+    def run(kill_after: float | None) -> subprocess.CompletedProcess[str] | None:
+        nonlocal killed
+        proc = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        if kill_after is None:
+            out, err = proc.communicate(timeout=600)
+            return subprocess.CompletedProcess(command, proc.returncode, out, err)
+        try:
+            proc.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            killed += 1
+        proc.communicate()
+        return None
+
+    started = time.monotonic()
+    assert run(None).returncode == 0  # type: ignore[union-attr]
+    whole = time.monotonic() - started
+    chooser = random.Random(os.getpid())
+    for version in (2, 1, 2):
+        write_corpus(source, version=version)
+        run(chooser.uniform(0.3, 0.95) * whole)
+    assert killed >= 2  # the kills came before the end
+    final = run(None)
+    assert final is not None and final.returncode == 0, final.stderr[-2000:]
+
+    clean = on(lite_server, "driver_clean", "local")
+    ingest(source, clean, recreate=True)
+    assert_same_collection(on(lite_server, "driver_killed", "ray"), clean)
+    again = run(None)
+    assert again is not None and "nothing changed" in again.stdout + again.stderr, again.stdout
