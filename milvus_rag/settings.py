@@ -378,9 +378,14 @@ class _YamlSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
+#: libyaml's safe loader where PyYAML has it (same results, C speed; it refuses deep
+#: nesting itself), else the pure-Python one.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_YAML_LOADER)
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
@@ -389,6 +394,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             f"{exc.object[exc.start]:#04x}); save it as UTF-8"
         ) from None
     except yaml.YAMLError as exc:
+        if "maximum nesting depth" in str(exc):  # libyaml's limit
+            raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"config file {path} is not valid YAML{where}") from exc
