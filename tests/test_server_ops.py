@@ -101,6 +101,29 @@ def test_serve_refuses_a_taken_port_before_anything_else(
     assert not (tmp_path / "milvus.db").exists()  # nothing was opened
 
 
+@pytest.mark.parametrize("host", ["\x80", "h\u00e9\x00st", "\x1b]0;title\x07"])
+def test_serve_refuses_a_host_that_is_no_host_name(
+    host: str,
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    llm: FakeOpenAIServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found by the fuzz test: a non-ASCII --host was a TypeError from the socket layer."""
+    from typer.testing import CliRunner
+
+    from milvus_rag.cli import app
+
+    monkeypatch.setenv("TEST_LLM_KEY", "test-key")
+    config = _serve_config(tmp_path, tiny_model_dir, llm, closed_port())
+    result = CliRunner().invoke(app, ["serve", "--host", host, "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "\x1b" not in lines[0], lines
+    assert lines[0].startswith("error: cannot listen on ") and "--host" in lines[0]
+    assert not (tmp_path / "milvus.db").exists()
+
+
 def test_serve_listens_on_the_checked_socket(
     tmp_path: Path,
     tiny_model_dir: Path,

@@ -197,12 +197,18 @@ def _listen(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
         sock.bind((host.strip("[]"), port))
+    except (TypeError, ValueError) as exc:  # not encodable as a host name (UnicodeError too)
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {printable(host)}:{port}: not a host name or address "
+            f"({exc}); choose another --host (server.host)"
+        ) from None
     except OSError as exc:
         sock.close()
-        where = f"{host}:{port}"
+        where = f"{printable(host)}:{port}"
         if exc.errno == errno.EADDRINUSE:
             raise ConfigError(
-                f"port {port} is already in use on {host}: stop the process listening on "
+                f"port {port} is already in use on {printable(host)}: stop the process listening on "
                 f"{where}, or choose another port with --port (server.port)"
             ) from None
         raise ConfigError(
