@@ -433,9 +433,11 @@ def test_a_killed_driver_converges_on_rerun(
     assert run(None).returncode == 0  # type: ignore[union-attr]
     whole = time.monotonic() - started
     chooser = random.Random(os.getpid())
-    for version in (2, 1, 2):
+    for round_, version in enumerate((2, 1, 2)):
         write_corpus(source, version=version)
-        run(chooser.uniform(0.3, 0.95) * whole)
+        for guide in (source / "guides").glob("*.md"):  # every guide changes: a whole run's work
+            guide.write_text(guide.read_text() + f"\nRound {round_} revision.\n")
+        run(chooser.uniform(0.2, 0.7) * whole)
     assert killed >= 2  # the kills came before the end
     final = run(None)
     assert final is not None and final.returncode == 0, final.stderr[-2000:]
