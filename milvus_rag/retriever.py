@@ -108,6 +108,7 @@ class MilvusRAGRetriever(BaseRetriever):
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _templates: bool = PrivateAttr(default=False)
     _row_fields: list[str] | None = PrivateAttr(default=None)
+    _own_store: bool = PrivateAttr(default=False)
 
     @classmethod
     def from_settings(
@@ -145,6 +146,7 @@ class MilvusRAGRetriever(BaseRetriever):
                     from milvus_rag.store import supports_filter_templates
 
                     self._templates = supports_filter_templates(store.client)
+                    self._own_store = True  # our schema: search it through the client
                     self.vector_store = store
         return cast("Milvus", self.vector_store)
 
@@ -250,9 +252,38 @@ class MilvusRAGRetriever(BaseRetriever):
         search["k"] = k * MAX_VIEWS * (3 if self.diverse else 1)
         if self.mode == "hybrid" and self.fusion == "zscore":
             return self._to_documents(self._zscore_hybrid(store, query, search), k)
+        if self.mode == "dense" and self._own_store:
+            return self._to_documents(self._dense(store, query, search), k)
         with _legacy_rankers_ok():
             pairs = store.similarity_search_with_score(query, **search)
         return self._to_documents(pairs, k)
+
+    def _fields(self, store: Milvus) -> list[str]:
+        """The row fields a search returns (every field but the vectors), read once."""
+        if self._row_fields is None:
+            self._row_fields = row_fields(store.client, store.collection_name)
+        return self._row_fields
+
+    def _dense(
+        self, store: Milvus, query: str, search: dict[str, Any]
+    ) -> list[tuple[Document, float]]:
+        """Dense search through the store's client, on a collection of our own schema.
+
+        The same request langchain-milvus's ``similarity_search_with_score`` sends,
+        without its second pass over every returned row (about 1 ms a query, a tenth
+        of a search on Milvus Lite).
+        """
+        vector = store.embeddings.embed_query(query)  # type: ignore[union-attr]
+        return search_rows(
+            store.client,
+            store.collection_name,
+            VECTOR_FIELD,
+            vector,
+            search["k"],
+            search.get("expr"),
+            self._fields(store),
+            search.get("filter_params"),
+        )
 
     def _zscore_hybrid(
         self, store: Milvus, query: str, search: dict[str, Any]
@@ -270,9 +301,7 @@ class MilvusRAGRetriever(BaseRetriever):
         expr = search.get("expr")
         vector = store.embeddings.embed_query(query)  # type: ignore[union-attr]
         client, name = store.client, store.collection_name
-        if self._row_fields is None:
-            self._row_fields = row_fields(client, name)
-        fields = self._row_fields
+        fields = self._fields(store)
         dense = search_rows(client, name, VECTOR_FIELD, vector, rows, expr, fields)
         sparse = search_rows(client, name, SPARSE_FIELD, query, rows, expr, fields)
         w_dense, w_sparse = self.weights

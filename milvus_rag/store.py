@@ -292,17 +292,20 @@ def search_rows(
     limit: int,
     expr: str | None = None,
     output_fields: list[str] | None = None,
+    filter_params: dict[str, Any] | None = None,
 ) -> list[tuple[Document, float]]:
     """Search one vector field (``query``: a vector, or text for the BM25 field).
 
     Returns ``(Document, distance)`` pairs best first; each document holds the
     row's text and its other fields as metadata (``id`` included).
-    ``output_fields`` defaults to :func:`row_fields` (pass them to save a call).
+    ``output_fields`` defaults to :func:`row_fields` (pass them to save a call);
+    ``filter_params`` fills a templated ``expr`` (see :func:`supports_filter_templates`).
     """
     from langchain_core.documents import Document
 
     metric = "BM25" if field == SPARSE_FIELD else None
     params: dict[str, Any] = {"metric_type": metric} if metric else {}
+    extra: dict[str, Any] = {"filter_params": filter_params} if filter_params else {}
     hits = client.search(
         collection,
         [query],
@@ -311,6 +314,7 @@ def search_rows(
         filter=expr or "",
         output_fields=output_fields or row_fields(client, collection),
         search_params=params,
+        **extra,
     )[0]
     out = []
     for hit in hits:

@@ -106,6 +106,22 @@ def test_semantic_wins_for_paraphrase(hybrid_settings: Settings) -> None:
     assert "guide/cars.md" in hybrid
 
 
+def test_dense_search_matches_langchain_milvus(hybrid_settings: Settings) -> None:
+    """The retriever searches its own collections through the client: the same rows,
+    scores and metadata as langchain-milvus's similarity search, minus vector fields."""
+    own = _retriever(hybrid_settings, mode="dense", diverse=False)
+    store = own.store()
+    via_store = MilvusRAGRetriever(vector_store=store, mode="dense", diverse=False)
+    for query in ("repair a car", "qzx7_maxsize", "what do zebras eat"):
+        ours, theirs = own.invoke(query, k=4), via_store.invoke(query, k=4)
+        assert [(d.id, d.page_content) for d in ours] == [(d.id, d.page_content) for d in theirs]
+        for mine, other in zip(ours, theirs, strict=True):
+            assert mine.metadata["score"] == pytest.approx(other.metadata["score"], abs=1e-6)
+            assert "vector" not in mine.metadata and "sparse" not in mine.metadata
+            other_meta = {k: v for k, v in other.metadata.items() if k not in ("score", "sparse")}
+            assert {k: v for k, v in mine.metadata.items() if k != "score"} == other_meta
+
+
 def test_weighted_fusion(hybrid_settings: Settings) -> None:
     r = _retriever(hybrid_settings, mode="hybrid", fusion="weighted", weights=(0.2, 0.8))
     assert _sources(r.invoke("qzx7_maxsize"))[0] == "guide/config.md"
