@@ -43,6 +43,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr
 
 from milvus_rag.errors import (
+    ConfigError,
     LLMAuthError,
     LLMConnectionError,
     LLMError,
@@ -65,6 +66,7 @@ __all__ = [
     "FallbackChatModel",
     "chat_model_from_settings",
     "endpoint_error",
+    "header_error",
     "probe_endpoint",
     "require_api_key",
     "response_error",
@@ -134,6 +136,35 @@ def endpoint_error(
             )
         return LLMError(f"{where} refused the request (HTTP {status}{detail})")
     return LLMError(f"{where} failed ({type(exc).__name__}: {_cause(exc)})")
+
+
+def header_error(exc: BaseException, key_env: str | None) -> ConfigError | None:
+    """The one-line error for a key that cannot be sent in an HTTP header, or None.
+
+    httpx refuses a header holding a line break (h11's ``Illegal header value b'Bearer
+    ...'``, which quotes the key) or a non-ASCII character (``UnicodeEncodeError``).
+    Settings never let such a key through; a key given in code may. The message names
+    the variable, never the key.
+    """
+    import h11
+    import httpx
+
+    seen: BaseException | None = exc
+    for _ in range(8):  # the exception, then what caused it
+        if seen is None:
+            return None
+        refused = isinstance(seen, UnicodeEncodeError) or (
+            isinstance(seen, (httpx.LocalProtocolError, h11.LocalProtocolError))
+            and "header" in str(seen).lower()
+        )
+        if refused:
+            where = f"the key in {key_env}" if key_env else "the API key (or a request header)"
+            return ConfigError(
+                f"{where} cannot be sent in an HTTP header: it holds a line break, a control "
+                "or a non-ASCII character; set it again as printable ASCII text"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def response_error(base_url: str, what: str) -> LLMResponseError:
@@ -320,6 +351,9 @@ class EndpointChatOpenAI(ChatOpenAI):
     def _mapped(self, exc: Exception) -> Exception:
         import openai
 
+        refused = header_error(exc, self.key_env)
+        if refused is not None:
+            return refused
         if isinstance(exc, openai.OpenAIError):
             return self._error(exc)
         if isinstance(exc, json.JSONDecodeError):  # a JSON content type, or an SSE event, not JSON
@@ -568,6 +602,11 @@ def probe_endpoint(endpoint: LLMSettings | LLMEndpoint, timeout: float) -> Endpo
     )
     try:
         response = httpx.get(f"{base}/models", headers=headers, timeout=timeout)
+    except (httpx.LocalProtocolError, UnicodeEncodeError) as exc:
+        refused = header_error(exc, endpoint.api_key_env)
+        if refused is None:
+            raise
+        return EndpointProbe(False, str(refused), f"set {endpoint.api_key_env or 'the key'} again")
     except httpx.TimeoutException:
         return EndpointProbe(False, f"{base} did not answer within {timeout:g} s", unreachable_fix)
     except httpx.HTTPError as exc:

@@ -88,7 +88,10 @@ def serve(
                 err=True,
             )
         if app.state.llm_missing is not None:
-            typer.echo(f"warning: {app.state.llm_missing}; the answer routes return 503", err=True)
+            typer.echo(
+                f"warning: {printable(app.state.llm_missing)}; the answer routes return 503",
+                err=True,
+            )
         processes = f" with {server.workers} workers" if server.workers > 1 else ""
         typer.echo(
             f"serving {settings.milvus.collection} on http://{_url_host(server.host)}:"
