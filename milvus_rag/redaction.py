@@ -54,8 +54,8 @@ MASK = "***"
 #: Shorter secrets are masked only as URL credentials and bearer tokens.
 MIN_SECRET_LENGTH = 4
 #: The loggers :func:`redact_logs` filters: every module logger of the package (a test
-#: keeps this list complete) and uvicorn's. Loggers of ``milvus_rag`` modules already
-#: imported are filtered too.
+#: keeps this list complete), uvicorn's and the HTTP clients'. Loggers of ``milvus_rag``
+#: modules already imported are filtered too.
 LOGGERS: tuple[str, ...] = (
     "milvus_rag",
     "milvus_rag.llm",
@@ -70,6 +70,11 @@ LOGGERS: tuple[str, ...] = (
     "uvicorn",
     "uvicorn.error",
     "uvicorn.access",
+    # the HTTP clients log each request's URL (with its user info) at INFO
+    "httpx",
+    "httpx2",
+    "openai",
+    "openai._base_client",
 )
 
 # scheme://user:PASSWORD@ (the password up to the @; no space, slash or quote in it)
@@ -84,6 +89,7 @@ def _forms(secret: str) -> set[str]:
     forms = {
         secret,
         repr(secret)[1:-1],
+        ascii(secret)[1:-1],
         secret.encode("unicode_escape").decode("ascii"),
         "".join(c if c.isprintable() else repr(c)[1:-1] for c in secret),
         json.dumps(secret)[1:-1],
@@ -99,14 +105,21 @@ def _forms(secret: str) -> set[str]:
     return {form for form in forms if form}
 
 
-def _url_password(text: str) -> str | None:
-    """The password of ``text`` when it is a URL with one (``http://user:PW@host``)."""
+def _url_credentials(text: str) -> set[str]:
+    """The password of ``text`` when it is a URL with one (``http://user:PW@host``), as
+    written and decoded, and ``user:PW`` in base64 (HTTP basic auth's header)."""
     if "://" not in text or "@" not in text:
-        return None
+        return set()
     try:
-        return urlsplit(text.strip()).password
-    except ValueError:  # not a URL after all (a bad port, brackets)
-        return None
+        parts = urlsplit(text.strip())
+    except ValueError:  # not a URL after all (brackets)
+        return set()
+    if not parts.password:
+        return set()
+    user, password = parts.username or "", parts.password
+    pairs = {f"{user}:{password}", f"{unquote(user)}:{unquote(password)}"}
+    basic = {base64.b64encode(pair.encode("utf-8", "surrogatepass")).decode() for pair in pairs}
+    return {password, unquote(password), *basic}
 
 
 def _secrets_in(objects: Iterable[object], limit: int = 10_000) -> list[str]:
@@ -129,9 +142,7 @@ def _secrets_in(objects: Iterable[object], limit: int = 10_000) -> list[str]:
             value = obj.get_secret_value()
             found.append(value.decode("utf-8", "replace") if isinstance(value, bytes) else value)
         elif isinstance(obj, str):
-            password = _url_password(obj)
-            if password:
-                found.extend({password, unquote(password)})
+            found.extend(_url_credentials(obj))
         elif isinstance(fields, dict):
             queue.extend(getattr(obj, name, None) for name in fields)
         elif isinstance(obj, Mapping):
@@ -179,23 +190,35 @@ class Redactor:
         """
         return cls(_secrets_in([settings, *also]))
 
-    def redact(self, text: object) -> str:
-        """``str(text)`` with every known secret, URL password and bearer token masked."""
+    def redact(self, text: object, *, credentials: bool = True) -> str:
+        """``str(text)`` with every known secret masked, and (``credentials``) every URL
+        password and bearer token, known or not.
+
+        Pass ``credentials=False`` for content (answers, documents, event streams): a
+        document may well show ``http://user:pass@host`` as an example.
+        """
         value = str(text)
         for form in self._forms:
             if form in value:
                 value = value.replace(form, MASK)
+        if not credentials:
+            return value
         value = _URL_CREDENTIALS.sub(rf"\g<1>{MASK}@", value)
         return _BEARER.sub(rf"\g<1>{MASK}", value)
 
-    def redact_data(self, data: Any) -> Any:
+    def redact_data(self, data: Any, *, credentials: bool = True) -> Any:
         """``data`` (JSON-like: mappings, lists, strings) with every string redacted."""
         if isinstance(data, str):
-            return self.redact(data)
+            return self.redact(data, credentials=credentials)
         if isinstance(data, Mapping):
-            return {self.redact_data(key): self.redact_data(value) for key, value in data.items()}
+            return {
+                self.redact_data(key, credentials=credentials): self.redact_data(
+                    value, credentials=credentials
+                )
+                for key, value in data.items()
+            }
         if isinstance(data, (list, tuple)):
-            return [self.redact_data(item) for item in data]
+            return [self.redact_data(item, credentials=credentials) for item in data]
         return data
 
     def __eq__(self, other: object) -> bool:

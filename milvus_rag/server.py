@@ -440,7 +440,10 @@ def create_app(
                 _completion_stream(first, chunks, redactor), media_type="text/event-stream"
             )
         result = await chain.ainvoke(inputs, config)
-        return _completion(limits.model_name, result["answer"], result["context"], usage.total())
+        completion = _completion(
+            limits.model_name, result["answer"], result["context"], usage.total()
+        )
+        return redactor.redact_data(completion, credentials=False)
 
     app.post("/v1/chat/completions", dependencies=auth, response_model=None)(
         _with_request(chat_completions)
@@ -731,9 +734,10 @@ def _langserve_route_class(redactor: Redactor) -> type[Any]:
                 if isinstance(response, EventSourceResponse):
                     started = getattr(request.state, "llm_started", None)
                     response.body_iterator = await _started(
-                        response.body_iterator, started, redactor
+                        _redacted_events(response.body_iterator, redactor), started, redactor
                     )
-                return response
+                    return response
+                return _redacted_body(response, redactor)
 
             return route
 
@@ -833,6 +837,30 @@ async def _resumed(
             yield _error_event(await _raised(events), event, redactor)
             return
         yield event
+
+
+async def _redacted_events(events: Any, redactor: Redactor) -> AsyncIterator[Any]:
+    """LangServe's events with every known secret masked in their data (run metadata may
+    name the endpoint, and so on); error events pass as they are (see :func:`_resumed`)."""
+    async for event in events:
+        if isinstance(event, dict) and isinstance(event.get("data"), str) and not _is_error(event):
+            event = {**event, "data": redactor.redact(event["data"], credentials=False)}
+        yield event
+
+
+def _redacted_body(response: Response, redactor: Redactor) -> Response:
+    """``response`` with every known secret masked in its body (a LangServe JSON answer)."""
+    from fastapi.responses import Response as Plain
+
+    body = getattr(response, "body", None)
+    if not isinstance(body, bytes) or not body:
+        return response
+    text = body.decode("utf-8", "replace")
+    masked = redactor.redact(text, credentials=False)
+    if masked == text:
+        return response
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return Plain(masked, response.status_code, headers, response.media_type)
 
 
 def _is_error(event: Any) -> bool:
@@ -1339,10 +1367,10 @@ async def _completion_stream(
 ) -> AsyncIterator[str]:
     """SSE of the chunks; a failure becomes a final ``{"error": ...}`` chunk (secrets
     masked), then ``[DONE]``."""
-    yield _sse(first)
+    yield _sse(redactor.redact_data(first, credentials=False))
     try:
         async for chunk in chunks:
-            yield _sse(chunk)
+            yield _sse(redactor.redact_data(chunk, credentials=False))
     except Exception as exc:
         # Headers are gone: the error travels in the stream, as OpenAI's API does.
         if isinstance(exc, MilvusRAGError):

@@ -531,15 +531,6 @@ def _same_origin(a: str, b: str) -> bool:
     return key(a) == key(b)
 
 
-def _preset_route(endpoint: LLMSettings | LLMEndpoint) -> bool:
-    """Whether ``endpoint`` sends a preset's key to that preset's host."""
-    return any(
-        preset.api_key_env == endpoint.api_key_env
-        and _same_origin(preset.base_url, str(endpoint.base_url))
-        for preset in LLM_PRESETS.values()
-    )
-
-
 class Settings(BaseSettings):
     """All of milvus-rag's configuration.
 
@@ -715,29 +706,26 @@ def _check_implicit_routes(
 ) -> None:
     """A config file found implicitly may not choose which key goes to which host.
 
-    An endpoint whose base URL, key variable or preset comes from that file (not from
-    the environment or the caller) may send a key only when it is a preset's key sent to
-    that preset's host; fallbacks listed in the file likewise.
+    Each endpoint (the primary, the fallbacks) sends the key in its ``api_key_env`` to
+    its base URL's host. A route the file brings (one the environment, the caller and
+    the defaults alone would not make) must be a preset's key sent to that preset's host.
 
     Raises:
         ConfigError: the file would send a key elsewhere (naming the variable and host).
     """
-    chosen = data.get("llm")
-    if not isinstance(chosen, dict) or not chosen:
+    if not isinstance(data.get("llm"), dict) or not data["llm"]:
         return
     from_env = EnvSettingsSource(Settings)().get("llm")
-    trusted = [from_env if isinstance(from_env, dict) else {}, given.get("llm") or {}]
-
-    def from_file(key: str) -> bool:
-        return key in chosen and not any(key in source for source in trusted)
-
-    endpoints: list[tuple[str, LLMSettings | LLMEndpoint]] = []
-    if any(from_file(key) for key in ("preset", "base_url", "api_key_env")):
-        endpoints.append(("llm", settings.llm))
-    if from_file("fallbacks"):
-        endpoints += [(f"llm.fallbacks[{i}]", f) for i, f in enumerate(settings.llm.fallbacks)]
-    for name, endpoint in endpoints:
-        if endpoint.api_key_env is None or _preset_route(endpoint):
+    trusted_llm = {**(from_env if isinstance(from_env, dict) else {}), **(given.get("llm") or {})}
+    try:
+        trusted = {(origin, env) for _, origin, env in _routes(LLMSettings(**trusted_llm))}
+    except (ValidationError, ValueError):  # not valid without the file: trust no route
+        trusted = set()
+    for name, origin, key_env in _routes(settings.llm):
+        if (origin, key_env) in trusted or any(
+            preset.api_key_env == key_env and _same_origin(preset.base_url, origin)
+            for preset in LLM_PRESETS.values()
+        ):
             continue
         instead = (
             f"{ENV_PREFIX}LLM__FALLBACKS"
@@ -746,10 +734,21 @@ def _check_implicit_routes(
         )
         raise ConfigError(
             f"{path} (found in the working directory, not passed with --config) would send "
-            f"the key in {endpoint.api_key_env} to {_origin(str(endpoint.base_url))} ({name}); "
-            "a config file found implicitly may send only a preset's key to that preset's "
-            f"host: pass it with --config if you trust it, or set {instead} in the environment"
+            f"the key in {key_env} to {origin} ({name}); a config file found implicitly may "
+            "send only a preset's key to that preset's host: pass it with --config if you "
+            f"trust it, or set {instead} in the environment"
         )
+
+
+def _routes(llm: LLMSettings) -> list[tuple[str, str, str]]:
+    """``(endpoint, origin, key variable)`` of each endpoint that sends a key."""
+    endpoints: list[tuple[str, LLMSettings | LLMEndpoint]] = [("llm", llm)]
+    endpoints += [(f"llm.fallbacks[{i}]", f) for i, f in enumerate(llm.fallbacks)]
+    return [
+        (name, _origin(str(endpoint.base_url)), endpoint.api_key_env)
+        for name, endpoint in endpoints
+        if endpoint.api_key_env
+    ]
 
 
 def _env_names() -> list[str]:

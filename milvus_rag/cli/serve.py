@@ -185,7 +185,10 @@ def _worker_app(settings: Settings) -> FastAPI:
     try:
         return _checked_app(settings)
     except MilvusRAGError as exc:
-        typer.echo(f"error: {printable(exc)}", err=True)
+        from milvus_rag.redaction import Redactor
+
+        # A fresh process: no command runs here to mask the settings' secrets.
+        typer.echo(f"error: {printable(Redactor.from_settings(settings).redact(exc))}", err=True)
         sys.exit(STARTUP_FAILURE)
 
 
