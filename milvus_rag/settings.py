@@ -817,12 +817,13 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
     err = exc.errors(include_url=False)[0]
     key = ".".join(str(part) for part in err["loc"]) or "settings"
     message = str(err["msg"]).removeprefix("Value error, ")
-    secrets = {name for _, name in _secret_keys()}
+    secret = bool({name for _, name in _secret_keys()} & {str(part) for part in err["loc"]})
     if err["type"] == "extra_forbidden":
         message = "unknown key"
-    elif not secrets & {str(part) for part in err["loc"]} and err["type"] != "missing":
+    elif not secret and err["type"] != "missing":
         shown = err.get("input")
         if isinstance(shown, (str, int, float, bool)):
             message = f"{message} (got {shown!r})"
-    origin = f" in {path}" if path is not None else ""
+    # A secret comes from the environment only, never from the file.
+    origin = f" in {path}" if path is not None and not secret else ""
     return Redactor().redact(f"invalid setting {key}{origin}: {message}")
