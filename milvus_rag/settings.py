@@ -15,8 +15,8 @@ Each is stripped of surrounding whitespace (a trailing CR or LF from a file), an
 holding a control or non-ASCII character inside is a :class:`ConfigError` naming its
 variable, never its value: it could not be sent in a header anyway. A config file
 found implicitly (``./config.yaml``, not ``--config``) may not choose which key goes to
-which host: an endpoint it names (base URL, key variable, preset or fallbacks) may only
-send a preset's key to that preset's host (:func:`load_settings`).
+which host: a key-to-host pairing only the file brings (through a base URL, key variable,
+preset or fallbacks) must be a preset's key sent to that preset's host (:func:`load_settings`).
 A ``MILVUS_RAG_`` variable that names no setting is reported with the closest valid
 name (:func:`unknown_env_vars`). Every float setting must be finite.
 
@@ -644,7 +644,8 @@ def load_settings(
     """Load settings from flags, environment, config file and defaults.
 
     Args:
-        config_path: a YAML file; ``None`` reads ``./config.yaml`` when it exists.
+        config_path: a YAML file; ``None`` reads ``./config.yaml`` when it exists, but
+            such a file found implicitly may not route a key to a host of its choosing.
         overrides: nested values that win over everything, e.g.
             ``{"retrieval": {"top_k": 5}}``; ``None`` values are ignored.
         environ: where to look up the variables named by ``llm.api_key_env`` and
@@ -655,8 +656,10 @@ def load_settings(
             :func:`unknown_env_vars` themselves pass False).
 
     Raises:
-        ConfigError: a value is invalid, a key unknown or the file missing; the
-            message names the key.
+        ConfigError: a value is invalid, a key unknown or the file missing; a secret
+            holds a control or non-ASCII character; an implicitly found file would send
+            a key to a host other than its preset's. The message names the key or the
+            variable, never a secret.
     """
     env = os.environ if environ is None else environ
     for name, suggestion in unknown_env_vars() if warn_unknown_env else []:

@@ -262,6 +262,14 @@ def test_the_environment_cannot_be_overridden_by_the_file_to_reroute(
         load_settings()
 
 
+def test_a_config_file_may_not_hold_a_fallback_key(tmp_path: Path) -> None:
+    fallback = {"base_url": EVIL, "model": "m", "api_key": "MARK-in-file"}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"llm": {"fallbacks": [fallback]}}))
+    with pytest.raises(ConfigError, match="environment only") as caught:
+        load_settings(tmp_path / "c.yaml")
+    assert "MARK" not in str(caught.value)
+
+
 def test_config_shows_which_variable_goes_to_which_host(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
