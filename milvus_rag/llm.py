@@ -43,6 +43,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import PrivateAttr
 
 from milvus_rag.errors import (
+    ConfigError,
     LLMAuthError,
     LLMConnectionError,
     LLMError,
@@ -53,6 +54,7 @@ from milvus_rag.errors import (
     LLMTimeoutError,
     MissingAPIKeyError,
 )
+from milvus_rag.redaction import Redactor
 
 if TYPE_CHECKING:
     from milvus_rag.settings import LLMEndpoint, LLMSettings, Settings
@@ -65,6 +67,7 @@ __all__ = [
     "FallbackChatModel",
     "chat_model_from_settings",
     "endpoint_error",
+    "header_error",
     "probe_endpoint",
     "require_api_key",
     "response_error",
@@ -136,6 +139,33 @@ def endpoint_error(
     return LLMError(f"{where} failed ({type(exc).__name__}: {_cause(exc)})")
 
 
+def header_error(exc: BaseException, key_env: str | None) -> ConfigError | None:
+    """The one-line error for a key that cannot be sent in an HTTP header, or None.
+
+    httpx refuses a header holding a line break (h11's ``Illegal header value b'Bearer
+    ...'``, which quotes the key) or a non-ASCII character (``UnicodeEncodeError``).
+    Settings never let such a key through; a key given in code may. The message names
+    the variable, never the key.
+    """
+    seen: BaseException | None = exc
+    for _ in range(8):  # the exception, then what caused it
+        if seen is None:
+            return None
+        # httpx's, httpx2's, httpcore's and h11's LocalProtocolError alike
+        protocol = any(cls.__name__ == "LocalProtocolError" for cls in type(seen).__mro__)
+        refused = isinstance(seen, UnicodeEncodeError) or (
+            protocol and "header" in str(seen).lower()
+        )
+        if refused:
+            where = f"the key in {key_env}" if key_env else "the API key (or a request header)"
+            return ConfigError(
+                f"{where} cannot be sent in an HTTP header: it holds a line break, a control "
+                "or a non-ASCII character; set it again as printable ASCII text"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def response_error(base_url: str, what: str) -> LLMResponseError:
     """The one-line error for an endpoint that answered with something that is not a chat completion.
 
@@ -174,6 +204,11 @@ def _detail(exc: Any) -> str:
     if not message:
         return ""
     return ": " + str(message).strip().splitlines()[0][:160]
+
+
+def _shown(url: str) -> str:
+    """``url`` for messages: the password of its user info masked (``user:***@``)."""
+    return Redactor().redact(url)
 
 
 def _cause(exc: BaseException) -> str:
@@ -240,7 +275,8 @@ class EndpointChatOpenAI(ChatOpenAI):
             self._loop, self._loop_http = None, None
 
     def _base_url(self) -> str:
-        return str(self.openai_api_base or "https://api.openai.com/v1")
+        """The base URL for messages and ``response_metadata``: a password in it masked."""
+        return _shown(str(self.openai_api_base or "https://api.openai.com/v1"))
 
     def _error(self, exc: BaseException) -> LLMError:
         return endpoint_error(
@@ -320,6 +356,9 @@ class EndpointChatOpenAI(ChatOpenAI):
     def _mapped(self, exc: Exception) -> Exception:
         import openai
 
+        refused = header_error(exc, self.key_env)
+        if refused is not None:
+            return refused
         if isinstance(exc, openai.OpenAIError):
             return self._error(exc)
         if isinstance(exc, json.JSONDecodeError):  # a JSON content type, or an SSE event, not JSON
@@ -497,7 +536,7 @@ def require_api_key(llm: LLMSettings | LLMEndpoint) -> str:
         return llm.api_key.get_secret_value()
     if llm.api_key_env:
         raise MissingAPIKeyError(
-            f"no API key for {llm.base_url}: set the environment variable {llm.api_key_env} "
+            f"no API key for {_shown(str(llm.base_url))}: set the environment variable {llm.api_key_env} "
             "(llm.api_key_env), or choose another llm.preset"
         )
     return "not-needed"
@@ -550,7 +589,8 @@ def probe_endpoint(endpoint: LLMSettings | LLMEndpoint, timeout: float) -> Endpo
     """
     import httpx
 
-    base = str(endpoint.base_url).rstrip("/")
+    url = str(endpoint.base_url).rstrip("/")
+    base = _shown(url)  # for messages
     if endpoint.api_key is None and endpoint.api_key_env:
         return EndpointProbe(
             False,
@@ -567,7 +607,12 @@ def probe_endpoint(endpoint: LLMSettings | LLMEndpoint, timeout: float) -> Endpo
         else "check llm.base_url and that the server runs, or add llm.fallbacks"
     )
     try:
-        response = httpx.get(f"{base}/models", headers=headers, timeout=timeout)
+        response = httpx.get(f"{url}/models", headers=headers, timeout=timeout)
+    except (httpx.LocalProtocolError, UnicodeEncodeError) as exc:
+        refused = header_error(exc, endpoint.api_key_env)
+        if refused is None:
+            raise
+        return EndpointProbe(False, str(refused), f"set {endpoint.api_key_env or 'the key'} again")
     except httpx.TimeoutException:
         return EndpointProbe(False, f"{base} did not answer within {timeout:g} s", unreachable_fix)
     except httpx.HTTPError as exc:

@@ -55,6 +55,11 @@ is not UTF-8 or nested too deeply gets 400. Typed errors become JSON
 the request, the status is one of :data:`milvus_rag.errors.HTTP_STATUSES` (a 500 is a
 failure of the server itself).
 
+No secret reaches a client or a log: error bodies, stream error events and ``/ready``
+messages go through a :class:`~milvus_rag.redaction.Redactor` of the settings' secrets
+(and of a chat model or retriever given to ``create_app``), and so do the records of
+the package's and uvicorn's loggers while the app lives.
+
 Streams start once the LLM has answered (its first token), so retrieval and LLM
 failures still get their status and JSON body. A failure after that ends the
 stream with one well-formed error event: ``event: error`` with
@@ -106,6 +111,7 @@ from milvus_rag.errors import (
     StoreLockedError,
     StoreUnavailableError,
 )
+from milvus_rag.redaction import Redactor, redact_logs
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request, Response
@@ -306,10 +312,14 @@ def create_app(
     retrieve_chain = build_retrieval_chain(retriever=scoped)
     limits = settings.server
     max_k = settings.retrieval.max_k
+    # Every secret this app knows: the settings', and those of a model or retriever given.
+    redactor = Redactor.from_settings(settings, llm, retriever)
+    unfilter_logs = redact_logs(redactor)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        unfilter_logs()
         close = getattr(llm, "aclose", None)
         if close is not None:
             await close()
@@ -324,7 +334,7 @@ def create_app(
         openapi_url=None,
     )
     app.state.llm_missing = llm_missing
-    _install_error_handlers(app)
+    _install_error_handlers(app, redactor)
     _install_body_limit(app, limits.max_body_bytes)
     app.add_middleware(_AccessLog, log_questions=limits.log_questions)  # outermost: sees 413s
     key = _Key(limits.api_key.get_secret_value()) if limits.api_key else None
@@ -334,7 +344,7 @@ def create_app(
         assert llm_missing is not None
         raise llm_missing
 
-    langserve = APIRouter(route_class=_langserve_route_class())
+    langserve = APIRouter(route_class=_langserve_route_class(redactor))
 
     def checks(chain: Any) -> list[Any]:
         return [*auth, Depends(_langserve_limits(limits, max_k, chain.input_schema))]
@@ -392,7 +402,7 @@ def create_app(
                 for name, check in results.items()
             },
         }
-        return JSONResponse(body, status_code=200 if is_ready else 503)
+        return JSONResponse(redactor.redact_data(body), status_code=200 if is_ready else 503)
 
     app.get("/ready", response_model=None)(_with_request(ready))
 
@@ -427,10 +437,13 @@ def create_app(
             )
             first = await anext(chunks)  # retrieval and the LLM's first token: errors get a status
             return StreamingResponse(
-                _completion_stream(first, chunks), media_type="text/event-stream"
+                _completion_stream(first, chunks, redactor), media_type="text/event-stream"
             )
         result = await chain.ainvoke(inputs, config)
-        return _completion(limits.model_name, result["answer"], result["context"], usage.total())
+        completion = _completion(
+            limits.model_name, result["answer"], result["context"], usage.total()
+        )
+        return redactor.redact_data(completion, credentials=False)
 
     app.post("/v1/chat/completions", dependencies=auth, response_model=None)(
         _with_request(chat_completions)
@@ -699,9 +712,10 @@ def _watch_llm(config: dict[str, Any], request: Request) -> dict[str, Any]:
     return {**config, "callbacks": [*(config.get("callbacks") or []), watcher]}
 
 
-def _langserve_route_class() -> type[Any]:
-    """FastAPI routes whose LangServe event streams start only once the LLM answers, and
-    whose playground pages get schemas the playground can render."""
+def _langserve_route_class(redactor: Redactor) -> type[Any]:
+    """FastAPI routes whose LangServe event streams start only once the LLM answers (their
+    error events with secrets masked), and whose playground pages get schemas the
+    playground can render."""
     from fastapi.routing import APIRoute
     from sse_starlette import EventSourceResponse
 
@@ -719,8 +733,11 @@ def _langserve_route_class() -> type[Any]:
                 response = await handler(request)
                 if isinstance(response, EventSourceResponse):
                     started = getattr(request.state, "llm_started", None)
-                    response.body_iterator = await _started(response.body_iterator, started)
-                return response
+                    response.body_iterator = await _started(
+                        _redacted_events(response.body_iterator, redactor), started, redactor
+                    )
+                    return response
+                return _redacted_body(response, redactor)
 
             return route
 
@@ -786,7 +803,9 @@ async def _playground_file(
     return response
 
 
-async def _started(events: Any, started: asyncio.Event | None) -> AsyncIterator[Any]:
+async def _started(
+    events: Any, started: asyncio.Event | None, redactor: Redactor
+) -> AsyncIterator[Any]:
     """Hold LangServe's events until the LLM answers; return the whole stream.
 
     LangServe turns any failure into a ``500 Internal Server Error`` event, then
@@ -805,17 +824,43 @@ async def _started(events: Any, started: asyncio.Event | None) -> AsyncIterator[
         held.append(event)
         if started is None or started.is_set():
             break
-    return _resumed(held, events)
+    return _resumed(held, events, redactor)
 
 
-async def _resumed(held: list[Any], events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _resumed(
+    held: list[Any], events: AsyncIterator[Any], redactor: Redactor
+) -> AsyncIterator[Any]:
     for event in held:
         yield event
     async for event in events:
         if _is_error(event):
-            yield _error_event(await _raised(events), event)
+            yield _error_event(await _raised(events), event, redactor)
             return
         yield event
+
+
+async def _redacted_events(events: Any, redactor: Redactor) -> AsyncIterator[Any]:
+    """LangServe's events with every known secret masked in their data (run metadata may
+    name the endpoint, and so on); error events pass as they are (see :func:`_resumed`)."""
+    async for event in events:
+        if isinstance(event, dict) and isinstance(event.get("data"), str) and not _is_error(event):
+            event = {**event, "data": redactor.redact(event["data"], credentials=False)}
+        yield event
+
+
+def _redacted_body(response: Response, redactor: Redactor) -> Response:
+    """``response`` with every known secret masked in its body (a LangServe JSON answer)."""
+    from fastapi.responses import Response as Plain
+
+    body = getattr(response, "body", None)
+    if not isinstance(body, bytes) or not body:
+        return response
+    text = body.decode("utf-8", "replace")
+    masked = redactor.redact(text, credentials=False)
+    if masked == text:
+        return response
+    headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+    return Plain(masked, response.status_code, headers, response.media_type)
 
 
 def _is_error(event: Any) -> bool:
@@ -833,9 +878,11 @@ async def _raised(events: AsyncIterator[Any]) -> Exception | None:
     return None
 
 
-def _error_event(error: Exception | None, generic: dict[str, Any]) -> dict[str, Any]:
+def _error_event(
+    error: Exception | None, generic: dict[str, Any], redactor: Redactor
+) -> dict[str, Any]:
     if isinstance(error, MilvusRAGError):
-        data = {"status_code": status_of(error), "message": str(error)}
+        data = {"status_code": status_of(error), "message": redactor.redact(error)}
         return {"event": "error", "data": json.dumps(data)}
     if error is not None:
         _log.error("stream failed", exc_info=error)  # not ours: a bug worth its traceback
@@ -851,29 +898,31 @@ def _json_error(body: Any, status: int, headers: dict[str, str] | None = None) -
     return Response(content, status_code=status, headers=headers, media_type="application/json")
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, redactor: Redactor) -> None:
+    """JSON error bodies, every one with its secrets masked by ``redactor``."""
     from fastapi.encoders import jsonable_encoder
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException
 
     async def typed(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MilvusRAGError)
-        return _json_error(_error_body(str(exc), type(exc).__name__), status_of(exc))
+        return _json_error(_error_body(redactor.redact(exc), type(exc).__name__), status_of(exc))
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, _Refused)
-        return _json_error(_error_body(str(exc), "invalid_request_error"), exc.status)
+        return _json_error(_error_body(redactor.redact(exc), "invalid_request_error"), exc.status)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        body = _error_body(str(exc.detail), "invalid_request_error")
+        body = _error_body(redactor.redact(exc.detail), "invalid_request_error")
         return _json_error(body, exc.status_code, dict(exc.headers or {}))
 
     async def invalid(request: Request, exc: Exception) -> Response:
         # FastAPI's own handler, except that a non-UTF-8 body echoed as "input" is no 500.
         assert isinstance(exc, RequestValidationError)
         text = {bytes: lambda raw: raw.decode("utf-8", "replace")}
-        return _json_error({"detail": jsonable_encoder(exc.errors(), custom_encoder=text)}, 422)
+        detail = jsonable_encoder(exc.errors(), custom_encoder=text)
+        return _json_error({"detail": redactor.redact_data(detail)}, 422)
 
     app.add_exception_handler(MilvusRAGError, typed)
     app.add_exception_handler(HTTPException, http_error)
@@ -1314,17 +1363,18 @@ async def _completion_chunks(
 
 
 async def _completion_stream(
-    first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]]
+    first: dict[str, Any], chunks: AsyncIterator[dict[str, Any]], redactor: Redactor
 ) -> AsyncIterator[str]:
-    """SSE of the chunks; a failure becomes a final ``{"error": ...}`` chunk, then ``[DONE]``."""
-    yield _sse(first)
+    """SSE of the chunks; a failure becomes a final ``{"error": ...}`` chunk (secrets
+    masked), then ``[DONE]``."""
+    yield _sse(redactor.redact_data(first, credentials=False))
     try:
         async for chunk in chunks:
-            yield _sse(chunk)
+            yield _sse(redactor.redact_data(chunk, credentials=False))
     except Exception as exc:
         # Headers are gone: the error travels in the stream, as OpenAI's API does.
         if isinstance(exc, MilvusRAGError):
-            body = _error_body(str(exc), type(exc).__name__)
+            body = _error_body(redactor.redact(exc), type(exc).__name__)
             body["error"]["code"] = status_of(exc)
         else:
             _log.error("stream failed", exc_info=exc)  # not ours: a bug worth its traceback

@@ -11,6 +11,12 @@ Secrets (``milvus.token``, the LLM API key, the server's API key) are ``SecretSt
 and come from the environment only: the LLM key from the variable named by
 ``llm.api_key_env`` (which may not be a ``MILVUS_RAG_`` variable), the Milvus token
 from ``MILVUS_RAG_MILVUS__TOKEN``, the server key from ``MILVUS_RAG_SERVER__API_KEY``.
+Each is stripped of surrounding whitespace (a trailing CR or LF from a file), and one
+holding a control or non-ASCII character inside is a :class:`ConfigError` naming its
+variable, never its value: it could not be sent in a header anyway. A config file
+found implicitly (``./config.yaml``, not ``--config``) may not choose which key goes to
+which host: a key-to-host pairing only the file brings (through a base URL, key variable,
+preset or fallbacks) must be a preset's key sent to that preset's host (:func:`load_settings`).
 A ``MILVUS_RAG_`` variable that names no setting is reported with the closest valid
 name (:func:`unknown_env_vars`). Every float setting must be finite.
 
@@ -36,6 +42,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -50,6 +57,7 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
@@ -128,6 +136,33 @@ LLM_PRESETS: dict[str, LLMPreset] = {
 }
 
 
+def _normalised_secret(value: Any, variable: str) -> Any:
+    """A secret as read: surrounding whitespace stripped (a trailing CR or LF from a file,
+    a mounted secret); empty means unset (None).
+
+    Raises:
+        ValueError: it holds a control character (a line break, a tab) or a non-ASCII
+            character inside: the message names ``variable``, never the value.
+    """
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if not isinstance(value, str):
+        return value  # pydantic reports the wrong type (without the value)
+    value = value.strip()
+    if not value:
+        return None
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        what = "a control character (a line break, a tab)"
+    elif not value.isascii():
+        what = "a non-ASCII character"
+    else:
+        return value
+    raise ValueError(
+        f"{variable} holds {what} inside the key; a key is printable ASCII text "
+        "(it is sent in a header): set it again without it"
+    )
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
@@ -142,6 +177,11 @@ class MilvusSettings(_Section):
     consistency: Literal["Strong", "Session", "Bounded", "Eventually"] = "Strong"
     index_type: Literal["AUTOINDEX", "FLAT", "IVF_FLAT", "HNSW"] = "FLAT"
     timeout: float = Field(30.0, gt=0)
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _token_is_clean(cls, value: Any) -> Any:
+        return _normalised_secret(value, f"{ENV_PREFIX}MILVUS__TOKEN")
 
     @field_validator("uri")
     @classmethod
@@ -268,6 +308,11 @@ class LLMEndpoint(_Section):
     def _not_our_secret(cls, value: str | None) -> str | None:
         return _check_key_env(value)
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _key_is_clean(cls, value: Any) -> Any:
+        return _normalised_secret(value, "the fallback's key (llm.fallbacks api_key_env)")
+
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, value: Any) -> Any:
@@ -300,6 +345,11 @@ class LLMSettings(_Section):
     @classmethod
     def _not_our_secret(cls, value: str | None) -> str | None:
         return _check_key_env(value)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _key_is_clean(cls, value: Any) -> Any:
+        return _normalised_secret(value, "the LLM key (llm.api_key_env)")
 
     @model_validator(mode="after")
     def _fill_from_preset(self) -> LLMSettings:
@@ -359,17 +409,22 @@ class ServerSettings(_Section):
     log_questions: bool = False
     """Access log lines carry the question text (off: method, route, status, latency only)."""
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _key_is_clean(cls, value: Any) -> Any:
+        return _normalised_secret(value, f"{ENV_PREFIX}SERVER__API_KEY")
 
-_CONFIG_FILE: ContextVar[Path | None] = ContextVar("milvus_rag_config_file", default=None)
+
+#: What ``load_settings`` read from the config file it chose (none by default).
+_CONFIG_DATA: ContextVar[dict[str, Any] | None] = ContextVar("milvus_rag_config", default=None)
 
 
 class _YamlSource(PydanticBaseSettingsSource):
-    """Reads the config file chosen by ``load_settings`` (none by default)."""
+    """The config file's values, read by ``load_settings`` (none by default)."""
 
     def __init__(self, settings_cls: type[BaseSettings]) -> None:
         super().__init__(settings_cls)
-        path = _CONFIG_FILE.get()
-        self._data = _read_yaml(path) if path is not None else {}
+        self._data = _CONFIG_DATA.get() or {}
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return self._data.get(field_name), field_name, False
@@ -417,17 +472,63 @@ def _read_yaml(path: Path) -> dict[str, Any]:
                 f"invalid setting {section} in {path}: must be a mapping of keys "
                 f"(got {type(values).__name__})"
             )
-    for section, key in _SECRET_KEYS:
+    for section, key in _secret_keys():
         if isinstance(data.get(section), dict) and key in data[section]:
             env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
             raise ConfigError(
                 f"{section}.{key} is a secret and is read from the environment only: "
                 f"remove it from {path} and set {env}"
             )
+    llm = data.get("llm")
+    fallbacks = llm.get("fallbacks") if isinstance(llm, dict) else None
+    for entry in fallbacks if isinstance(fallbacks, list) else []:
+        if isinstance(entry, dict) and "api_key" in entry:
+            raise ConfigError(
+                f"llm.fallbacks api_key is a secret and is read from the environment only: "
+                f"remove it from {path} and name its variable in api_key_env"
+            )
     return data
 
 
-_SECRET_KEYS = (("milvus", "token"), ("llm", "api_key"), ("server", "api_key"))
+def _is_secret_field(info: Any) -> bool:
+    return "SecretStr" in str(info.annotation)
+
+
+def _secret_keys() -> list[tuple[str, str]]:
+    """``(section, key)`` of every secret setting (a ``SecretStr`` field)."""
+    return [
+        (section, key)
+        for section, info in Settings.model_fields.items()
+        if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+        for key, field in info.annotation.model_fields.items()
+        if _is_secret_field(field)
+    ]
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: where a request goes, without user info or path."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return url.strip().rsplit("@", 1)[-1].split("/", 1)[0]
+    if not parts.hostname:
+        return url
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
+
+
+def _same_origin(a: str, b: str) -> bool:
+    defaults = {"http": 80, "https": 443}
+
+    def key(url: str) -> tuple[str, str | None, int | None]:
+        try:
+            parts = urlsplit(url.strip())
+            return parts.scheme.lower(), parts.hostname, parts.port or defaults.get(parts.scheme)
+        except ValueError:
+            return url, None, None
+
+    return key(a) == key(b)
 
 
 class Settings(BaseSettings):
@@ -472,14 +573,55 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _YamlSource(settings_cls))
 
     def redacted(self) -> dict[str, Any]:
-        """A JSON-ready dump for display: secrets shown only as set / unset."""
+        """A JSON-ready dump for display: secrets shown only as set / unset, URL
+        passwords (``milvus.uri=http://user:PW@host``) masked."""
+        from milvus_rag.redaction import Redactor
+
         data = self.model_dump(mode="json")
-        data["milvus"]["token"] = "**********" if self.milvus.token else None
-        data["llm"]["api_key"] = "**********" if self.llm.api_key else None
+        for section, key in _secret_keys():
+            data[section][key] = "**********" if getattr(getattr(self, section), key) else None
         for shown, fallback in zip(data["llm"]["fallbacks"], self.llm.fallbacks, strict=True):
             shown["api_key"] = "**********" if fallback.api_key else None
-        data["server"]["api_key"] = "**********" if self.server.api_key else None
-        return data
+        redacted: dict[str, Any] = Redactor.from_settings(self).redact_data(data)
+        return redacted
+
+    def secret_routes(self) -> list[dict[str, Any]]:
+        """Which secret goes where, for display (``milvus-rag config``), never a value.
+
+        One entry per secret: ``secret`` (the setting), ``variable`` (the environment
+        variable it is read from; None: no key is sent), ``set``, and ``sent_to``
+        (``scheme://host:port`` it is sent to; None for the server's own key, which
+        clients send to it, and for a Milvus Lite file).
+        """
+        endpoints: list[tuple[str, LLMSettings | LLMEndpoint]] = [("llm", self.llm)]
+        endpoints += [(f"llm.fallbacks[{i}]", f) for i, f in enumerate(self.llm.fallbacks)]
+        routes = [
+            {
+                "secret": f"{name}.api_key",
+                "variable": endpoint.api_key_env,
+                "set": endpoint.api_key is not None,
+                "sent_to": _origin(str(endpoint.base_url)) if endpoint.api_key_env else None,
+            }
+            for name, endpoint in endpoints
+        ]
+        milvus = self.milvus
+        routes.append(
+            {
+                "secret": "milvus.token",
+                "variable": f"{ENV_PREFIX}MILVUS__TOKEN",
+                "set": milvus.token is not None,
+                "sent_to": None if milvus.is_lite else _origin(milvus.uri),
+            }
+        )
+        routes.append(
+            {
+                "secret": "server.api_key",
+                "variable": f"{ENV_PREFIX}SERVER__API_KEY",
+                "set": self.server.api_key is not None,
+                "sent_to": None,
+            }
+        )
+        return routes
 
 
 def default_config_text() -> str:
@@ -502,7 +644,8 @@ def load_settings(
     """Load settings from flags, environment, config file and defaults.
 
     Args:
-        config_path: a YAML file; ``None`` reads ``./config.yaml`` when it exists.
+        config_path: a YAML file; ``None`` reads ``./config.yaml`` when it exists, but
+            such a file found implicitly may not route a key to a host of its choosing.
         overrides: nested values that win over everything, e.g.
             ``{"retrieval": {"top_k": 5}}``; ``None`` values are ignored.
         environ: where to look up the variables named by ``llm.api_key_env`` and
@@ -513,8 +656,10 @@ def load_settings(
             :func:`unknown_env_vars` themselves pass False).
 
     Raises:
-        ConfigError: a value is invalid, a key unknown or the file missing; the
-            message names the key.
+        ConfigError: a value is invalid, a key unknown or the file missing; a secret
+            holds a control or non-ASCII character; an implicitly found file would send
+            a key to a host other than its preset's. The message names the key or the
+            variable, never a secret.
     """
     env = os.environ if environ is None else environ
     for name, suggestion in unknown_env_vars() if warn_unknown_env else []:
@@ -526,9 +671,11 @@ def load_settings(
         path: Path | None = Path(config_path)
     else:
         path = DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
-    token = _CONFIG_FILE.set(path)
+    data = _read_yaml(path) if path is not None else {}
+    given = _prune(overrides or {})
+    token = _CONFIG_DATA.set(data)
     try:
-        settings = Settings(**_prune(overrides or {}))
+        settings = Settings(**given)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path)) from None
     except SettingsError as exc:
@@ -538,13 +685,73 @@ def load_settings(
             f"invalid settings: a {ENV_PREFIX}* environment variable is nested too deeply"
         ) from None
     finally:
-        _CONFIG_FILE.reset(token)
+        _CONFIG_DATA.reset(token)
     settings._config_file = path.resolve() if path is not None else None
-    for endpoint in settings.llm.endpoints():
+    if config_path is None and path is not None:
+        _check_implicit_routes(settings, data, given, path)
+    endpoints: list[tuple[str, LLMSettings | LLMEndpoint]] = [("llm", settings.llm)]
+    endpoints += [(f"llm.fallbacks[{i}]", f) for i, f in enumerate(settings.llm.fallbacks)]
+    for name, endpoint in endpoints:
         key_env = endpoint.api_key_env
-        if key_env and env.get(key_env):
-            endpoint.api_key = SecretStr(env[key_env])
+        if not key_env or key_env not in env:
+            continue
+        try:
+            key = _normalised_secret(env[key_env], key_env)
+        except ValueError as exc:
+            raise ConfigError(f"invalid setting {name}.api_key_env: {exc}") from None
+        if key is not None:
+            endpoint.api_key = SecretStr(key)
     return settings
+
+
+def _check_implicit_routes(
+    settings: Settings, data: Mapping[str, Any], given: Mapping[str, Any], path: Path
+) -> None:
+    """A config file found implicitly may not choose which key goes to which host.
+
+    Each endpoint (the primary, the fallbacks) sends the key in its ``api_key_env`` to
+    its base URL's host. A route the file brings (one the environment, the caller and
+    the defaults alone would not make) must be a preset's key sent to that preset's host.
+
+    Raises:
+        ConfigError: the file would send a key elsewhere (naming the variable and host).
+    """
+    if not isinstance(data.get("llm"), dict) or not data["llm"]:
+        return
+    from_env = EnvSettingsSource(Settings)().get("llm")
+    trusted_llm = {**(from_env if isinstance(from_env, dict) else {}), **(given.get("llm") or {})}
+    try:
+        trusted = {(origin, env) for _, origin, env in _routes(LLMSettings(**trusted_llm))}
+    except (ValidationError, ValueError):  # not valid without the file: trust no route
+        trusted = set()
+    for name, origin, key_env in _routes(settings.llm):
+        if (origin, key_env) in trusted or any(
+            preset.api_key_env == key_env and _same_origin(preset.base_url, origin)
+            for preset in LLM_PRESETS.values()
+        ):
+            continue
+        instead = (
+            f"{ENV_PREFIX}LLM__FALLBACKS"
+            if name != "llm"
+            else f"{ENV_PREFIX}LLM__BASE_URL and {ENV_PREFIX}LLM__API_KEY_ENV"
+        )
+        raise ConfigError(
+            f"{path} (found in the working directory, not passed with --config) would send "
+            f"the key in {key_env} to {origin} ({name}); a config file found implicitly may "
+            "send only a preset's key to that preset's host: pass it with --config if you "
+            f"trust it, or set {instead} in the environment"
+        )
+
+
+def _routes(llm: LLMSettings) -> list[tuple[str, str, str]]:
+    """``(endpoint, origin, key variable)`` of each endpoint that sends a key."""
+    endpoints: list[tuple[str, LLMSettings | LLMEndpoint]] = [("llm", llm)]
+    endpoints += [(f"llm.fallbacks[{i}]", f) for i, f in enumerate(llm.fallbacks)]
+    return [
+        (name, _origin(str(endpoint.base_url)), endpoint.api_key_env)
+        for name, endpoint in endpoints
+        if endpoint.api_key_env
+    ]
 
 
 def _env_names() -> list[str]:
@@ -606,15 +813,20 @@ def _describe_env_error(exc: SettingsError) -> str:
 
 
 def _describe(exc: ValidationError, path: Path | None) -> str:
-    """One line naming the first offending key (never echoing a secret)."""
+    """One line naming the first offending key (never echoing a secret, nor the password
+    of a URL)."""
+    from milvus_rag.redaction import Redactor
+
     err = exc.errors(include_url=False)[0]
     key = ".".join(str(part) for part in err["loc"]) or "settings"
     message = str(err["msg"]).removeprefix("Value error, ")
+    secret = bool({name for _, name in _secret_keys()} & {str(part) for part in err["loc"]})
     if err["type"] == "extra_forbidden":
         message = "unknown key"
-    elif not any(secret in key for secret in ("token", "api_key")) and err["type"] != "missing":
+    elif not secret and err["type"] != "missing":
         shown = err.get("input")
         if isinstance(shown, (str, int, float, bool)):
             message = f"{message} (got {shown!r})"
-    origin = f" in {path}" if path is not None else ""
-    return f"invalid setting {key}{origin}: {message}"
+    # A secret comes from the environment only, never from the file.
+    origin = f" in {path}" if path is not None and not secret else ""
+    return Redactor().redact(f"invalid setting {key}{origin}: {message}")

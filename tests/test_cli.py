@@ -353,7 +353,13 @@ def test_config_file_is_shown(config: Path, tmp_path: Path, faq_folder: Path) ->
     shown = json.loads(run("config", "--config", str(config)).stdout)
     assert shown["config_file"] == str(config.resolve())
     assert json.loads(run("config").stdout)["config_file"] is None  # cwd has no config.yaml
+    # Found implicitly, a file may not send TEST_LLM_KEY to the local LLM server's host...
     (tmp_path / "config.yaml").write_text(config.read_text())
+    assert "TEST_LLM_KEY" in one_line_error(runner.invoke(app, ["config"]), code=2)
+    # ... but it is read (without its own endpoint).
+    data = yaml.safe_load(config.read_text())
+    del data["llm"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
     assert json.loads(run("config").stdout)["config_file"] == str(tmp_path / "config.yaml")
 
     _ingest_faq(config, faq_folder)

@@ -189,6 +189,7 @@ def test_config_init_writes_the_defaults(tmp_path: Path) -> None:
     assert run("config", "init", str(other)).exit_code == 0
     shown = json.loads(run("config", "--config", str(other)).stdout)
     assert shown.pop("config_file") == str(other.resolve())
+    assert shown.pop("secrets") == Settings().secret_routes()
     assert shown == Settings().redacted()
 
 

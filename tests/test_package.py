@@ -193,6 +193,14 @@ def test_bm25_and_server_exports() -> None:
     )
 
 
+def test_redaction_exports() -> None:
+    import milvus_rag.redaction
+
+    assert sorted(milvus_rag.redaction.__all__) == sorted(
+        ["LOGGERS", "MASK", "MIN_SECRET_LENGTH", "RedactingFilter", "Redactor", "redact_logs"]
+    )
+
+
 @pytest.mark.slow
 def test_importing_the_server_starts_nothing() -> None:
     code = (

@@ -9,6 +9,12 @@ Everything printed that may hold a name from outside (a zip entry, a URL, a
 heading, an error message quoting them) goes through :func:`printable`, so
 escape sequences and line breaks in a name cannot drive the terminal or forge
 output lines.
+
+Secrets never reach the terminal: each command runs with a
+:class:`~milvus_rag.redaction.Redactor` of its own (URL credentials and bearer
+tokens until :func:`settings_for` has loaded the settings, then every secret of
+them too), which :func:`printable`, :func:`echo_json`, the error lines and the
+package's loggers (:func:`~milvus_rag.redaction.redact_logs`) apply.
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from milvus_rag.errors import MilvusRAGError
+from milvus_rag.redaction import Redactor, redact_logs
 
 if TYPE_CHECKING:
     from milvus_rag.settings import Settings
@@ -66,17 +75,49 @@ CollectionOption = Annotated[
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@dataclass
+class _Invocation:
+    """What one command run knows about its secrets (made by :func:`command`)."""
+
+    redactor: Redactor = field(default_factory=Redactor)
+    settings: list[Any] = field(default_factory=list)
+    unfilter: list[Callable[[], None]] = field(default_factory=list)
+
+    def use(self, settings: Settings) -> None:
+        """Mask the secrets of ``settings`` too, in output and in the package's logs."""
+        self.settings.append(settings)
+        self.redactor = Redactor.from_settings(*self.settings)
+        self.unfilter.append(redact_logs(self.redactor))
+
+    def close(self) -> None:
+        while self.unfilter:
+            self.unfilter.pop()()
+
+
+#: The running command's invocation (None outside a command: URL credentials and
+#: bearer tokens are still masked).
+_INVOCATION: ContextVar[_Invocation | None] = ContextVar("milvus_rag_cli", default=None)
+
+
+def _redactor() -> Redactor:
+    invocation = _INVOCATION.get()
+    return invocation.redactor if invocation is not None else Redactor()
+
+
 def printable(text: object) -> str:
-    """``text`` with every non-printable character escaped, as ``repr`` would.
+    """``text`` with every non-printable character escaped, as ``repr`` would, and
+    every secret masked (``***``).
 
     Escape sequences (``\\x1b[2J``), other control characters, CR/LF and invisible
     format characters (``\\u202e``) become visible escapes; letters of any script
-    are kept.
+    are kept. Secrets: those of the running command's settings, URL credentials and
+    bearer tokens (:class:`~milvus_rag.redaction.Redactor`).
     """
-    value = str(text)
+    redactor = _redactor()
+    value = redactor.redact(text)
     if value.isprintable():
         return value
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+    return redactor.redact("".join(c if c.isprintable() else repr(c)[1:-1] for c in value))
 
 
 def _json_safe(text: str) -> str:
@@ -114,7 +155,11 @@ def settings_for(
     merged: dict[str, Any] = {key: dict(value) for key, value in (overrides or {}).items()}
     flags = {"uri": uri, "collection": collection}
     merged.setdefault("milvus", {}).update({k: v for k, v in flags.items() if v is not None})
-    return load_settings(config, merged, **options)
+    settings = load_settings(config, merged, **options)
+    invocation = _INVOCATION.get()
+    if invocation is not None:
+        invocation.use(settings)
+    return settings
 
 
 def config_file_of(settings: Settings) -> str | None:
@@ -176,8 +221,14 @@ def command(func: F, *, milvus: bool = True) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         _quiet_libraries(milvus)
-        with _errors_as_messages():
-            return func(*args, **kwargs)
+        invocation = _Invocation()
+        token = _INVOCATION.set(invocation)
+        try:
+            with _errors_as_messages():
+                return func(*args, **kwargs)
+        finally:
+            _INVOCATION.reset(token)
+            invocation.close()
 
     return wrapper  # type: ignore[return-value]
 
@@ -188,5 +239,7 @@ def light_command(func: F) -> F:
 
 
 def echo_json(data: Any) -> None:
-    """Print ``data`` as JSON on stdout (non-printable characters escaped)."""
-    typer.echo(_json_safe(json.dumps(data, ensure_ascii=False, indent=2)))
+    """Print ``data`` as JSON on stdout (non-printable characters escaped, secrets masked)."""
+    redactor = _redactor()
+    text = json.dumps(redactor.redact_data(data), ensure_ascii=False, indent=2)
+    typer.echo(redactor.redact(_json_safe(text)))

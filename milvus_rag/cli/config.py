@@ -31,12 +31,20 @@ def show_config(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Print the resolved settings (secrets shown only as set or unset).
 
     ``config_file`` is the file read (absolute path), or null when none was.
-    `milvus-rag config init [PATH]` writes a commented config.yaml to edit.
+    ``secrets`` says which variable holds each secret and which host it is sent to
+    (``sent_to``), never its value. `milvus-rag config init [PATH]` writes a commented
+    config.yaml to edit.
     """
     if ctx.invoked_subcommand is not None:
         return
     settings = settings_for(config)
-    echo_json({"config_file": config_file_of(settings), **settings.redacted()})
+    echo_json(
+        {
+            "config_file": config_file_of(settings),
+            "secrets": settings.secret_routes(),
+            **settings.redacted(),
+        }
+    )
 
 
 @config_app.command("init")

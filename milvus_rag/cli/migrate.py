@@ -13,6 +13,7 @@ from milvus_rag.cli._common import (
     UriOption,
     command,
     echo_json,
+    printable,
     settings_for,
 )
 
@@ -59,4 +60,4 @@ def migrate(
     if as_json:
         echo_json(report.as_dict())
         return
-    typer.echo(report.summary())
+    typer.echo(printable(report.summary()))

@@ -88,7 +88,10 @@ def serve(
                 err=True,
             )
         if app.state.llm_missing is not None:
-            typer.echo(f"warning: {app.state.llm_missing}; the answer routes return 503", err=True)
+            typer.echo(
+                f"warning: {printable(app.state.llm_missing)}; the answer routes return 503",
+                err=True,
+            )
         processes = f" with {server.workers} workers" if server.workers > 1 else ""
         typer.echo(
             f"serving {settings.milvus.collection} on http://{_url_host(server.host)}:"
@@ -182,7 +185,10 @@ def _worker_app(settings: Settings) -> FastAPI:
     try:
         return _checked_app(settings)
     except MilvusRAGError as exc:
-        typer.echo(f"error: {printable(exc)}", err=True)
+        from milvus_rag.redaction import Redactor
+
+        # A fresh process: no command runs here to mask the settings' secrets.
+        typer.echo(f"error: {printable(Redactor.from_settings(settings).redact(exc))}", err=True)
         sys.exit(STARTUP_FAILURE)
 
 
