@@ -80,6 +80,7 @@ import html
 import json
 import logging
 import re
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -197,6 +198,11 @@ class ChatRequest(BaseModel):
     def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
         if isinstance(value, list) and len(value) > 4:
             raise ValueError("stop takes at most 4 sequences")
+        for text in [value] if isinstance(value, str) else value or []:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # it would fail the LLM request's encoding (a 500)
+                raise ValueError("stop sequences must be valid Unicode text") from None
         return value
 
     def _last_user(self) -> int | None:
@@ -592,8 +598,13 @@ def _langserve_limits(
             raise _Refused("the body is not UTF-8 text", 400) from None
         except RecursionError:
             raise _Refused("the JSON body is nested too deeply", 400) from None
-        except ValueError:
+        except json.JSONDecodeError:
             return  # LangServe answers malformed bodies itself (422)
+        except ValueError:  # Python's limit on integer digits: LangServe would answer 500
+            raise _Refused(
+                "the JSON body holds an integer of more than "
+                f"{sys.get_int_max_str_digits()} digits"
+            ) from None
         if not isinstance(body, dict):
             return
         if "config" in body and body["config"] is None:  # LangServe: a TypeError, a 500

@@ -342,6 +342,15 @@ class IngestSettings(_Section):
     ray_file_batch: int = Field(4, ge=1)
     ray_embed_batch: int = Field(64, ge=1)
 
+    @model_validator(mode="after")
+    def _overlap_below_chunk(self) -> IngestSettings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError(
+                f"ingest.chunk_overlap ({self.chunk_overlap}) must be below "
+                f"ingest.chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
 
 class ServerSettings(_Section):
     """The HTTP server (LangServe routes, OpenAI-compatible endpoint)."""
@@ -358,6 +367,10 @@ class ServerSettings(_Section):
     max_history_chars: int = Field(16000, ge=0)
     log_questions: bool = False
     """Access log lines carry the question text (off: method, route, status, latency only)."""
+    session_ttl: int = Field(12 * 3600, ge=1, le=366 * 24 * 3600)
+    """Seconds a browser's login session lasts (``/login``); ``/logout`` ends it sooner."""
+    max_auth_failures: int = Field(10, ge=1, le=100_000)
+    """Wrong API keys a client address may send per minute before it gets 429 (per process)."""
 
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("milvus_rag_config_file", default=None)
