@@ -32,6 +32,7 @@ import difflib
 import logging
 import os
 import re
+import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -414,6 +415,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid YAML{where}") from exc
     except RecursionError:
         raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
+    except ValueError as exc:  # a scalar YAML reads but Python refuses (a huge int, a bad date)
+        what = (
+            f"an integer of more than {sys.get_int_max_str_digits()} digits"
+            if "integer string conversion" in str(exc)
+            else f"a value that cannot be read ({exc})"
+        )
+        raise ConfigError(f"config file {path} holds {what}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
