@@ -65,3 +65,30 @@ class MilvusServer(ServerProcess):
             return True
         except Exception:
             return False
+
+
+class AuthMilvusServer(MilvusServer):
+    """``milvus-server`` with authentication on (``common.security.authorizationEnabled``):
+    every client needs a user (Milvus RBAC); root's password is Milvus's default."""
+
+    name = "milvus-server (authentication on)"
+    root_token = "root:Milvus"
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "COMMON_SECURITY_AUTHORIZATIONENABLED": "true"}
+
+    def ready(self) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                pass
+        except OSError:
+            return False
+        from pymilvus import MilvusClient
+
+        try:
+            MilvusClient(uri=self.uri, token=self.root_token, timeout=5).list_collections()
+            return True
+        except Exception:
+            return False
