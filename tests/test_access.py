@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from milvus_rag.access import PRIVILEGES
 from milvus_rag.cli import app
 from tests.conftest import base_config
-from tests.support.milvus_server import AuthMilvusServer, milvus_server_command
+from tests.support.milvus_server import AuthMilvusServer, serving
 from tests.support.openai_server import FakeOpenAIServer
 
 runner = CliRunner()
@@ -71,15 +71,8 @@ def test_privileges_are_no_administrators() -> None:
 
 @pytest.fixture(scope="module")
 def auth_milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthMilvusServer]:
-    if milvus_server_command() is None:
-        pytest.skip("milvus-server (PyPI package milvus) is not installed")
-    server = AuthMilvusServer(tmp_path_factory.mktemp("milvus-auth"))
-    try:
-        server.start()
-    except RuntimeError as exc:
-        pytest.skip(f"milvus-server could not start here: {exc}")
-    yield server
-    server.stop()
+    """A real Milvus server with authentication on, for this module."""
+    yield from serving(AuthMilvusServer(tmp_path_factory.mktemp("milvus-auth")))
 
 
 @pytest.mark.server

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from tests.support.lite_server import ServerProcess, free_port
 
@@ -92,3 +94,21 @@ class AuthMilvusServer(MilvusServer):
             return True
         except Exception:
             return False
+
+
+_Server = TypeVar("_Server", bound=MilvusServer)
+
+
+def serving(server: _Server) -> Iterator[_Server]:
+    """A fixture body: ``server`` started, stopped afterwards; the test skips where
+    ``milvus-server`` is not installed or cannot start here."""
+    import pytest
+
+    if milvus_server_command() is None:
+        pytest.skip("milvus-server (PyPI package milvus) is not installed")
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.skip(f"milvus-server could not start here: {exc}")
+    yield server
+    server.stop()
