@@ -1,12 +1,13 @@
 # milvus-rag's HTTP server: `milvus-rag serve` on port 8000, as a non-root user.
 #
 #   docker build -t milvus-rag .
-#   docker run -p 8000:8000 -v "$PWD/models:/models:ro" \
-#     -e MILVUS_RAG_MILVUS__URI=http://milvus:19530 -e MILVUS_RAG_MILVUS__TOKEN=root:... \
+#   docker run -p 127.0.0.1:8000:8000 -v "$PWD/models:/models:ro" \
+#     -e MILVUS_RAG_MILVUS__URI=http://milvus:19530 -e MILVUS_RAG_MILVUS__TOKEN=milvus_rag:... \
 #     -e MILVUS_RAG_SERVER__API_KEY=... -e NVIDIA_API_KEY=... milvus-rag
 #
-# Any other command runs too: `docker run ... milvus-rag ingest /docs`. compose.yaml runs it
-# next to a Milvus standalone (README.md, "Deploy").
+# Any other command runs too: `docker run ... milvus-rag ingest /docs`, and
+# `milvus-rag create-user` (with MILVUS_ADMIN_TOKEN=root:...) makes the Milvus user milvus_rag
+# once. compose.yaml runs it next to a Milvus standalone (README.md, "Deploy").
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -131,6 +131,10 @@ def load_questions(path: str | Path) -> list[EvalQuestion]:
                 f"questions file {path} line {number}: not valid JSON ({exc.msg} at column "
                 f"{exc.colno})"
             ) from None
+        except RecursionError:
+            raise ConfigError(
+                f"questions file {path} line {number}: nested too deeply to be a question record"
+            ) from None
         except KeyError as exc:
             raise ConfigError(
                 f"questions file {path} line {number}: not a question record (no {exc} key)"

@@ -29,11 +29,14 @@ A thin adapter around the chain factories (LangServe is in maintenance mode):
   served locally (the ``fastapi-offline`` package), so they work offline.
 
 When ``MILVUS_RAG_SERVER__API_KEY`` is set, every route but ``/health``, ``/ready``
-and ``/login`` needs the key: ``Authorization: Bearer KEY``, or the login cookie a
+and ``/login`` needs the key: ``Authorization: Bearer KEY``, or the session cookie a
 browser gets from ``/login`` (a form, or ``GET /login?key=KEY``): HttpOnly,
-SameSite=Strict, Secure over https, holding a digest of the key, not the key.
-A browser asking for a page without it is sent to ``/login``. Keys are compared
-in constant time.
+SameSite=Strict, Secure over https, a signed session that expires after
+``server.session_ttl`` seconds and that ``/logout`` ends on the server
+(:mod:`milvus_rag.auth`). A browser asking for a page without it is sent to
+``/login``. Keys are compared in constant time; a client address that sends more than
+``server.max_auth_failures`` wrong keys a minute gets 429 with ``Retry-After`` (each
+failure is logged on ``milvus_rag.server``, without the key it tried).
 
 Without the LLM's key (``llm.api_key_env`` unset), the app serves retrieval only:
 ``/retrieve`` works, the answer routes (``/rag``, ``/rag-with-sources``,
@@ -85,6 +88,7 @@ import html
 import json
 import logging
 import re
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -98,6 +102,7 @@ from langchain_core.documents import Document
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import BaseModel, Field, field_validator
 
+from milvus_rag.auth import AuthLimiter, Sessions, SessionStore
 from milvus_rag.errors import (
     ConfigError,
     EmptyCollectionError,
@@ -148,7 +153,7 @@ _log = logging.getLogger(__name__)
 #: One line per request: method, route, status, latency (and the question when asked).
 access_log = logging.getLogger(f"{__name__}.access")
 
-#: The login cookie: a digest of the API key (see :class:`_Key`).
+#: The login cookie: a signed, expiring session (:class:`milvus_rag.auth.Sessions`).
 COOKIE_NAME = "milvus_rag_login"
 #: Seconds /ready waits for the LLM endpoint (it only reports it).
 _LLM_PROBE_TIMEOUT = 5.0
@@ -203,6 +208,11 @@ class ChatRequest(BaseModel):
     def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
         if isinstance(value, list) and len(value) > 4:
             raise ValueError("stop takes at most 4 sequences")
+        for text in [value] if isinstance(value, str) else value or []:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:  # it would fail the LLM request's encoding (a 500)
+                raise ValueError("stop sequences must be valid Unicode text") from None
         return value
 
     def _last_user(self) -> int | None:
@@ -259,12 +269,18 @@ def create_app(
     *,
     retriever: BaseRetriever | None = None,
     llm: BaseChatModel | None = None,
+    sessions: SessionStore | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> FastAPI:
     """Build the FastAPI app serving the chains built from ``settings``.
 
     Building it touches no network and loads no model (the store opens and the
     model loads on the first question). ``retriever`` and ``llm`` replace the
-    configured ones, e.g. to serve another LangChain retriever.
+    configured ones, e.g. to serve another LangChain retriever. ``sessions`` is
+    where login sessions are signed and revoked: give every process serving the same
+    port the same one (:meth:`SessionStore.shared`; ``serve --workers`` does); by
+    default a new one, for this app alone. ``clock`` (seconds, default the system's)
+    is what session expiry and the failed-key limit read.
 
     Without the LLM's key the app serves retrieval only; ``app.state.llm_missing``
     then holds the :class:`MissingAPIKeyError` the answer routes answer with (503).
@@ -337,7 +353,11 @@ def create_app(
     _install_error_handlers(app, redactor)
     _install_body_limit(app, limits.max_body_bytes)
     app.add_middleware(_AccessLog, log_questions=limits.log_questions)  # outermost: sees 413s
-    key = _Key(limits.api_key.get_secret_value()) if limits.api_key else None
+    key = (
+        _Key(limits.api_key.get_secret_value(), limits, sessions or SessionStore(), clock)
+        if limits.api_key
+        else None
+    )
     auth = [Depends(_key_auth(key))]
 
     def llm_off() -> NoReturn:
@@ -394,7 +414,8 @@ def create_app(
         )
         results = {**found[0], "llm": found[1]}
         is_ready = all(check["ok"] for check in results.values() if check["required"])
-        shown = key is None or key.authorized(request)  # messages name URIs and paths
+        # Messages name URIs and paths. A wrong key counts as a failure here too.
+        shown = key is None or key.verify(request)[0] == "ok"
         body = {
             "ready": is_ready,
             "checks": {
@@ -605,8 +626,12 @@ def _langserve_limits(
             raise _Refused("the body is not UTF-8 text", 400) from None
         except RecursionError:
             raise _Refused("the JSON body is nested too deeply", 400) from None
-        except ValueError:
+        except json.JSONDecodeError:
             return  # LangServe answers malformed bodies itself (422)
+        except ValueError:  # Python's limit on integer digits: LangServe would answer 500
+            raise _Refused(
+                f"the JSON body holds an integer of more than {sys.get_int_max_str_digits()} digits"
+            ) from None
         if not isinstance(body, dict):
             return
         if "config" in body and body["config"] is None:  # LangServe: a TypeError, a 500
@@ -979,25 +1004,68 @@ class _BodyLimit:
 
 
 class _Key:
-    """The server's API key: checks a bearer key or a login cookie in constant time."""
+    """The server's API key: checks a bearer key (in constant time) or a session cookie,
+    counting wrong keys per client address (:class:`~milvus_rag.auth.AuthLimiter`)."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(
+        self,
+        key: str,
+        limits: ServerSettings,
+        store: SessionStore,
+        clock: Callable[[], float] | None,
+    ) -> None:
         self._digest = hashlib.sha256(key.encode()).digest()
-        # The cookie holds a digest of the key, not the key: a stolen cookie does not
-        # reveal it, and changing the key logs every browser out.
-        self.cookie = hmac.new(key.encode(), b"milvus-rag login cookie", "sha256").hexdigest()
+        self.ttl = limits.session_ttl
+        self.sessions = Sessions(store, key, limits.session_ttl, clock or time.time)
+        self.limiter = AuthLimiter(limits.max_auth_failures, clock or time.monotonic)
 
     def matches(self, given: str) -> bool:
         """Whether ``given`` is the key (comparing digests: no length or prefix leaks)."""
         return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self._digest)
 
-    def authorized(self, request: Request) -> bool:
-        """Whether ``request`` carries the key: ``Authorization: Bearer`` or the login cookie."""
+    def attempt(self, request: Request, given: str) -> tuple[_Verdict, int]:
+        """Check a key a client sent: ``("ok" | "wrong" | "throttled", seconds to wait)``.
+
+        A throttled client's key is not checked at all (it could be guessing still).
+        """
+        client = request.client.host if request.client else "unknown"
+        wait = self.limiter.wait(client)
+        if wait:
+            return "throttled", wait
+        if self.matches(given):
+            return "ok", 0
+        left = self.limiter.failed(client)
+        where = f"{request.method} {_loggable(request.url.path)}"
+        _log.warning(
+            "failed authentication from %s on %s: wrong API key%s",
+            client,
+            where,
+            "" if left else "; its next attempts get 429 for a while (server.max_auth_failures)",
+        )
+        return "wrong", 0
+
+    def verify(self, request: Request) -> tuple[_Verdict, int]:
+        """Whether ``request`` is let in: a valid session cookie, else its bearer key
+        (``"missing"`` without either)."""
+        if self.sessions.valid(request.cookies.get(COOKIE_NAME, "")):
+            return "ok", 0
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and self.matches(given.strip()):
-            return True
-        cookie = request.cookies.get(COOKIE_NAME, "")
-        return hmac.compare_digest(cookie.encode(), self.cookie.encode())
+        if scheme.lower() != "bearer":
+            return "missing", 0
+        return self.attempt(request, given.strip())
+
+
+_Verdict = Literal["ok", "missing", "wrong", "throttled"]
+
+
+def _throttled(wait: int) -> Exception:
+    from fastapi import HTTPException
+
+    return HTTPException(
+        status_code=429,
+        detail=f"too many wrong API keys from this address: try again in {wait} s",
+        headers={"Retry-After": str(wait)},
+    )
 
 
 class _LoginNeeded(Exception):
@@ -1017,8 +1085,13 @@ def _key_auth(key: _Key | None) -> Callable[..., Awaitable[None]]:
     scheme = HTTPBearer(auto_error=False, description="MILVUS_RAG_SERVER__API_KEY")
 
     async def check(request: Request, credentials: Any = Depends(scheme)) -> None:
-        if key is None or key.authorized(request):
+        if key is None:
             return
+        verdict, wait = key.verify(request)
+        if verdict == "ok":
+            return
+        if verdict == "throttled":
+            raise _throttled(wait)
         wants_page = "text/html" in request.headers.get("accept", "")
         if request.method in ("GET", "HEAD") and wants_page:
             raise _LoginNeeded(request.url.path)
@@ -1054,18 +1127,24 @@ required></label> <button type="submit">Sign in</button>
 
 
 def _install_login(app: FastAPI, key: _Key | None, default_next: str) -> None:
-    """``/login`` (a form; ``GET /login?key=KEY`` too) sets the login cookie; ``/logout``
-    clears it."""
+    """``/login`` (a form; ``GET /login?key=KEY`` too) opens a session (a new cookie);
+    ``/logout`` ends it on the server and clears the cookie."""
     from fastapi.responses import HTMLResponse, RedirectResponse
 
-    def page(request: Request, next_path: str, message: str, status: int = 200) -> Response:
+    def page(
+        request: Request,
+        next_path: str,
+        message: str,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
         root = request.scope.get("root_path", "")
         text = _LOGIN_PAGE.format(
             message=html.escape(message),
             action=html.escape(f"{root}/login"),
             next=html.escape(next_path),
         )
-        return HTMLResponse(text, status_code=status)
+        return HTMLResponse(text, status_code=status, headers=headers)
 
     def signed_in(request: Request, next_path: str) -> Response:
         root = request.scope.get("root_path", "")
@@ -1073,7 +1152,8 @@ def _install_login(app: FastAPI, key: _Key | None, default_next: str) -> None:
         if key is not None:
             response.set_cookie(
                 COOKIE_NAME,
-                key.cookie,
+                key.sessions.issue(),
+                max_age=key.ttl,
                 httponly=True,
                 samesite="strict",
                 secure=request.url.scheme == "https",
@@ -1087,7 +1167,11 @@ def _install_login(app: FastAPI, key: _Key | None, default_next: str) -> None:
             return signed_in(request, next_path)  # nothing to sign in to
         if given is None:
             return page(request, next_path, "Sign in with the server's API key.")
-        if not key.matches(given):
+        verdict, wait = key.attempt(request, given)
+        if verdict == "throttled":
+            message = f"Too many wrong keys from this address: try again in {wait} s."
+            return page(request, next_path, message, 429, {"Retry-After": str(wait)})
+        if verdict != "ok":
             return page(request, next_path, "That is not the server's API key.", 401)
         return signed_in(request, next_path)
 
@@ -1102,6 +1186,8 @@ def _install_login(app: FastAPI, key: _Key | None, default_next: str) -> None:
 
     async def logout(request: Request) -> Response:
         root = request.scope.get("root_path", "")
+        if key is not None:  # ended here, for every worker: a copy of the cookie is no use
+            key.sessions.revoke(request.cookies.get(COOKIE_NAME, ""))
         response = RedirectResponse(f"{root}/login", status_code=303)
         response.delete_cookie(COOKIE_NAME, path=root or "/", httponly=True, samesite="strict")
         return response

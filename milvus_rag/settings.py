@@ -38,6 +38,7 @@ import difflib
 import logging
 import os
 import re
+import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -392,6 +393,15 @@ class IngestSettings(_Section):
     ray_file_batch: int = Field(4, ge=1)
     ray_embed_batch: int = Field(64, ge=1)
 
+    @model_validator(mode="after")
+    def _overlap_below_chunk(self) -> IngestSettings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError(
+                f"ingest.chunk_overlap ({self.chunk_overlap}) must be below "
+                f"ingest.chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
 
 class ServerSettings(_Section):
     """The HTTP server (LangServe routes, OpenAI-compatible endpoint)."""
@@ -408,6 +418,10 @@ class ServerSettings(_Section):
     max_history_chars: int = Field(16000, ge=0)
     log_questions: bool = False
     """Access log lines carry the question text (off: method, route, status, latency only)."""
+    session_ttl: int = Field(12 * 3600, ge=1, le=366 * 24 * 3600)
+    """Seconds a browser's login session lasts (``/login``); ``/logout`` ends it sooner."""
+    max_auth_failures: int = Field(10, ge=1, le=100_000)
+    """Wrong API keys a client address may send per minute before it gets 429 (per process)."""
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -456,6 +470,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid YAML{where}") from exc
     except RecursionError:
         raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
+    except ValueError as exc:  # a scalar YAML reads but Python refuses (a huge int, a bad date)
+        what = (
+            f"an integer of more than {sys.get_int_max_str_digits()} digits"
+            if "integer string conversion" in str(exc)
+            else f"a value that cannot be read ({exc})"
+        )
+        raise ConfigError(f"config file {path} holds {what}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

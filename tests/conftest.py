@@ -10,7 +10,7 @@ import pytest
 
 from milvus_rag.settings import Settings, load_settings
 from tests.support.corpus import write_faq_folder, write_faq_zip
-from tests.support.milvus_server import MilvusServer, milvus_server_command
+from tests.support.milvus_server import MilvusServer, serving
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.tiny_model import make_tiny_model
 
@@ -148,15 +148,7 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSe
 
     Skips where ``milvus-server`` is not installed or cannot start here.
     """
-    if milvus_server_command() is None:
-        pytest.skip("milvus-server (PyPI package milvus) is not installed")
-    server = MilvusServer(tmp_path_factory.mktemp("milvus-data"))
-    try:
-        server.start()
-    except RuntimeError as exc:
-        pytest.skip(f"milvus-server could not start here: {exc}")
-    yield server
-    server.stop()
+    yield from serving(MilvusServer(tmp_path_factory.mktemp("milvus-data")))
 
 
 def require(path: Path) -> Path:

@@ -1,9 +1,13 @@
-"""The deployment files: compose.yaml, Dockerfile and .dockerignore, checked without Docker.
+"""The deployment files: compose.yaml, Dockerfile, .dockerignore and .gitignore, checked
+without Docker.
 
 There is no Docker engine on the build machines: these tests parse the files and hold
 them to what README's "Deploy" section promises (Milvus standalone with etcd and MinIO,
-authentication on, port 9091 not published, secrets from the environment, healthchecks,
-a non-root image serving on 0.0.0.0 with the model mounted).
+authentication on, milvus-rag connecting as its own Milvus user made at first start by
+``milvus-rag create-user``, never as root, port 9091 not published, the app published on
+127.0.0.1, secrets from the environment and a git-ignored .env, healthchecks, a non-root
+image serving on 0.0.0.0 inside its container with the model mounted). The command itself
+is tested against a real Milvus server with authentication on (tests/test_access.py).
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ def _resolved(value: str) -> str:
 
 
 def test_compose_runs_milvus_standalone_with_etcd_and_minio(services: dict[str, Any]) -> None:
-    assert set(services) == {"etcd", "minio", "milvus", "milvus-rag"}
+    assert set(services) == {"etcd", "minio", "milvus", "milvus-init", "milvus-rag"}
     assert services["etcd"]["image"].startswith("quay.io/coreos/etcd:")
     assert services["minio"]["image"].startswith("minio/minio:")
     milvus = services["milvus"]
@@ -88,16 +92,71 @@ def test_port_9091_is_not_published(services: dict[str, Any]) -> None:
     assert published["etcd"] == [] and published["minio"] == []
 
 
-def test_milvus_rag_uses_the_milvus_service_with_a_token_from_env(
-    services: dict[str, Any],
-) -> None:
+def test_milvus_rag_connects_as_its_own_user_not_root(services: dict[str, Any]) -> None:
     env = _env(services["milvus-rag"])
     assert env["MILVUS_RAG_MILVUS__URI"] == "http://milvus:19530"
-    assert re.fullmatch(
-        r"root:\$\{MILVUS_ROOT_PASSWORD(:\?[^}]*)?\}", env["MILVUS_RAG_MILVUS__TOKEN"]
-    )
+    own_user = r"milvus_rag:\$\{MILVUS_USER_PASSWORD(:\?[^}]*)?\}"
+    assert re.fullmatch(own_user, env["MILVUS_RAG_MILVUS__TOKEN"])
     assert VARIABLE.fullmatch(env["MILVUS_RAG_SERVER__API_KEY"])
     assert services["milvus-rag"]["build"] == "."
+    # Root's password reaches the one-shot service that creates the user, and no other.
+    for name, service in services.items():
+        uses_root = any("MILVUS_ROOT_PASSWORD" in value for value in _env(service).values())
+        assert uses_root == (name in ("milvus", "milvus-init")), name
+
+
+def test_milvus_init_creates_the_user_before_milvus_rag_starts(services: dict[str, Any]) -> None:
+    init = services["milvus-init"]
+    assert init["image"] == services["milvus-rag"]["image"] and init["build"] == "."
+    assert init["command"] == ["create-user"]  # the image's entry point is milvus-rag
+    assert init["restart"] == "no"  # one-shot: runs at each `up`, keeps what exists
+    env = _env(init)
+    assert env["MILVUS_RAG_MILVUS__URI"] == "http://milvus:19530"
+    # The same user and password as milvus-rag's; the administrator's token is root's.
+    assert (
+        env["MILVUS_RAG_MILVUS__TOKEN"].split(":?")[0]
+        == (_env(services["milvus-rag"])["MILVUS_RAG_MILVUS__TOKEN"].split(":?")[0])
+    )
+    assert re.fullmatch(r"root:\$\{MILVUS_ROOT_PASSWORD(:\?[^}]*)?\}", env["MILVUS_ADMIN_TOKEN"])
+    assert init["depends_on"] == {"milvus": {"condition": "service_healthy"}}
+    assert services["milvus-rag"]["depends_on"]["milvus-init"] == {
+        "condition": "service_completed_successfully"
+    }
+    # The command exists and reads the administrator's token from that variable.
+    from typer.testing import CliRunner
+
+    from milvus_rag.cli import app
+
+    help_text = CliRunner().invoke(app, ["create-user", "--help"]).output
+    assert "MILVUS_ADMIN_TOKEN" in help_text
+
+
+def test_every_image_service_has_the_model_its_settings_need(services: dict[str, Any]) -> None:
+    """The image sets MILVUS_RAG_EMBEDDING__MODEL_DIR, which settings check at load."""
+    for name, service in services.items():
+        if service.get("image") != "milvus-rag:latest":
+            continue
+        mounts = [str(v).split(":") for v in service.get("volumes") or []]
+        assert any(m[1] == "/models" for m in mounts), name
+
+
+def test_the_app_is_published_on_this_machine_only_by_default(services: dict[str, Any]) -> None:
+    (port,) = services["milvus-rag"]["ports"]
+    host, container = _published(port)
+    assert container == "8000" and host == "8000"
+    address = str(port).rsplit(":", 2)[0]
+    assert _resolved(address) == "127.0.0.1"  # ${PUBLISH_ADDRESS:-127.0.0.1}
+    assert VARIABLE.fullmatch(address)  # which PUBLISH_ADDRESS may change
+
+
+def test_gitignore_keeps_the_env_file_out_of_git() -> None:
+    ignored = {
+        line.strip()
+        for line in (REPO / ".gitignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert ".env" in ignored and ".env.*" in ignored
+    assert not any(line.startswith("!") and ".env" in line for line in ignored)  # no exception
 
 
 def test_no_secret_is_written_in_compose(services: dict[str, Any]) -> None:
@@ -105,7 +164,8 @@ def test_no_secret_is_written_in_compose(services: dict[str, Any]) -> None:
         for key, value in _env(service).items():
             if SECRET_NAME.search(key):
                 assert VARIABLE.search(value), (name, key)
-                assert VARIABLE.sub("", value) in ("", "root:"), (name, key)  # user name only
+                user_name_only = ("", "root:", "milvus_rag:")
+                assert VARIABLE.sub("", value) in user_name_only, (name, key)
 
 
 def test_milvus_rag_settings_from_compose_load(
@@ -119,7 +179,8 @@ def test_milvus_rag_settings_from_compose_load(
     monkeypatch.delenv("MILVUS_RAG_EMBEDDING__MODEL_DIR", raising=False)
     s = load_settings()
     assert s.milvus.uri == "http://milvus:19530" and not s.milvus.is_lite
-    assert s.milvus.token is not None and s.milvus.token.get_secret_value() == "root:from-env"
+    token = s.milvus.token
+    assert token is not None and token.get_secret_value() == "milvus_rag:from-env"
     assert s.milvus.index_type == "AUTOINDEX"
     assert s.server.api_key is not None
     assert s.llm.preset == "nvidia" and s.llm.api_key is None  # no key: retrieval only
@@ -127,12 +188,15 @@ def test_milvus_rag_settings_from_compose_load(
 
 def test_healthchecks_and_start_order(services: dict[str, Any]) -> None:
     for name, service in services.items():
+        if service.get("restart") == "no":  # a one-shot step: compose waits for its exit
+            continue
         assert service.get("healthcheck", {}).get("test"), name
     assert "localhost:9091/healthz" in " ".join(services["milvus"]["healthcheck"]["test"])
     assert "/health" in " ".join(services["milvus-rag"]["healthcheck"]["test"])
     healthy = {"condition": "service_healthy"}
     assert services["milvus"]["depends_on"] == {"etcd": healthy, "minio": healthy}
-    assert services["milvus-rag"]["depends_on"] == {"milvus": healthy}
+    done = {"condition": "service_completed_successfully"}
+    assert services["milvus-rag"]["depends_on"] == {"milvus": healthy, "milvus-init": done}
 
 
 def test_model_folder_is_mounted_where_the_image_looks(services: dict[str, Any]) -> None:

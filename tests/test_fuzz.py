@@ -648,7 +648,17 @@ json_bodies = st.one_of(
 bodies = st.one_of(
     json_bodies.map(lambda v: json.dumps(v, ensure_ascii=True).encode()),
     st.binary(max_size=200),
-    st.sampled_from([b"", b"x" * 70_000, b"[" * 60_000, b'{"input": "\xff"}', b"\xef\xbb\xbf{}"]),
+    st.sampled_from(
+        [
+            b"",
+            b"x" * 70_000,
+            b"[" * 60_000,
+            b'{"input": "\xff"}',
+            b"\xef\xbb\xbf{}",
+            b'{"input": ' + b"9" * 5000 + b"}",  # more digits than Python reads into an int
+            b'{"messages": [{"role": "user", "content": "hi"}], "stop": ["\\ud800"]}',
+        ]
+    ),
 )
 content_types = st.sampled_from(
     [
@@ -798,6 +808,209 @@ def test_server_questions_with_odd_options(
     unchanged(before)
 
 
+# --------------------------------------------------------------------------- settings
+# Every setting and secret, from the environment and from config.yaml: whatever the value
+# (control characters, non-ASCII text, huge numbers, deep nesting, JSON of any shape),
+# loading gives settings or one ConfigError line; the CLI exits 0 or 2 with one line.
+
+
+def _setting_keys() -> list[tuple[str, str]]:
+    """(section, key) of every setting, secrets included."""
+    from pydantic import BaseModel
+
+    keys = []
+    for section, info in Settings.model_fields.items():
+        model = info.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        keys += [(section, key) for key in model.model_fields]
+    return keys
+
+
+SETTING_KEYS = _setting_keys()
+SECRET_VARS = [
+    "MILVUS_RAG_MILVUS__TOKEN",
+    "MILVUS_RAG_SERVER__API_KEY",
+    "MILVUS_RAG_LLM__API_KEY",
+    "LEPTONAI_TOKEN",  # the default preset's key variable (llm.api_key_env)
+    "NVIDIA_API_KEY",
+    "OPENAI_API_KEY",
+]
+SETTING_VARS = [
+    *(f"MILVUS_RAG_{section}__{key}".upper() for section, key in SETTING_KEYS),
+    *(f"MILVUS_RAG_{section}".upper() for section in Settings.model_fields),  # JSON sections
+    *SECRET_VARS,
+]
+#: A marker put in secret values: it must never show in an error message.
+SECRET_MARK = "S3CR3T"
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+HUGE = [
+    "9" * 5000,  # more digits than Python converts to an int (4300)
+    "-" + "9" * 5000,
+    "1" + "0" * 400,
+    "1e309",
+    "-1e309",
+    "1e-400",
+    "9" * 4300,
+    str(2**64),
+    str(-(2**63) - 1),
+    "0x7fffffff",
+    "1_000",
+    "١٢",  # Arabic-Indic digits
+    '{"top_k": ' + "9" * 5000 + "}",  # inside JSON (a section variable, a list setting)
+    "[" + "9" * 5000 + ", 1]",
+]
+DEEP = [
+    _nested(100),
+    _nested(5000),
+    _nested(200_000),
+    '{"a": ' * 5000 + "1" + "}" * 5000,
+    "[" * 200_000,
+    '{"top_k": ' + "[" * 5000,
+]
+setting_text = st.one_of(
+    st.sampled_from([*HUGE, *DEEP]),
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=30),  # any non-ASCII
+    st.text(st.characters(max_codepoint=0x1F), max_size=8),  # control characters
+    st.text(st.characters(min_codepoint=0x80, max_codepoint=0x10FFFF, exclude_categories=("Cs",))),
+    st.integers().map(str),
+    st.floats().map(str),
+    json_values.map(lambda v: json.dumps(v, ensure_ascii=False, default=str)),
+    bad_text,
+)
+#: What a process environment can hold (no NUL; lone surrogates only as undecodable bytes).
+env_setting = setting_text.filter(lambda v: "\x00" not in v and not re.search("[\ud800-\udc7f]", v))
+
+
+def _secret(value: str) -> str:
+    return f"{value[:20]}{SECRET_MARK}{value[20:]}"
+
+
+def _env_settings() -> Any:
+    """1-3 variables: a setting or a secret each, with an odd value."""
+    pair = st.tuples(st.sampled_from(SETTING_VARS), env_setting, st.booleans()).map(
+        lambda t: (t[0], _secret(t[1]) if t[0] in SECRET_VARS and t[2] else t[1])
+    )
+    return st.lists(pair, min_size=1, max_size=3).map(dict)
+
+
+def _check_loaded_or_one_line(load: Callable[[], Any], shown: str) -> None:
+    from milvus_rag.errors import ConfigError
+
+    try:
+        load()
+    except ConfigError as exc:
+        message = str(exc)
+        assert message and "\n" not in message and "\r" not in message, (shown, message)
+        assert SECRET_MARK not in message, (shown, message)
+        assert not TRACEBACK.search(message), (shown, message)
+
+
+class _Environment:
+    """Set variables for one example; restore the environment after it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+        self.saved: dict[str, str | None] = {}
+
+    def __enter__(self) -> None:
+        for name, value in self.values.items():
+            self.saved[name] = os.environ.get(name)
+            os.environ[name] = value
+
+    def __exit__(self, *exc: object) -> None:
+        for name, value in self.saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@FUZZ
+@given(values=_env_settings())
+def test_every_setting_and_secret_from_the_environment(values: dict[str, str]) -> None:
+    with _Environment(values):
+        _check_loaded_or_one_line(load_settings, _short(values))
+
+
+#: YAML scalars written as they are (a huge integer, a deep flow sequence, a tag, an anchor).
+yaml_scalar = st.one_of(
+    st.sampled_from(
+        [
+            *HUGE,
+            *DEEP,
+            "!!python/object:os.system x",
+            "!!binary AAAA",
+            "&a [*a]",
+            "*undefined",
+            "~",
+            ".inf",
+            ".nan",
+            "0o17",
+            "2001-12-14t21:59:43.10-05:00",
+            "{a: {b: {c: 1}}}",
+            "|\n    a\n    b",
+            "'\\x00'",
+            '"\\0\\x1b[31m\\u202e"',
+            '"\\ud800"',
+        ]
+    ),
+    setting_text.map(lambda v: json.dumps(v)),  # any text, as a quoted YAML scalar
+    setting_text,
+)
+
+
+@FUZZ
+@given(
+    entries=st.lists(
+        st.tuples(st.sampled_from(SETTING_KEYS), yaml_scalar, st.booleans()), min_size=1, max_size=3
+    )
+)
+def test_every_setting_and_secret_from_the_config_file(
+    tmp_path: Path, entries: list[tuple[tuple[str, str], str, bool]]
+) -> None:
+    lines: dict[str, list[str]] = {}
+    for (section, key), value, secret in entries:
+        shown = _secret(value) if secret and key in ("token", "api_key") else value
+        scalar = shown.replace("\n", "\n    ")  # block scalars stay inside their key
+        lines.setdefault(section, []).append(f"  {key}: {scalar}")
+    text = "".join(f"{section}:\n" + "\n".join(body) + "\n" for section, body in lines.items())
+    path = tmp_path / "config.yaml"
+    path.write_bytes(text.encode("utf-8", "surrogatepass"))
+    _check_loaded_or_one_line(lambda: load_settings(path), _short(text))
+
+
+@settings(FUZZ, max_examples=60)
+@given(values=_env_settings(), use_file=st.booleans(), scalar=yaml_scalar, data=st.data())
+def test_config_command_exits_0_or_2_with_one_line(
+    tmp_path: Path, values: dict[str, str], use_file: bool, scalar: str, data: st.DataObject
+) -> None:
+    args = ["config"]
+    if use_file:
+        section, key = data.draw(st.sampled_from(SETTING_KEYS))
+        path = tmp_path / "fuzzed.yaml"
+        path.write_bytes(f"{section}:\n  {key}: {scalar}\n".encode("utf-8", "surrogatepass"))
+        args += ["--config", str(path)]
+    result = runner.invoke(app, args, env=values)
+    shown = f"{_short(args)} with {_short(values)}"
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        shown,
+        repr(result.exception),
+    )
+    assert result.exit_code in (0, 2), (result.exit_code, shown, result.output[-1000:])
+    assert not TRACEBACK.search(result.output), (shown, result.output[-2000:])
+    if result.exit_code == 2:
+        errors = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+        assert len(errors) == 1 and errors[0].startswith("error: "), (shown, result.stderr)
+        assert SECRET_MARK not in result.stderr, (shown, result.stderr)
+    else:
+        assert SECRET_MARK not in result.stdout  # secrets are shown as set / unset
+
+
 # --------------------------------------------------------------------------- regressions
 # Plain tests for what the fuzzing found: each was a traceback, a 500 or a write.
 
@@ -849,6 +1062,8 @@ def test_chat_input_that_is_not_utf8(env: Prepared) -> None:
     [
         (b"retrieval:\n  top_k: \xff\n", "not UTF-8 text (byte 21 is 0xff)"),
         (b"[" * 5000, "nested too deeply"),
+        (b"retrieval:\n  top_k: " + b"9" * 5000 + b"\n", "an integer of more than 4300 digits"),
+        (b"ingest:\n  glob: 2001-02-30\n", "a value that cannot be read"),  # no such date
     ],
 )
 def test_config_file_that_is_no_config(tmp_path: Path, content: bytes, needle: str) -> None:
@@ -856,6 +1071,25 @@ def test_config_file_that_is_no_config(tmp_path: Path, content: bytes, needle: s
     path.write_bytes(content)
     result = _run(["config", "--config", str(path)])
     assert result.exit_code == 2 and needle in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and not TRACEBACK.search(result.output)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "[" * 200_000,  # was a RecursionError traceback
+        '{"question": "q", "sources": ' + "[" * 200_000 + "]" * 200_000 + "}",
+        '{"question": "q", "sources": [], "answer": ' + '{"a": ' * 100_000 + "}",
+    ],
+)
+def test_eval_file_nested_too_deeply(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"question": "q", "sources": ["a.md"]}\n' + line + "\n")
+    result = _run(["eval", str(path)])
+    assert result.exit_code == 2 and not TRACEBACK.search(result.output)
+    assert result.stderr.splitlines() == [
+        f"error: questions file {path} line 2: nested too deeply to be a question record"
+    ]
 
 
 def test_config_path_too_long() -> None:

@@ -201,6 +201,17 @@ def test_redaction_exports() -> None:
     )
 
 
+def test_auth_and_access_exports() -> None:
+    import milvus_rag.access
+    import milvus_rag.auth
+
+    assert sorted(milvus_rag.auth.__all__) == ["AuthLimiter", "SessionStore", "Sessions"]
+    assert sorted(milvus_rag.access.__all__) == ["PRIVILEGES", "UserReport", "create_user"]
+    for module in (milvus_rag.auth, milvus_rag.access):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
 @pytest.mark.slow
 def test_importing_the_server_starts_nothing() -> None:
     code = (

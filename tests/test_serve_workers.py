@@ -253,3 +253,65 @@ def test_workers_serve_from_separate_processes_and_stop_together(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+
+
+def _answered_by(log: Path, status: int) -> set[int]:
+    """The worker pids of the access log lines of ``GET /v1/models`` answered ``status``."""
+    found = re.findall(rf"\[(\d+)\] GET /v1/models {status} ", log.read_text())
+    return {int(pid) for pid in found}
+
+
+@linux_only
+@pytest.mark.slow
+def test_a_session_is_valid_on_every_worker_and_logout_ends_it_on_all(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    llm: FakeOpenAIServer,
+    lite_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = base_config(Path("unused.db"), tiny_model_dir, llm)
+    config["milvus"] = {"uri": lite_server.uri, "collection": COLLECTION}
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump(config))
+    temp = tmp_path / "tmp"  # where serve makes the workers' session folder
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setenv("TEST_LLM_KEY", "test-key")
+    monkeypatch.setenv("MILVUS_RAG_SERVER__API_KEY", KEY)
+    port = closed_port()
+    log = tmp_path / "serve.log"
+    argv = [sys.executable, "-m", "milvus_rag.cli", "serve", "--workers", "2"]
+    argv += ["--port", str(port), "--config", str(path)]
+    with log.open("wb") as stderr:
+        proc = subprocess.Popen(argv, stderr=stderr, start_new_session=True)
+    try:
+        _wait_until_healthy(proc, port, log)
+        assert len(list(temp.glob("milvus-rag-sessions-*"))) == 1
+        base = f"http://127.0.0.1:{port}"
+        login = httpx.get(f"{base}/login", params={"key": KEY}, timeout=60)
+        assert login.status_code == 303
+        cookie = {"milvus_rag_login": login.cookies["milvus_rag_login"]}
+
+        def models(status: int) -> None:
+            """Requests with the cookie, a connection each, until both workers answered
+            ``status`` to it (no other status allowed)."""
+            workers = _workers(proc)
+            for _ in range(200):
+                response = httpx.get(f"{base}/v1/models", cookies=cookie, timeout=60)
+                assert response.status_code == status, response.text
+                if _answered_by(log, status) == workers:
+                    return
+            pytest.fail(f"one worker never answered: {log.read_text()}")
+
+        models(200)  # opened on one worker: valid on both
+        assert httpx.get(f"{base}/logout", cookies=cookie, timeout=60).status_code == 303
+        models(401)  # ended on one worker: refused by both
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert list(temp.glob("milvus-rag-sessions-*")) == []  # it goes with the server
+        assert "Traceback" not in log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)

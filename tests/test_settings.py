@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -364,3 +365,45 @@ def test_bad_fallbacks_name_the_key(fallback: object, needle: str) -> None:
     with pytest.raises(ConfigError, match="llm.fallbacks") as info:
         load_settings(overrides={"llm": {"fallbacks": [fallback]}})
     assert needle in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("variables", "overlap", "tokens"),
+    [
+        ({"MILVUS_RAG_INGEST__CHUNK_OVERLAP": "256"}, 256, 256),  # was a ValueError at ingest
+        ({"MILVUS_RAG_INGEST__CHUNK_OVERLAP": "1000"}, 1000, 256),
+        ({"MILVUS_RAG_INGEST__CHUNK_TOKENS": "20"}, 32, 20),  # below the default overlap
+        ({"MILVUS_RAG_INGEST": '{"chunk_tokens": 64, "chunk_overlap": 64}'}, 64, 64),
+    ],
+)
+def test_chunk_overlap_must_be_below_chunk_tokens(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variables: dict[str, str],
+    overlap: int,
+    tokens: int,
+) -> None:
+    from typer.testing import CliRunner
+
+    from milvus_rag.cli import app
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\nSome text.\n")
+    expected = f"ingest.chunk_overlap ({overlap}) must be below ingest.chunk_tokens ({tokens})"
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_settings()
+    # The CLI refuses it at load, before ingesting anything: one line, exit 2.
+    result = CliRunner().invoke(app, ["ingest", str(docs)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [f"error: invalid setting ingest: {expected}"]
+    assert not (tmp_path / "milvus_demo.db").exists()
+
+
+def test_chunk_overlap_just_below_chunk_tokens_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MILVUS_RAG_INGEST__CHUNK_OVERLAP", "255")
+    assert load_settings().ingest.chunk_overlap == 255
+    with pytest.raises(ConfigError, match="chunk_overlap"):
+        load_settings(overrides={"ingest": {"chunk_tokens": 128, "chunk_overlap": 128}})

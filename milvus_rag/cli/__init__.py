@@ -18,6 +18,7 @@ from milvus_rag.cli._common import printable
 from milvus_rag.cli.ask import ask
 from milvus_rag.cli.chat import chat
 from milvus_rag.cli.config import config_app
+from milvus_rag.cli.create_user import create_user
 from milvus_rag.cli.delete import delete
 from milvus_rag.cli.doctor import doctor
 from milvus_rag.cli.eval import evaluate
@@ -119,6 +120,7 @@ app.command("doctor")(doctor)
 app.add_typer(config_app, name="config")
 app.command("serve")(serve)
 app.command("migrate")(migrate)
+app.command("create-user")(create_user)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from milvus_rag.errors import ConfigError, MilvusRAGError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from milvus_rag.auth import SessionStore
     from milvus_rag.settings import Settings
 
 
@@ -111,8 +112,9 @@ def serve(
         listener.close()
 
 
-def _checked_app(settings: Settings) -> FastAPI:
-    """The app for ``settings``, its collection opened and checked not to be empty.
+def _checked_app(settings: Settings, sessions: SessionStore | None = None) -> FastAPI:
+    """The app for ``settings``, its collection opened and checked not to be empty
+    (``sessions``: the login sessions it shares with other workers).
 
     Raises:
         MilvusRAGError: Milvus is unreachable, the collection missing or empty, the
@@ -122,7 +124,7 @@ def _checked_app(settings: Settings) -> FastAPI:
     from milvus_rag.server import create_app
 
     retriever = MilvusRAGRetriever.from_settings(settings)
-    app = create_app(settings, retriever=retriever)
+    app = create_app(settings, retriever=retriever, sessions=sessions)
     retriever.ensure_not_empty()  # fail now, not on the first question
     return app
 
@@ -146,7 +148,9 @@ def _run_workers(settings: Settings, listener: socket.socket) -> None:
     uvicorn's supervisor starts the workers (spawned: fresh interpreters sharing nothing
     but the socket and Milvus), replaces a worker that dies, and on SIGINT or SIGTERM
     stops them all gracefully before it returns. Each worker builds its app from the
-    settings loaded and checked here (:func:`_worker_app`).
+    settings loaded and checked here (:func:`_worker_app`), with one login session store
+    for all of them (a session opened on one worker is valid on every one, a logout on
+    one ends it on all); its folder is removed when the workers have stopped.
 
     Raises:
         typer.Exit: a worker could not start (it printed why).
@@ -155,9 +159,13 @@ def _run_workers(settings: Settings, listener: socket.socket) -> None:
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
+    from milvus_rag.auth import SessionStore
+
     server = settings.server
+    sessions = SessionStore.shared()
     uvicorn_config = uvicorn.Config(
-        functools.partial(_worker_app, settings),  # pickled to each worker
+        # Pickled to each worker through its start-up pipe (the sessions' secret too).
+        functools.partial(_worker_app, settings, sessions),
         factory=True,
         host=server.host,
         port=server.port,
@@ -167,12 +175,15 @@ def _run_workers(settings: Settings, listener: socket.socket) -> None:
         timeout_worker_healthcheck=_WORKER_HEALTHCHECK_SECONDS,
     )
     supervisor = Multiprocess(uvicorn_config, sockets=[listener])
-    supervisor.run()
+    try:
+        supervisor.run()
+    finally:
+        sessions.close()
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         raise typer.Exit(1)
 
 
-def _worker_app(settings: Settings) -> FastAPI:
+def _worker_app(settings: Settings, sessions: SessionStore) -> FastAPI:
     """The app one worker serves (runs in the worker, as uvicorn's app factory).
 
     A worker whose app cannot be built prints one line and exits with uvicorn's
@@ -183,7 +194,7 @@ def _worker_app(settings: Settings) -> FastAPI:
     _quiet_libraries(milvus=True)
     _log_requests(with_pid=True)
     try:
-        return _checked_app(settings)
+        return _checked_app(settings, sessions)
     except MilvusRAGError as exc:
         from milvus_rag.redaction import Redactor
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from tests.support.lite_server import ServerProcess, free_port
 
@@ -65,3 +67,48 @@ class MilvusServer(ServerProcess):
             return True
         except Exception:
             return False
+
+
+class AuthMilvusServer(MilvusServer):
+    """``milvus-server`` with authentication on (``common.security.authorizationEnabled``):
+    every client needs a user (Milvus RBAC); root's password is Milvus's default."""
+
+    name = "milvus-server (authentication on)"
+    root_token = "root:Milvus"
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "COMMON_SECURITY_AUTHORIZATIONENABLED": "true"}
+
+    def ready(self) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                pass
+        except OSError:
+            return False
+        from pymilvus import MilvusClient
+
+        try:
+            MilvusClient(uri=self.uri, token=self.root_token, timeout=5).list_collections()
+            return True
+        except Exception:
+            return False
+
+
+_Server = TypeVar("_Server", bound=MilvusServer)
+
+
+def serving(server: _Server) -> Iterator[_Server]:
+    """A fixture body: ``server`` started, stopped afterwards; the test skips where
+    ``milvus-server`` is not installed or cannot start here."""
+    import pytest
+
+    if milvus_server_command() is None:
+        pytest.skip("milvus-server (PyPI package milvus) is not installed")
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.skip(f"milvus-server could not start here: {exc}")
+    yield server
+    server.stop()
