@@ -98,10 +98,12 @@ def test_milvus_rag_runs_as_its_own_user_with_only_what_it_needs(
     monkeypatch.setenv("TEST_LLM_KEY", "test-key")
     _one_line(runner.invoke(app, ["sources", "--config", str(path)]), 1)
 
-    created = runner.invoke(app, ["create-user"], env=as_admin)
+    created = runner.invoke(app, ["create-user", "--config", str(path)], env=as_admin)
     assert created.exit_code == 0, created.output
     assert created.stdout.startswith("user milvus_rag created; role milvus_rag holds 17 privileges")
-    again = runner.invoke(app, ["create-user"], env=as_admin)  # every `compose up` runs it
+    again = runner.invoke(
+        app, ["create-user", "--config", str(path)], env=as_admin
+    )  # every `compose up` runs it
     assert again.exit_code == 0 and "user milvus_rag already existed" in again.stdout
 
     # Everything milvus-rag does, as milvus_rag.
