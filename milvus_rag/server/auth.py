@@ -1,0 +1,244 @@
+"""Who gets in: the API key (bearer or session cookie), the failed-key limit, ``/login``
+and ``/logout``.
+
+Every route but ``/health``, ``/ready`` and ``/login`` depends on :func:`require_key`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import html
+import time
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qs, quote
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.security import HTTPBearer
+
+from milvus_rag.auth import AuthLimiter, Sessions, SessionStore
+from milvus_rag.server.logs import loggable, server_log
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from milvus_rag.settings import ServerSettings
+
+__all__ = [
+    "COOKIE_NAME",
+    "ApiKey",
+    "LoginNeeded",
+    "Verdict",
+    "require_key",
+    "router",
+    "to_login",
+]
+
+#: The login cookie: a signed, expiring session (:class:`milvus_rag.auth.Sessions`).
+COOKIE_NAME = "milvus_rag_login"
+
+#: What checking a request's key found.
+Verdict = Literal["ok", "missing", "wrong", "throttled"]
+
+
+class ApiKey:
+    """The server's API key: checks a bearer key (in constant time) or a session cookie,
+    counting wrong keys per client address (:class:`~milvus_rag.auth.AuthLimiter`)."""
+
+    def __init__(
+        self,
+        key: str,
+        limits: ServerSettings,
+        store: SessionStore,
+        clock: Callable[[], float] | None,
+    ) -> None:
+        self._digest = hashlib.sha256(key.encode()).digest()
+        self.ttl = limits.session_ttl
+        self.sessions = Sessions(store, key, limits.session_ttl, clock or time.time)
+        self.limiter = AuthLimiter(limits.max_auth_failures, clock or time.monotonic)
+
+    def matches(self, given: str) -> bool:
+        """Whether ``given`` is the key (comparing digests: no length or prefix leaks)."""
+        return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self._digest)
+
+    def attempt(self, request: Request, given: str) -> tuple[Verdict, int]:
+        """Check a key a client sent: ``("ok" | "wrong" | "throttled", seconds to wait)``.
+
+        A throttled client's key is not checked at all (it could be guessing still).
+        """
+        client = request.client.host if request.client else "unknown"
+        wait = self.limiter.wait(client)
+        if wait:
+            return "throttled", wait
+        if self.matches(given):
+            return "ok", 0
+        left = self.limiter.failed(client)
+        where = f"{request.method} {loggable(request.url.path)}"
+        server_log.warning(
+            "failed authentication from %s on %s: wrong API key%s",
+            client,
+            where,
+            "" if left else "; its next attempts get 429 for a while (server.max_auth_failures)",
+        )
+        return "wrong", 0
+
+    def verify(self, request: Request) -> tuple[Verdict, int]:
+        """Whether ``request`` is let in: a valid session cookie, else its bearer key
+        (``"missing"`` without either)."""
+        if self.sessions.valid(request.cookies.get(COOKIE_NAME, "")):
+            return "ok", 0
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return "missing", 0
+        return self.attempt(request, given.strip())
+
+
+class LoginNeeded(Exception):
+    """A browser asked for a page without the key: send it to the login form."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+def _key(request: Request) -> ApiKey | None:
+    key: ApiKey | None = request.app.state.rag.key
+    return key
+
+
+# Declared for the OpenAPI schema (Swagger's "Authorize"); the check reads the request.
+_scheme = HTTPBearer(auto_error=False, description="MILVUS_RAG_SERVER__API_KEY")
+
+
+async def require_key(request: Request, credentials: Any = Depends(_scheme)) -> None:
+    """The dependency guarding every route but /health, /ready and /login."""
+    key = _key(request)
+    if key is None:
+        return
+    verdict, wait = key.verify(request)
+    if verdict == "ok":
+        return
+    if verdict == "throttled":
+        raise HTTPException(
+            status_code=429,
+            detail=f"too many wrong API keys from this address: try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
+    wants_page = "text/html" in request.headers.get("accept", "")
+    if request.method in ("GET", "HEAD") and wants_page:
+        raise LoginNeeded(request.url.path)
+    raise HTTPException(
+        status_code=401,
+        detail="missing or wrong API key: send Authorization: Bearer <key> "
+        "(browsers: sign in at /login)",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def to_login(request: Request, exc: Exception) -> Response:
+    """The handler of :class:`LoginNeeded`: a redirect to the login form."""
+    assert isinstance(exc, LoginNeeded)
+    root = request.scope.get("root_path", "")
+    return RedirectResponse(f"{root}/login?next={quote(exc.path)}", status_code=303)
+
+
+def _safe_next(value: str | None, default: str) -> str:
+    """A local path to go to after login (never another site: ``//host``, ``/\\host``)."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return default
+    return value if value.isprintable() else default
+
+
+_LOGIN_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>milvus-rag: sign in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body style="font-family: sans-serif; max-width: 28rem; margin: 4rem auto">
+<h1>milvus-rag</h1><p>{message}</p>
+<form method="post" action="{action}">
+<input type="hidden" name="next" value="{next}">
+<label>API key <input type="password" name="key" autocomplete="current-password" autofocus
+required></label> <button type="submit">Sign in</button>
+</form></body></html>
+"""
+
+
+def _page(
+    request: Request,
+    next_path: str,
+    message: str,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    root = request.scope.get("root_path", "")
+    text = _LOGIN_PAGE.format(
+        message=html.escape(message),
+        action=html.escape(f"{root}/login"),
+        next=html.escape(next_path),
+    )
+    return HTMLResponse(text, status_code=status, headers=headers)
+
+
+def _signed_in(request: Request, next_path: str) -> Response:
+    root = request.scope.get("root_path", "")
+    response = RedirectResponse(root + next_path, status_code=303)
+    key = _key(request)
+    if key is not None:
+        response.set_cookie(
+            COOKIE_NAME,
+            key.sessions.issue(),
+            max_age=key.ttl,
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path=root or "/",
+        )
+    return response
+
+
+def _attempt(request: Request, given: str | None, next_value: str | None) -> Response:
+    # After login: the answer chain's playground, or retrieval's without the LLM.
+    answers = request.app.state.rag.llm is not None
+    default = "/rag/playground/" if answers else "/retrieve/playground/"
+    next_path = _safe_next(next_value, default)
+    key = _key(request)
+    if key is None:
+        return _signed_in(request, next_path)  # nothing to sign in to
+    if given is None:
+        return _page(request, next_path, "Sign in with the server's API key.")
+    verdict, wait = key.attempt(request, given)
+    if verdict == "throttled":
+        message = f"Too many wrong keys from this address: try again in {wait} s."
+        return _page(request, next_path, message, 429, {"Retry-After": str(wait)})
+    if verdict != "ok":
+        return _page(request, next_path, "That is not the server's API key.", 401)
+    return _signed_in(request, next_path)
+
+
+#: ``/login`` (a form; ``GET /login?key=KEY`` too) opens a session (a new cookie);
+#: ``/logout`` ends it on the server and clears the cookie.
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    query = request.query_params
+    return _attempt(request, query.get("key"), query.get("next"))
+
+
+@router.post("/login")
+async def login_form(request: Request) -> Response:
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    given = form.get("key", [""])[0]
+    return _attempt(request, given, form.get("next", [None])[0])
+
+
+@router.get("/logout")
+async def logout(request: Request) -> Response:
+    root = request.scope.get("root_path", "")
+    key = _key(request)
+    if key is not None:  # ended here, for every worker: a copy of the cookie is no use
+        key.sessions.revoke(request.cookies.get(COOKIE_NAME, ""))
+    response = RedirectResponse(f"{root}/login", status_code=303)
+    response.delete_cookie(COOKIE_NAME, path=root or "/", httponly=True, samesite="strict")
+    return response
