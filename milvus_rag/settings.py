@@ -422,11 +422,30 @@ class ServerSettings(_Section):
     """Seconds a browser's login session lasts (``/login``); ``/logout`` ends it sooner."""
     max_auth_failures: int = Field(10, ge=1, le=100_000)
     """Wrong API keys a client address may send per minute before it gets 429 (per process)."""
+    keys_file: Path | None = None
+    """YAML file of named keys with a role and scopes (``milvus-rag keys``), digests only;
+    re-read when it changes."""
+    keys: list[dict[str, Any]] = Field(default_factory=list)
+    """Named keys given in the settings (e.g. ``MILVUS_RAG_SERVER__KEYS`` as JSON), each
+    ``{name, role, scopes, hash}`` like a keys-file entry."""
+    key_rate_per_minute: int = Field(0, ge=0, le=1_000_000)
+    """Requests a key may send per minute (a token bucket per key and process); 0: unlimited.
+    A key's own ``rate_per_minute`` wins."""
 
     @field_validator("api_key", mode="before")
     @classmethod
     def _key_is_clean(cls, value: Any) -> Any:
         return _normalised_secret(value, f"{ENV_PREFIX}SERVER__API_KEY")
+
+    @field_validator("keys")
+    @classmethod
+    def _keys_are_records(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from milvus_rag.keys import Principal
+
+        names = [Principal.from_record(record, "server.keys").name for record in value]
+        if len(set(names)) != len(names):
+            raise ValueError("server.keys names a key twice")
+        return value
 
 
 #: What ``load_settings`` read from the config file it chose (none by default).

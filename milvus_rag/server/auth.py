@@ -6,8 +6,6 @@ Every route but ``/health``, ``/ready`` and ``/login`` depends on :func:`require
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
 import time
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.security import HTTPBearer
 
 from milvus_rag.auth import AuthLimiter, Sessions, SessionStore
+from milvus_rag.keys import ADMIN_NAME, KeyRing, Principal, RateLimiter, digest_of
 from milvus_rag.server.logs import loggable, server_log
 
 if TYPE_CHECKING:
@@ -27,9 +26,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COOKIE_NAME",
-    "ApiKey",
+    "OPEN",
+    "Gate",
     "LoginNeeded",
     "Verdict",
+    "principal_of",
     "require_key",
     "router",
     "to_login",
@@ -42,37 +43,85 @@ COOKIE_NAME = "milvus_rag_login"
 Verdict = Literal["ok", "missing", "wrong", "throttled"]
 
 
-class ApiKey:
-    """The server's API key: checks a bearer key (in constant time) or a session cookie,
-    counting wrong keys per client address (:class:`~milvus_rag.auth.AuthLimiter`)."""
+class Gate:
+    """The server's keys: checks a bearer key (in constant time) or a session cookie,
+    counting wrong keys per client address (:class:`~milvus_rag.auth.AuthLimiter`) and
+    requests per key (:class:`~milvus_rag.keys.RateLimiter`).
+
+    A session cookie is ``NAME~TOKEN``: the key's name and a session signed under a secret
+    derived from the key's digest, so revoking the key ends its sessions too.
+    """
 
     def __init__(
         self,
-        key: str,
+        ring: KeyRing,
         limits: ServerSettings,
         store: SessionStore,
         clock: Callable[[], float] | None,
     ) -> None:
-        self._digest = hashlib.sha256(key.encode()).digest()
+        self.ring = ring
         self.ttl = limits.session_ttl
-        self.sessions = Sessions(store, key, limits.session_ttl, clock or time.time)
+        self.store = store
+        self.clock = clock or time.time
         self.limiter = AuthLimiter(limits.max_auth_failures, clock or time.monotonic)
+        self.rate = RateLimiter(limits.key_rate_per_minute, clock or time.monotonic)
 
-    def matches(self, given: str) -> bool:
-        """Whether ``given`` is the key (comparing digests: no length or prefix leaks)."""
-        return hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self._digest)
+    @classmethod
+    def from_settings(
+        cls, limits: ServerSettings, store: SessionStore, clock: Callable[[], float] | None
+    ) -> Gate | None:
+        """The gate of ``server.api_key``, ``server.keys`` and ``server.keys_file``; None
+        when none is set (an open server).
 
-    def attempt(self, request: Request, given: str) -> tuple[Verdict, int]:
-        """Check a key a client sent: ``("ok" | "wrong" | "throttled", seconds to wait)``.
+        Raises:
+            ConfigError: the keys file or a key in the settings is not valid.
+        """
+        fixed = [Principal.from_record(r, "server.keys") for r in limits.keys]
+        if limits.api_key is not None:
+            digest = digest_of(limits.api_key.get_secret_value())
+            fixed.insert(0, Principal(ADMIN_NAME, "admin", None, digest))
+        if not fixed and limits.keys_file is None:
+            return None
+        ring = KeyRing(limits.keys_file, fixed)
+        if ring.file is not None:
+            ring.file.load()  # a broken file is a clear error at start
+        return cls(ring, limits, store, clock)
+
+    def _sessions(self, principal: Principal) -> Sessions:
+        return Sessions(self.store, principal.digest, self.ttl, self.clock)
+
+    def issue(self, principal: Principal) -> str:
+        """A new session cookie for ``principal``."""
+        return f"{principal.name}~{self._sessions(principal).issue()}"
+
+    def session(self, cookie: str) -> Principal | None:
+        """The principal of a valid session cookie (its key not revoked); None otherwise."""
+        name, _, token = cookie.partition("~")
+        principal = self.ring.named(name) if token else None
+        if principal is None or not self._sessions(principal).valid(token):
+            return None
+        return principal
+
+    def end(self, cookie: str) -> None:
+        """End the session of ``cookie`` on every worker (a no-op for an invalid one)."""
+        name, _, token = cookie.partition("~")
+        principal = self.ring.named(name) if token else None
+        if principal is not None:
+            self._sessions(principal).revoke(token)
+
+    def attempt(self, request: Request, given: str) -> tuple[Verdict, int, Principal | None]:
+        """Check a key a client sent: ``("ok" | "wrong" | "throttled", seconds to wait,
+        whose key it is)``.
 
         A throttled client's key is not checked at all (it could be guessing still).
         """
         client = request.client.host if request.client else "unknown"
         wait = self.limiter.wait(client)
         if wait:
-            return "throttled", wait
-        if self.matches(given):
-            return "ok", 0
+            return "throttled", wait, None
+        principal = self.ring.lookup(given)
+        if principal is not None:
+            return "ok", 0, principal
         left = self.limiter.failed(client)
         where = f"{request.method} {loggable(request.url.path)}"
         server_log.warning(
@@ -81,17 +130,28 @@ class ApiKey:
             where,
             "" if left else "; its next attempts get 429 for a while (server.max_auth_failures)",
         )
-        return "wrong", 0
+        return "wrong", 0, None
 
-    def verify(self, request: Request) -> tuple[Verdict, int]:
-        """Whether ``request`` is let in: a valid session cookie, else its bearer key
-        (``"missing"`` without either)."""
-        if self.sessions.valid(request.cookies.get(COOKIE_NAME, "")):
-            return "ok", 0
+    def verify(self, request: Request) -> tuple[Verdict, int, Principal | None]:
+        """Whether ``request`` is let in, and as whom: a valid session cookie, else its
+        bearer key (``"missing"`` without either)."""
+        principal = self.session(request.cookies.get(COOKIE_NAME, ""))
+        if principal is not None:
+            return "ok", 0, principal
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
-            return "missing", 0
+            return "missing", 0, None
         return self.attempt(request, given.strip())
+
+
+#: Who a request is on a server without keys: everyone may do everything.
+OPEN = Principal("anonymous", "admin", None)
+
+
+def principal_of(request: Request) -> Principal:
+    """Who the request is (set by :func:`require_key`)."""
+    principal: Principal = getattr(request.state, "principal", OPEN)
+    return principal
 
 
 class LoginNeeded(Exception):
@@ -102,8 +162,8 @@ class LoginNeeded(Exception):
         self.path = path
 
 
-def _key(request: Request) -> ApiKey | None:
-    key: ApiKey | None = request.app.state.rag.key
+def _key(request: Request) -> Gate | None:
+    key: Gate | None = request.app.state.rag.key
     return key
 
 
@@ -115,9 +175,20 @@ async def require_key(request: Request, credentials: Any = Depends(_scheme)) -> 
     """The dependency guarding every route but /health, /ready and /login."""
     key = _key(request)
     if key is None:
+        request.state.principal = OPEN
         return
-    verdict, wait = key.verify(request)
-    if verdict == "ok":
+    verdict, wait, principal = key.verify(request)
+    if verdict == "ok" and principal is not None:
+        request.state.principal = principal
+        request.state.key_name = principal.name
+        wait = key.rate.wait(principal)
+        if wait:
+            raise HTTPException(
+                status_code=429,
+                detail=f"key {principal.name} sent too many requests: try again in {wait} s "
+                "(server.key_rate_per_minute)",
+                headers={"Retry-After": str(wait)},
+            )
         return
     if verdict == "throttled":
         raise HTTPException(
@@ -179,14 +250,14 @@ def _page(
     return HTMLResponse(text, status_code=status, headers=headers)
 
 
-def _signed_in(request: Request, next_path: str) -> Response:
+def _signed_in(request: Request, next_path: str, principal: Principal | None) -> Response:
     root = request.scope.get("root_path", "")
     response = RedirectResponse(root + next_path, status_code=303)
     key = _key(request)
-    if key is not None:
+    if key is not None and principal is not None:
         response.set_cookie(
             COOKIE_NAME,
-            key.sessions.issue(),
+            key.issue(principal),
             max_age=key.ttl,
             httponly=True,
             samesite="strict",
@@ -203,16 +274,16 @@ def _attempt(request: Request, given: str | None, next_value: str | None) -> Res
     next_path = _safe_next(next_value, default)
     key = _key(request)
     if key is None:
-        return _signed_in(request, next_path)  # nothing to sign in to
+        return _signed_in(request, next_path, None)  # nothing to sign in to
     if given is None:
         return _page(request, next_path, "Sign in with the server's API key.")
-    verdict, wait = key.attempt(request, given)
+    verdict, wait, principal = key.attempt(request, given)
     if verdict == "throttled":
         message = f"Too many wrong keys from this address: try again in {wait} s."
         return _page(request, next_path, message, 429, {"Retry-After": str(wait)})
     if verdict != "ok":
         return _page(request, next_path, "That is not the server's API key.", 401)
-    return _signed_in(request, next_path)
+    return _signed_in(request, next_path, principal)
 
 
 #: ``/login`` (a form; ``GET /login?key=KEY`` too) opens a session (a new cookie);
@@ -238,7 +309,7 @@ async def logout(request: Request) -> Response:
     root = request.scope.get("root_path", "")
     key = _key(request)
     if key is not None:  # ended here, for every worker: a copy of the cookie is no use
-        key.sessions.revoke(request.cookies.get(COOKIE_NAME, ""))
+        key.end(request.cookies.get(COOKIE_NAME, ""))
     response = RedirectResponse(f"{root}/login", status_code=303)
     response.delete_cookie(COOKIE_NAME, path=root or "/", httponly=True, samesite="strict")
     return response

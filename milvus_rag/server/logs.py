@@ -29,8 +29,8 @@ class AccessLog:
 
     Logs the method, the route's path template (the raw path when no route matched;
     never the query string), the status and the latency in milliseconds; with
-    ``log_questions``, the question(s) the request asked. Headers and cookies are
-    never logged.
+    ``log_questions``, the question(s) the request asked; the name of the key it came
+    with (``key=NAME``, never the key). Headers and cookies are never logged.
     """
 
     def __init__(self, app: Any, log_questions: bool) -> None:
@@ -63,12 +63,22 @@ class AccessLog:
         if questions:
             texts = [q for q in questions if isinstance(q, str)]
             asked = " question=" + json.dumps(texts[0] if len(texts) == 1 else texts)
+        # The key's name (never the key), once a request was let in with one.
+        name = (scope.get("state") or {}).get("key_name")
+        who = f" key={name}" if name else ""
         access_log.info(
-            "%s %s %d %.1fms%s",
+            "%s %s %d %.1fms%s%s",
             method,
             route,
             status,
             latency_ms,
+            who,
             asked,
-            extra={"method": method, "route": route, "status": status, "latency_ms": latency_ms},
+            extra={
+                "method": method,
+                "route": route,
+                "status": status,
+                "latency_ms": latency_ms,
+                "key_name": name,
+            },
         )

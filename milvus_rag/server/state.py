@@ -15,7 +15,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from milvus_rag.errors import MissingAPIKeyError
 from milvus_rag.redaction import Redactor
-from milvus_rag.server.auth import ApiKey
+from milvus_rag.server.auth import Gate
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -44,7 +44,7 @@ class AppState:
     #: A chat model given to ``create_app`` (not probed by ``/ready``).
     custom_llm: bool
     redactor: Redactor
-    key: ApiKey | None
+    key: Gate | None
     #: The chain answering ``/v1/chat/completions`` (None without the LLM).
     sources_chain: Runnable[Any, Any] | None
 
@@ -82,12 +82,7 @@ class AppState:
         # Per request: k, mode and source (LangServe's config.configurable), nothing else;
         # documents as clients may see them.
         scoped = for_clients(configurable_retriever(retriever))
-        server = settings.server
-        key = (
-            ApiKey(server.api_key.get_secret_value(), server, sessions or SessionStore(), clock)
-            if server.api_key
-            else None
-        )
+        key = Gate.from_settings(settings.server, sessions or SessionStore(), clock)
         return cls(
             settings=settings,
             retriever=retriever,
