@@ -392,6 +392,9 @@ class IngestSettings(_Section):
     ray_actors: int | None = Field(None, ge=1)
     ray_file_batch: int = Field(4, ge=1)
     ray_embed_batch: int = Field(64, ge=1)
+    scope: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    """The document scope chunks are ingested into (``ingest --scope``); keys read only
+    their scopes (``milvus-rag keys``)."""
 
     @model_validator(mode="after")
     def _overlap_below_chunk(self) -> IngestSettings:
@@ -428,6 +431,10 @@ class ServerSettings(_Section):
     keys: list[dict[str, Any]] = Field(default_factory=list)
     """Named keys given in the settings (e.g. ``MILVUS_RAG_SERVER__KEYS`` as JSON), each
     ``{name, role, scopes, hash}`` like a keys-file entry."""
+    max_upload_bytes: int = Field(100 * 1024**2, ge=1024)
+    """Largest document ``POST /documents`` accepts (413 above)."""
+    upload_dir: Path | None = None
+    """Where uploads wait for their ingest (default: a folder in the system's temp dir)."""
     key_rate_per_minute: int = Field(0, ge=0, le=1_000_000)
     """Requests a key may send per minute (a token bucket per key and process); 0: unlimited.
     A key's own ``rate_per_minute`` wins."""

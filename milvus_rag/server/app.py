@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from milvus_rag.redaction import redact_logs
-from milvus_rag.server import docs, ops
+from milvus_rag.server import docs, documents, ops
 from milvus_rag.server import openai as openai_routes
 from milvus_rag.server.auth import LoginNeeded, to_login
 from milvus_rag.server.auth import router as login_router
@@ -45,6 +45,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        state.jobs.close()
         unfilter_logs()
         close = getattr(state.llm, "aclose", None)
         if close is not None:
@@ -63,7 +64,9 @@ def create_app(
     app.state.llm_missing = state.llm_missing
     install_error_handlers(app, state.redactor)
     app.add_exception_handler(LoginNeeded, to_login)
-    app.add_middleware(BodyLimit, limit=settings.server.max_body_bytes)
+    app.add_middleware(
+        BodyLimit, limit=settings.server.max_body_bytes, upload=settings.server.max_upload_bytes
+    )
     # Outermost: sees the 413s too.
     app.add_middleware(AccessLog, log_questions=settings.server.log_questions)
     app.include_router(chain_router(state))
@@ -71,4 +74,5 @@ def create_app(
     docs.install_docs(app)
     app.include_router(ops.router)
     app.include_router(openai_routes.router)
+    app.include_router(documents.router)
     return app

@@ -16,11 +16,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.security import HTTPBearer
 
 from milvus_rag.auth import AuthLimiter, Sessions, SessionStore
-from milvus_rag.keys import ADMIN_NAME, KeyRing, Principal, RateLimiter, digest_of
+from milvus_rag.keys import ADMIN_NAME, KeyRing, Principal, RateLimiter, Role, digest_of
+from milvus_rag.scopes import restrict
 from milvus_rag.server.logs import loggable, server_log
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from milvus_rag.settings import ServerSettings
 
@@ -32,6 +33,7 @@ __all__ = [
     "Verdict",
     "principal_of",
     "require_key",
+    "require_role",
     "router",
     "to_login",
 ]
@@ -176,11 +178,14 @@ async def require_key(request: Request, credentials: Any = Depends(_scheme)) -> 
     key = _key(request)
     if key is None:
         request.state.principal = OPEN
+        restrict(None)
         return
     verdict, wait, principal = key.verify(request)
     if verdict == "ok" and principal is not None:
         request.state.principal = principal
         request.state.key_name = principal.name
+        # Every search, listing and delete this request makes stays in the key's scopes.
+        restrict(principal.scopes)
         wait = key.rate.wait(principal)
         if wait:
             raise HTTPException(
@@ -205,6 +210,22 @@ async def require_key(request: Request, credentials: Any = Depends(_scheme)) -> 
         "(browsers: sign in at /login)",
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+def require_role(role: Role) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency (after :func:`require_key`) letting in keys holding ``role`` or more;
+    403 for the others."""
+
+    async def check(request: Request) -> Principal:
+        principal = principal_of(request)
+        if not principal.may(role):
+            raise HTTPException(
+                status_code=403,
+                detail=f"key {principal.name} is a {principal.role}: this needs a {role} key",
+            )
+        return principal
+
+    return check
 
 
 async def to_login(request: Request, exc: Exception) -> Response:

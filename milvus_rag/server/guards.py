@@ -180,29 +180,42 @@ def langserve_limits(
 
 
 class BodyLimit:
-    """ASGI middleware: read the body up front and answer 413 above ``limit`` bytes."""
+    """ASGI middleware: read the body up front and answer 413 above ``limit`` bytes
+    (``upload`` bytes for ``POST /documents``, whose body is counted as it streams)."""
 
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: Any, limit: int, upload: int | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.upload = upload if upload is not None else limit
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        uploading = scope.get("method") == "POST" and scope.get("path") == "/documents"
+        limit, setting = (
+            (self.upload, "server.max_upload_bytes")
+            if uploading
+            else (self.limit, "server.max_body_bytes")
+        )
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length", b"").decode("latin-1")
-        too_big = declared.isdigit() and int(declared) > self.limit
+        if declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit, setting)
+            return
+        if uploading:  # streamed to the handler: counted, never held in memory
+            await self.app(scope, self._counting(receive, send, limit, setting), send)
+            return
         messages: list[Any] = []
         size = 0
-        more = not too_big
+        more = True
         while more:
             message = await receive()
             messages.append(message)
             size += len(message.get("body", b""))
-            more = message.get("more_body", False) and size <= self.limit
-        if too_big or size > self.limit:
-            await self._refuse(send)
+            more = message.get("more_body", False) and size <= limit
+        if size > limit:
+            await self._refuse(send, limit, setting)
             return
 
         async def replay() -> Any:
@@ -210,8 +223,21 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send: Any) -> None:
-        message = f"request body is larger than {self.limit} bytes (server.max_body_bytes)"
+    def _counting(self, receive: Any, send: Any, limit: int, setting: str) -> Any:
+        size = 0
+
+        async def counted() -> Any:
+            nonlocal size
+            message = await receive()
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise Refused(f"request body is larger than {limit} bytes ({setting})", 413)
+            return message
+
+        return counted
+
+    async def _refuse(self, send: Any, limit: int, setting: str) -> None:
+        message = f"request body is larger than {limit} bytes ({setting})"
         body = json.dumps(error_body(message, "invalid_request_error")).encode()
         await send(
             {

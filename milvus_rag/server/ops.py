@@ -40,8 +40,13 @@ async def ready(request: Request, state: AppState = Depends(app_state)) -> Respo
     )
     results = {**found[0], "llm": found[1]}
     is_ready = all(check["ok"] for check in results.values() if check["required"])
-    # Messages name URIs and paths. A wrong key counts as a failure here too.
-    shown = state.key is None or state.key.verify(request)[0] == "ok"
+    # Messages name URIs, paths and counts of every scope: admins only. A wrong key counts
+    # as a failure here too.
+    if state.key is None:
+        shown = True
+    else:
+        verdict, _, principal = state.key.verify(request)
+        shown = verdict == "ok" and principal is not None and principal.may("admin")
     body = {
         "ready": is_ready,
         "checks": {

@@ -13,9 +13,10 @@ from fastapi import Request
 from langchain_core.documents import Document
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from milvus_rag.errors import MissingAPIKeyError
+from milvus_rag.errors import ConfigError, MissingAPIKeyError
 from milvus_rag.redaction import Redactor
 from milvus_rag.server.auth import Gate
+from milvus_rag.server.jobs import Jobs
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,6 +48,8 @@ class AppState:
     key: Gate | None
     #: The chain answering ``/v1/chat/completions`` (None without the LLM).
     sources_chain: Runnable[Any, Any] | None
+    #: Upload jobs (``POST /documents``).
+    jobs: Jobs
 
     @classmethod
     def build(
@@ -83,6 +86,7 @@ class AppState:
         # documents as clients may see them.
         scoped = for_clients(configurable_retriever(retriever))
         key = Gate.from_settings(settings.server, sessions or SessionStore(), clock)
+        redactor = Redactor.from_settings(settings, llm, retriever)
         return cls(
             settings=settings,
             retriever=retriever,
@@ -91,13 +95,14 @@ class AppState:
             llm_missing=llm_missing,
             custom_llm=custom_llm,
             # Every secret this app knows: the settings', and those of a model or retriever.
-            redactor=Redactor.from_settings(settings, llm, retriever),
+            redactor=redactor,
             key=key,
             sources_chain=(
                 build_rag_chain_with_sources(settings, retriever=scoped, llm=llm)
                 if llm is not None
                 else None
             ),
+            jobs=Jobs(redactor),
         )
 
     def answering(self) -> tuple[BaseChatModel, Runnable[Any, Any]]:
@@ -136,9 +141,11 @@ def for_clients(retriever: Runnable[Any, Any]) -> Runnable[Any, list[Document]]:
         return {"configurable": dict(config.get("configurable") or {}), "callbacks": []}
 
     def fetch(query: Any, config: RunnableConfig) -> list[Document]:
+        _scopes_apply(retriever)
         return [client_document(doc) for doc in retriever.invoke(query, bare(config))]
 
     async def afetch(query: Any, config: RunnableConfig) -> list[Document]:
+        _scopes_apply(retriever)
         return [client_document(doc) for doc in await retriever.ainvoke(query, bare(config))]
 
     # RunnableLambda exposes the configurable fields of the runnables its function uses;
@@ -146,3 +153,21 @@ def for_clients(retriever: Runnable[Any, Any]) -> Runnable[Any, list[Document]]:
     return RunnableLambda(fetch, afunc=afetch, name="retriever").with_types(
         input_type=str, output_type=list[Document]
     )
+
+
+def _scopes_apply(retriever: Runnable[Any, Any]) -> None:
+    """Refuse to search for a scoped key with a retriever that cannot hold it to its
+    scopes (one given to ``create_app``): nothing outside them may be returned."""
+    from milvus_rag.scopes import current_scopes
+
+    if current_scopes() is None:
+        return
+    from milvus_rag.retriever import MilvusRAGRetriever
+
+    inner: Any = getattr(retriever, "default", retriever)  # configurable_retriever's wrapper
+    inner = getattr(inner, "base", inner)  # its per-call retriever
+    if not isinstance(inner, MilvusRAGRetriever):
+        raise ConfigError(
+            f"keys with scopes need milvus-rag's retriever; {type(inner).__name__} cannot "
+            "filter by scope"
+        )
