@@ -17,8 +17,16 @@ memory of the serving processes. Then the ratio of the requests/s to the first N
 The machine's load average (``uptime``) is printed before and after: the CPU is
 shared, so figures only compare runs made together.
 
+With ``--mixed``: the cost of document scopes. The four FAQ pages go into four scopes
+(one each); ``serve`` (one worker) runs twice, both times with one writer uploading a
+new document every second: once with an admin key for every client (no scope filter),
+once with each client holding a reader key of one scope (a filter on every search).
+Clients alternate ``/v1/chat/completions`` and ``/retrieve/invoke``; every passage they
+receive is checked against their scope (cross-scope rows: must be 0).
+
 Usage::
 
+    python benchmarks/serve_bench.py --mixed
     python benchmarks/serve_bench.py
     python benchmarks/serve_bench.py --model-dir ../shared/models/all-MiniLM-L6-v2-onnx \\
         --clients 32 --duration 30 --workers 1 2 --json
@@ -166,6 +174,164 @@ async def load(url: str, clients: int, duration: float) -> dict[str, Any]:
     }
 
 
+FAQ_PAGES = ["operational_faq.md", "performance_faq.md", "product_faq.md", "troubleshooting.md"]
+
+
+async def mixed_load(
+    base: str, keys: list[tuple[str, set[str] | None]], writer: str, duration: float
+) -> dict[str, Any]:
+    """Clients (one per key) alternating the OpenAI endpoint and /retrieve, each passage
+    checked against the client's pages (None: every page), while ``writer`` uploads."""
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    crossed = 0
+    uploads = 0
+    limits = httpx.Limits(max_connections=len(keys) + 2, max_keepalive_connections=len(keys) + 2)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        stop_at = time.perf_counter() + duration
+
+        async def one_client(number: int, key: str, pages: set[str] | None) -> None:
+            nonlocal crossed
+            headers = {"Authorization": f"Bearer {key}"}
+            asked = number
+            while time.perf_counter() < stop_at:
+                question = QUESTIONS[asked % len(QUESTIONS)]
+                asked += 1
+                started = time.perf_counter()
+                if asked % 2:
+                    path, body = (
+                        "/v1/chat/completions",
+                        {"messages": [{"role": "user", "content": question}]},
+                    )
+                else:
+                    path, body = "/retrieve/invoke", {"input": question}
+                try:
+                    response = await client.post(base + path, json=body, headers=headers)
+                except httpx.HTTPError as exc:
+                    errors[type(exc).__name__] += 1
+                    continue
+                if response.status_code != 200:
+                    errors[f"HTTP {response.status_code}"] += 1
+                    continue
+                data = response.json()
+                found = data.get("sources") if "sources" in data else data.get("output")
+                names = {Path(str(row.get("source"))).name for row in found or []}
+                if pages is not None:
+                    crossed += len({n for n in names if not n.startswith("upload-")} - pages)
+                latencies.append(time.perf_counter() - started)
+
+        async def upload() -> None:
+            nonlocal uploads
+            headers = {"Authorization": f"Bearer {writer}"}
+            while time.perf_counter() < stop_at:
+                text = f"# Upload {uploads}\n\nA note written during the benchmark, number {uploads}.\n"
+                files = {"file": (f"upload-{uploads}.md", text.encode())}
+                response = await client.post(
+                    base + "/documents", files=files, data={"scope": "s0"}, headers=headers
+                )
+                if response.status_code != 202:
+                    errors[f"upload HTTP {response.status_code}"] += 1
+                uploads += 1
+                await asyncio.sleep(1.0)
+
+        started = time.perf_counter()
+        await asyncio.gather(
+            upload(), *(one_client(n, key, pages) for n, (key, pages) in enumerate(keys))
+        )
+        elapsed = time.perf_counter() - started
+    return {
+        "requests": len(latencies),
+        "requests_per_s": len(latencies) / elapsed,
+        "p50_ms": 1000 * statistics.median(latencies) if latencies else None,
+        "p95_ms": 1000 * percentile(latencies, 0.95) if latencies else None,
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors),
+        "cross_scope_rows": crossed,
+        "uploads": uploads,
+    }
+
+
+def run_mixed(config: Path, env: dict[str, str], work: Path, args: argparse.Namespace) -> int:
+    """The scope filter's cost: the same load with an admin key and with scoped keys."""
+    from milvus_rag.keys import KeysFile
+
+    for number, page in enumerate(FAQ_PAGES):
+        done = subprocess.run(
+            cli(
+                "ingest",
+                str(args.zip),
+                "--glob",
+                f"en/faq/{page}",
+                "--scope",
+                f"s{number}",
+                "--config",
+                str(config),
+            ),
+            env=env,
+            cwd=work,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"ingest failed: {done.stderr[-2000:]}")
+    keys_file = work / "keys.yaml"
+    file = KeysFile(keys_file)
+    admin = file.add("bench-admin", "admin", [])
+    writer = file.add("bench-writer", "writer", ["s0"])
+    readers = [file.add(f"reader-s{n}", "reader", [f"s{n}"]) for n in range(len(FAQ_PAGES))]
+    env = {**env, "MILVUS_RAG_SERVER__KEYS_FILE": str(keys_file)}
+    runs = {}
+    for name, keys in (
+        ("no scopes", [(admin, None)] * args.clients),
+        (
+            "scoped",
+            [
+                (readers[n % len(readers)], {FAQ_PAGES[n % len(readers)]})
+                for n in range(args.clients)
+            ],
+        ),
+    ):
+        port = free_port()
+        log = work / f"serve-{name.replace(' ', '-')}.log"
+        argv = cli("serve", "--port", str(port), "--config", str(config))
+        with log.open("wb") as stderr:
+            proc = subprocess.Popen(argv, env=env, stderr=stderr, start_new_session=True)
+        try:
+            wait_healthy(proc, port, log)
+            base = f"http://127.0.0.1:{port}"
+            asyncio.run(mixed_load(base, keys, writer, args.warmup))
+            runs[name] = asyncio.run(mixed_load(base, keys, writer, args.duration))
+        finally:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    plain, scoped = runs["no scopes"], runs["scoped"]
+    ratio = scoped["requests_per_s"] / plain["requests_per_s"]
+    print(
+        f"{args.clients} clients alternating /v1/chat/completions and /retrieve/invoke for "
+        f"{args.duration:g} s, one writer uploading every second, LLM latency "
+        f"{1000 * args.llm_delay:g} ms, {os.cpu_count()} cores, load {load_average()}"
+    )
+    print(
+        f"{'run':>10}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'errors':>8}{'crossed':>9}{'uploads':>9}"
+    )
+    for name, run in runs.items():
+        print(
+            f"{name:>10}{run['requests_per_s']:>9.1f}{run['p50_ms']:>9.0f}{run['p95_ms']:>9.0f}"
+            f"{run['errors']:>8}{run['cross_scope_rows']:>9}{run['uploads']:>9}"
+        )
+    print(
+        f"scoped / no scopes: {ratio:.2f}x requests/s, p95 {scoped['p95_ms'] / plain['p95_ms']:.2f}x"
+    )
+    if args.json:
+        print(json.dumps({"runs": runs, "ratio": ratio}, indent=2))
+    failed = any(run["errors"] or run["cross_scope_rows"] for run in runs.values())
+    return 1 if failed else 0
+
+
 def wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -243,6 +409,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=8, help="seconds of load before that")
     parser.add_argument("--llm-delay", type=float, default=0.2, help="LLM latency (seconds)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--mixed", action="store_true", help="the cost of document scopes (see above)"
+    )
     args = parser.parse_args()
     for path in (args.model_dir / "model.onnx", args.zip):
         if not path.exists():
@@ -270,6 +439,9 @@ def main() -> int:
             config.write_text(yaml.safe_dump(sections))
             env = {k: v for k, v in os.environ.items() if not k.startswith("MILVUS_RAG_")}
             env.update({KEY_VAR: "bench-key", "HF_HUB_OFFLINE": "1", "GRPC_VERBOSITY": "NONE"})
+            if args.mixed:
+                env["MILVUS_RAG_SERVER__UPLOAD_DIR"] = str(work / "uploads")
+                return run_mixed(config, env, work, args)
             ingest = subprocess.run(
                 cli("ingest", str(args.zip), "--glob", GLOB, "--config", str(config), "--json"),
                 env=env,

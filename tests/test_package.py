@@ -177,6 +177,9 @@ def test_wheel_installs_no_top_level_chains_or_loaders(tmp_path: Path) -> None:
     assert "milvus_rag/chains/rag.py" in names
     assert "milvus_rag/loaders/sources.py" in names
     assert "milvus_rag/cli/__init__.py" in names
+    # Every package of the source tree ships (a subpackage left out of pyproject would not).
+    for init in sorted((REPO / "milvus_rag").glob("*/__init__.py")):
+        assert f"milvus_rag/{init.parent.name}/__init__.py" in names, init.parent.name
     assert not any(name.startswith("tests/") for name in names)
     # The commented config template ships as package data (`milvus-rag config init`).
     shipped = zipfile.ZipFile(wheel).read("milvus_rag/config.default.yaml").decode()
