@@ -86,6 +86,9 @@ class ParsedFile:
     warnings: tuple[str, ...] = ()
 
 
+# The default of the setting ingest.parse_timeout (tests/test_settings.py ties them).
+DEFAULT_PARSE_TIMEOUT = 60.0
+
 DOCX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
@@ -228,7 +231,7 @@ def parse_file(
     name: str,
     data: bytes,
     *,
-    parse_timeout: float = 60.0,
+    parse_timeout: float = DEFAULT_PARSE_TIMEOUT,
     use_unstructured: bool | None = None,
 ) -> ParsedFile:
     """Text of one file, the parser chosen by ``name``'s suffix.

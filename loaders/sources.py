@@ -47,7 +47,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -121,6 +121,12 @@ class SourceLimits:
     download_timeout: float = 30.0
     allow_private_urls: bool = False
     max_file_bytes: int = 100 << 20
+
+    @classmethod
+    def from_settings(cls, section: Any) -> SourceLimits:
+        """The limits of an ``ingest`` settings section (same-named fields; the defaults
+        above are the settings' defaults, tied by tests/test_settings.py)."""
+        return cls(**{f.name: getattr(section, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import Any
 from langchain_core.retrievers import BaseRetriever
 
 from milvus_rag.errors import ConfigError
+from milvus_rag.settings import RetrievalSettings
 
 __all__ = ["EvalQuestion", "EvalReport", "QuestionResult", "evaluate", "load_questions"]
 
@@ -158,7 +159,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def evaluate(
-    questions: list[EvalQuestion], retriever: BaseRetriever, *, k: int, mode: str = "dense"
+    questions: list[EvalQuestion],
+    retriever: BaseRetriever,
+    *,
+    k: int,
+    mode: str = RetrievalSettings.model_fields["mode"].default,
 ) -> EvalReport:
     """Retrieve for every question and score the results."""
     if questions:

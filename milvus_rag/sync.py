@@ -615,13 +615,4 @@ def splitter_for(
 def _limits(settings: Settings) -> Any:
     from milvus_rag.loaders.sources import SourceLimits
 
-    i = settings.ingest
-    return SourceLimits(
-        max_archive_bytes=i.max_archive_bytes,
-        max_archive_ratio=i.max_archive_ratio,
-        max_archive_files=i.max_archive_files,
-        max_download_bytes=i.max_download_bytes,
-        download_timeout=i.download_timeout,
-        allow_private_urls=i.allow_private_urls,
-        max_file_bytes=i.max_file_bytes,
-    )
+    return SourceLimits.from_settings(settings.ingest)
