@@ -72,6 +72,8 @@ from milvus_rag.chains.prompt import (
 )
 from pydantic import BaseModel, Field
 
+from milvus_rag.store import BOOKKEEPING_FIELDS, ORIGIN_FIELD
+
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from langchain_core.retrievers import BaseRetriever
@@ -384,8 +386,10 @@ def _passages(docs: list[Document]) -> list[dict[str, Any]]:
 
 
 #: Chunk metadata kept from clients: ``origin`` is the ingested folder's absolute path
-#: (or the URL), the others are ingest bookkeeping (see ``milvus_rag.sync``).
-INTERNAL_METADATA = frozenset({"origin", "source_hash", "chunk_count", "chunker", "chunk_set"})
+#: (or the URL), the others are ingest bookkeeping (see ``milvus_rag.sync``). The
+#: retriever already leaves them out (``origin`` unless ``retrieval.include_origin``);
+#: this also covers documents of other retrievers over the same collection.
+INTERNAL_METADATA = BOOKKEEPING_FIELDS | {ORIGIN_FIELD}
 
 
 def client_document(doc: Document) -> Document:

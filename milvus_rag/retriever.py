@@ -2,7 +2,11 @@
 
 Every returned ``Document`` carries ``metadata["score"]`` (the Milvus distance:
 higher is closer for IP and COSINE, lower for L2) next to the chunk's own
-metadata (``source``, ``position``, ...).
+metadata (``source``, ``heading``, ``title``, ``position``, ``format``, front matter...)
+and its id (``Document.id``, ``metadata["id"]``). The ingest bookkeeping stays in Milvus:
+``origin`` (the ingested folder's absolute path) only with ``include_origin``
+(``retrieval.include_origin``), ``source_hash``, ``chunker``, ``chunk_count``,
+``chunk_set`` and ``view`` never.
 
 The store is opened on first use, so building a retriever (or a chain over it)
 touches neither Milvus nor the embedding model.
@@ -40,7 +44,15 @@ from milvus_rag.errors import ConfigError
 from milvus_rag.filters import Expr
 from milvus_rag.loaders.views import MAX_VIEWS, question_of
 from milvus_rag.settings import MilvusSettings, RetrievalSettings, Settings
-from milvus_rag.store import ID_FIELD, SPARSE_FIELD, VECTOR_FIELD, row_fields, search_rows
+from milvus_rag.store import (
+    BOOKKEEPING_FIELDS,
+    ID_FIELD,
+    ORIGIN_FIELD,
+    SPARSE_FIELD,
+    VECTOR_FIELD,
+    row_fields,
+    search_rows,
+)
 
 if TYPE_CHECKING:
     from langchain_milvus import Milvus
@@ -49,6 +61,8 @@ __all__ = ["MilvusRAGRetriever"]
 
 # Every default is the settings' own (defined once, in settings.py).
 _RETRIEVAL = RetrievalSettings.model_fields
+# What a document leaves out: the ingest bookkeeping, and the origin unless asked for.
+_HIDDEN_WITH_ORIGIN = BOOKKEEPING_FIELDS | {ORIGIN_FIELD}
 
 
 @contextmanager
@@ -104,6 +118,9 @@ class MilvusRAGRetriever(BaseRetriever):
     """At most one chunk per unit (a page, or an answer under a question heading) in
     the top ``k``; more chunks of a unit follow only when units run out."""
     max_k: int = _RETRIEVAL["max_k"].default
+    include_origin: bool = _RETRIEVAL["include_origin"].default
+    """Keep ``metadata["origin"]`` (the ingested folder's absolute path, or the URL) in
+    the documents; the other ingest bookkeeping (``store.BOOKKEEPING_FIELDS``) never is."""
 
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _templates: bool = PrivateAttr(default=False)
@@ -131,6 +148,7 @@ class MilvusRAGRetriever(BaseRetriever):
             "weights": r.weights,
             "diverse": r.diverse,
             "max_k": r.max_k,
+            "include_origin": r.include_origin,
         }
         options.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**options)
@@ -219,10 +237,14 @@ class MilvusRAGRetriever(BaseRetriever):
                 chunks.append((doc, score))
         if self.diverse:
             chunks = _one_per_unit(chunks)
+        hidden = BOOKKEEPING_FIELDS if self.include_origin else _HIDDEN_WITH_ORIGIN
         return [
             Document(
                 page_content=doc.page_content,
-                metadata=dict(doc.metadata, score=float(score)),
+                metadata={
+                    **{key: v for key, v in doc.metadata.items() if key not in hidden},
+                    "score": float(score),
+                },
                 id=doc.metadata.get(ID_FIELD),
             )
             for doc, score in chunks[:k]

@@ -53,12 +53,23 @@ if TYPE_CHECKING:
     from milvus_rag.settings import MilvusSettings, Settings
 
 __all__ = [
+    "BOOKKEEPING_FIELDS",
+    "CHUNKER_FIELD",
+    "CHUNK_COUNT_FIELD",
+    "CHUNK_SET_FIELD",
+    "FORMAT_FIELD",
+    "HEADING_FIELD",
     "IDENTITY_PROPERTY",
     "ID_FIELD",
     "INGESTS_PROPERTY",
+    "ORIGIN_FIELD",
+    "POSITION_FIELD",
+    "SOURCE_FIELD",
+    "SOURCE_HASH_FIELD",
     "SPARSE_FIELD",
     "TEXT_FIELD",
     "VECTOR_FIELD",
+    "VIEW_FIELD",
     "IngestLock",
     "StoredSource",
     "check_identity",
@@ -84,10 +95,28 @@ __all__ = [
     "supports_filter_templates",
 ]
 
+# The schema's field names (metadata fields live in the dynamic field).
 ID_FIELD = "id"
 TEXT_FIELD = "text"
 VECTOR_FIELD = "vector"
 SPARSE_FIELD = "sparse"
+SOURCE_FIELD = "source"
+"""The file's path relative to its source root (``en/faq/a.md``)."""
+ORIGIN_FIELD = "origin"
+"""The source root: the ingested folder's, file's or zip's absolute path, or the URL."""
+POSITION_FIELD = "position"
+HEADING_FIELD = "heading"
+VIEW_FIELD = "view"
+FORMAT_FIELD = "format"
+SOURCE_HASH_FIELD = "source_hash"
+CHUNKER_FIELD = "chunker"
+CHUNK_COUNT_FIELD = "chunk_count"
+CHUNK_SET_FIELD = "chunk_set"
+#: Row fields that are ingest bookkeeping (see ``milvus_rag.sync``): they stay in Milvus
+#: and never reach a retrieved document (``origin`` only when asked: retrieval.include_origin).
+BOOKKEEPING_FIELDS = frozenset(
+    {SOURCE_HASH_FIELD, CHUNKER_FIELD, CHUNK_COUNT_FIELD, CHUNK_SET_FIELD, VIEW_FIELD}
+)
 IDENTITY_PROPERTY = "milvus_rag.embedding"
 ID_MAX_LENGTH = 64
 TEXT_MAX_BYTES = 65535
