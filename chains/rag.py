@@ -72,7 +72,7 @@ from milvus_rag.chains.prompt import (
 )
 from pydantic import BaseModel, Field
 
-from milvus_rag.store import BOOKKEEPING_FIELDS, ORIGIN_FIELD
+from milvus_rag.store import BOOKKEEPING_FIELDS, HEADING_FIELD, ORIGIN_FIELD, SOURCE_FIELD
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -404,7 +404,7 @@ def source_of(doc: Document) -> dict[str, Any]:
     """The JSON shape of a retrieved chunk: ``{"text", "source", "score"}``."""
     return {
         "text": doc.page_content,
-        "source": doc.metadata.get("source"),
+        "source": doc.metadata.get(SOURCE_FIELD),
         "score": doc.metadata.get("score"),
     }
 
@@ -415,6 +415,6 @@ def retrieved_of(doc: Document) -> dict[str, Any]:
     return {
         "text": found["text"],
         "source": found["source"],
-        "heading": doc.metadata.get("heading") or None,
+        "heading": doc.metadata.get(HEADING_FIELD) or None,
         "score": found["score"],
     }

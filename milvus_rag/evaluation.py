@@ -34,6 +34,7 @@ from langchain_core.retrievers import BaseRetriever
 
 from milvus_rag.errors import ConfigError
 from milvus_rag.settings import RetrievalSettings
+from milvus_rag.store import SOURCE_FIELD
 
 __all__ = ["EvalQuestion", "EvalReport", "QuestionResult", "evaluate", "load_questions"]
 
@@ -176,7 +177,7 @@ def evaluate(
         retrieved = [
             {
                 "text": d.page_content,
-                "source": d.metadata.get("source"),
+                "source": d.metadata.get(SOURCE_FIELD),
                 "score": d.metadata.get("score"),
             }
             for d in docs[:k]

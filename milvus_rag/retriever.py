@@ -46,8 +46,11 @@ from milvus_rag.loaders.views import MAX_VIEWS, question_of
 from milvus_rag.settings import MilvusSettings, RetrievalSettings, Settings
 from milvus_rag.store import (
     BOOKKEEPING_FIELDS,
+    HEADING_FIELD,
     ID_FIELD,
     ORIGIN_FIELD,
+    POSITION_FIELD,
+    SOURCE_FIELD,
     SPARSE_FIELD,
     VECTOR_FIELD,
     row_fields,
@@ -380,10 +383,10 @@ def _zscores(scores: list[float]) -> list[float]:
 def _unit_key(doc: Document) -> tuple[Any, ...]:
     """The unit a chunk belongs to: its page, or its answer under a question heading."""
     meta = doc.metadata
-    heading = str(meta.get("heading", ""))
+    heading = str(meta.get(HEADING_FIELD, ""))
     if question_of(heading) is not None:
-        return (meta.get("origin"), meta.get("source"), heading)
-    return (meta.get("origin"), meta.get("source"))
+        return (meta.get(ORIGIN_FIELD), meta.get(SOURCE_FIELD), heading)
+    return (meta.get(ORIGIN_FIELD), meta.get(SOURCE_FIELD))
 
 
 def _one_per_unit(chunks: list[tuple[Document, float]]) -> list[tuple[Document, float]]:
@@ -401,6 +404,6 @@ def _one_per_unit(chunks: list[tuple[Document, float]]) -> list[tuple[Document, 
 def _chunk_key(doc: Document) -> tuple[Any, ...]:
     """What identifies a chunk across its views (rows without sync fields stay distinct)."""
     meta = doc.metadata
-    if "position" in meta and "source" in meta:
-        return (meta.get("origin"), meta["source"], meta["position"])
+    if POSITION_FIELD in meta and SOURCE_FIELD in meta:
+        return (meta.get(ORIGIN_FIELD), meta[SOURCE_FIELD], meta[POSITION_FIELD])
     return ("id", meta.get(ID_FIELD, id(doc)))

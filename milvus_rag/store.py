@@ -693,20 +693,20 @@ def list_sources(
         collection,
         batch_size=_PAGE,
         filter=expr or "",
-        output_fields=[ID_FIELD, "source", "origin", "position", "chunker"],
+        output_fields=[ID_FIELD, SOURCE_FIELD, ORIGIN_FIELD, POSITION_FIELD, CHUNKER_FIELD],
     )
     try:
         while batch := iterator.next():
             for row in batch:
-                key = (str(row.get("source")), str(row.get("origin")))
+                key = (str(row.get(SOURCE_FIELD)), str(row.get(ORIGIN_FIELD)))
                 entry = found.get(key)
                 if entry is None:
                     entry = found[key] = StoredSource(*key)
                 entry.ids.append(str(row[ID_FIELD]))
-                if isinstance(row.get("position"), int):
-                    entry.positions.add(row["position"])
-                if row.get("chunker"):
-                    entry.chunkers.add(str(row["chunker"]))
+                if isinstance(row.get(POSITION_FIELD), int):
+                    entry.positions.add(row[POSITION_FIELD])
+                if row.get(CHUNKER_FIELD):
+                    entry.chunkers.add(str(row[CHUNKER_FIELD]))
     finally:
         iterator.close()
     return sorted(found.values(), key=lambda s: (s.source, s.origin))
@@ -731,7 +731,7 @@ def delete_sources(client: MilvusClient, collection: str, sources: list[StoredSo
         origin
         for origin in {entry.origin for entry in sources} & recorded
         if not client.query(
-            collection, filter=eq("origin", origin), output_fields=[ID_FIELD], limit=1
+            collection, filter=eq(ORIGIN_FIELD, origin), output_fields=[ID_FIELD], limit=1
         )
     }
     if gone:

@@ -42,7 +42,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from milvus_rag.filters import eq
-from milvus_rag.store import ID_FIELD, TEXT_FIELD, VECTOR_FIELD, IngestLock
+from milvus_rag.store import (
+    CHUNK_COUNT_FIELD,
+    CHUNK_SET_FIELD,
+    CHUNKER_FIELD,
+    FORMAT_FIELD,
+    ID_FIELD,
+    ORIGIN_FIELD,
+    POSITION_FIELD,
+    SOURCE_FIELD,
+    SOURCE_HASH_FIELD,
+    TEXT_FIELD,
+    VECTOR_FIELD,
+    VIEW_FIELD,
+    IngestLock,
+)
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -72,7 +86,14 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-STATE_FIELDS = [ID_FIELD, "source", "source_hash", "chunker", "chunk_count", "chunk_set"]
+STATE_FIELDS = [
+    ID_FIELD,
+    SOURCE_FIELD,
+    SOURCE_HASH_FIELD,
+    CHUNKER_FIELD,
+    CHUNK_COUNT_FIELD,
+    CHUNK_SET_FIELD,
+]
 
 
 @dataclass
@@ -170,10 +191,10 @@ class _StoredSource:
 
     def add(self, row: dict[str, Any]) -> None:
         self.ids.add(str(row[ID_FIELD]))
-        self.hashes.add(str(row.get("source_hash")))
-        self.chunkers.add(str(row.get("chunker")))
-        self.counts.add(_as_int(row.get("chunk_count")))
-        self.sets.add(str(row.get("chunk_set")))
+        self.hashes.add(str(row.get(SOURCE_HASH_FIELD)))
+        self.chunkers.add(str(row.get(CHUNKER_FIELD)))
+        self.counts.add(_as_int(row.get(CHUNK_COUNT_FIELD)))
+        self.sets.add(str(row.get(CHUNK_SET_FIELD)))
 
     def complete(self, source_hash: str, chunker: str) -> bool:
         """True when the stored chunks are exactly one whole chunking of this content."""
@@ -272,7 +293,7 @@ class _Writer:
 def _stored_state(client: MilvusClient, collection: str, origin: str) -> dict[str, _StoredSource]:
     state: dict[str, _StoredSource] = {}
     iterator = client.query_iterator(
-        collection, batch_size=4096, filter=eq("origin", origin), output_fields=STATE_FIELDS
+        collection, batch_size=4096, filter=eq(ORIGIN_FIELD, origin), output_fields=STATE_FIELDS
     )
     try:
         while True:
@@ -280,7 +301,7 @@ def _stored_state(client: MilvusClient, collection: str, origin: str) -> dict[st
             if not batch:
                 break
             for row in batch:
-                state.setdefault(str(row.get("source")), _StoredSource()).add(row)
+                state.setdefault(str(row.get(SOURCE_FIELD)), _StoredSource()).add(row)
     finally:
         iterator.close()
     return state
@@ -568,15 +589,17 @@ def chunk_rows(
     for cid, view, position, chunk, embed in planned:
         fields: dict[str, Any] = dict(chunk.metadata)
         fields.update(
-            source=source,
-            origin=origin,
-            source_hash=source_hash,
-            chunker=chunker,
-            position=position,
-            view=view,
-            chunk_count=len(planned),
-            chunk_set=chunk_set,
-            format=fmt,
+            {
+                SOURCE_FIELD: source,
+                ORIGIN_FIELD: origin,
+                SOURCE_HASH_FIELD: source_hash,
+                CHUNKER_FIELD: chunker,
+                POSITION_FIELD: position,
+                VIEW_FIELD: view,
+                CHUNK_COUNT_FIELD: len(planned),
+                CHUNK_SET_FIELD: chunk_set,
+                FORMAT_FIELD: fmt,
+            }
         )
         rows.append(ChunkRow({ID_FIELD: cid, TEXT_FIELD: chunk.text, **fields}, embed))
     return rows
