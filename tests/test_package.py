@@ -251,3 +251,18 @@ def test_schema_field_names_are_store_constants() -> None:
         code = re.sub(r'"""[\s\S]*?"""', "", code)  # docstrings may name the fields
         found = uses.findall(code)
         assert not found, f"{path.relative_to(REPO)} spells a schema field: {found}"
+
+
+def test_readme_states_the_test_commands_ci_runs() -> None:
+    # README's test commands are exactly the lanes .ci/run runs, in its order.
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("pip install -e '.[dev]'\npytest", 1)[1].split("```", 1)[0]
+    documented = [
+        line.split("#", 1)[0].strip() for line in ("pytest" + block).splitlines() if line.strip()
+    ]
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    run = [
+        "pytest " + line.removeprefix("lane ").strip() for line in ci if line.startswith("lane ")
+    ]
+    assert documented == run == ["pytest -m 'not slow' -x", "pytest -m slow"]
+    assert "pip install -q -e '.[dev]'" in ci
