@@ -266,3 +266,21 @@ def test_readme_states_the_test_commands_ci_runs() -> None:
     ]
     assert documented == run == ["pytest -m 'not slow' -x", "pytest -m slow"]
     assert "pip install -q -e '.[dev]'" in ci
+
+
+def test_architecture_names_every_module() -> None:
+    # ARCHITECTURE.md has one line per module: a new module gets its line there.
+    text = (REPO / "ARCHITECTURE.md").read_text()
+    modules = [
+        *(REPO / "milvus_rag").glob("*.py"),
+        *(REPO / "milvus_rag" / "cli").glob("*.py"),
+        *(REPO / "chains").glob("*.py"),
+        *(REPO / "loaders").glob("*.py"),
+    ]
+    missing = [
+        str(path.relative_to(REPO))
+        for path in modules
+        if path.name not in ("__main__.py",) and f"`{path.name}`" not in text
+    ]
+    assert not missing, f"ARCHITECTURE.md does not name {missing}"
+    assert "[ARCHITECTURE.md](ARCHITECTURE.md)" in (REPO / "README.md").read_text()
