@@ -5,9 +5,11 @@
     parsed = parse_file("guide.pdf", data, parse_timeout=60)
     parsed.text, parsed.format, parsed.warnings
 
-This module is the public entry and the dispatch: :func:`format_of` maps a
-suffix to a format, :func:`parse_file` picks that format's parser and where it
-runs. Markdown and plain text (:mod:`~milvus_rag.loaders.text_parser`) and HTML
+This module is the public entry, the table of formats and the dispatch:
+:data:`FORMATS` has one row per format (suffixes, HTTP Content-Types, parser, whether
+it runs in the worker, its unstructured parser), and every other list of formats is
+derived from it; :func:`format_of` maps a suffix to a format, :func:`parse_file`
+picks that format's parser and where it runs. Markdown and plain text (:mod:`~milvus_rag.loaders.text_parser`) and HTML
 (:mod:`~milvus_rag.loaders.html_parser`) are parsed in this process; PDF
 (:mod:`~milvus_rag.loaders.pdf_parser`) and DOCX
 (:mod:`~milvus_rag.loaders.docx_parser`), and anything handed to the optional
