@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from langchain_core.documents import Document
 from langchain_core.prompts import ChatPromptTemplate
 
+from milvus_rag.store import HEADING_FIELD, SOURCE_FIELD
+
 __all__ = [
     "CITATION_INSTRUCTION",
     "CONDENSE_PROMPT",
@@ -102,8 +104,8 @@ def _one_line(value: object) -> str:
 
 def source_label(doc: Document) -> str:
     """``source — heading path`` (or the source alone), on one line."""
-    source = _one_line(doc.metadata.get("source") or "unknown source")
-    heading = _one_line(doc.metadata.get("heading") or "")
+    source = _one_line(doc.metadata.get(SOURCE_FIELD) or "unknown source")
+    heading = _one_line(doc.metadata.get(HEADING_FIELD) or "")
     return f"{source} — {heading}" if heading else source
 
 

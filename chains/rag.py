@@ -72,6 +72,8 @@ from milvus_rag.chains.prompt import (
 )
 from pydantic import BaseModel, Field
 
+from milvus_rag.store import BOOKKEEPING_FIELDS, HEADING_FIELD, ORIGIN_FIELD, SOURCE_FIELD
+
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from langchain_core.retrievers import BaseRetriever
@@ -384,8 +386,10 @@ def _passages(docs: list[Document]) -> list[dict[str, Any]]:
 
 
 #: Chunk metadata kept from clients: ``origin`` is the ingested folder's absolute path
-#: (or the URL), the others are ingest bookkeeping (see ``milvus_rag.sync``).
-INTERNAL_METADATA = frozenset({"origin", "source_hash", "chunk_count", "chunker", "chunk_set"})
+#: (or the URL), the others are ingest bookkeeping (see ``milvus_rag.sync``). The
+#: retriever already leaves them out (``origin`` unless ``retrieval.include_origin``);
+#: this also covers documents of other retrievers over the same collection.
+INTERNAL_METADATA = BOOKKEEPING_FIELDS | {ORIGIN_FIELD}
 
 
 def client_document(doc: Document) -> Document:
@@ -400,7 +404,7 @@ def source_of(doc: Document) -> dict[str, Any]:
     """The JSON shape of a retrieved chunk: ``{"text", "source", "score"}``."""
     return {
         "text": doc.page_content,
-        "source": doc.metadata.get("source"),
+        "source": doc.metadata.get(SOURCE_FIELD),
         "score": doc.metadata.get("score"),
     }
 
@@ -411,6 +415,6 @@ def retrieved_of(doc: Document) -> dict[str, Any]:
     return {
         "text": found["text"],
         "source": found["source"],
-        "heading": doc.metadata.get("heading") or None,
+        "heading": doc.metadata.get(HEADING_FIELD) or None,
         "score": found["score"],
     }

@@ -23,9 +23,17 @@ from typing import Any
 
 from langchain_core.document_loaders import BaseLoader
 from langchain_core.documents import Document
-from milvus_rag.loaders.formats import UnreadableFile, format_of, parse_file
+from milvus_rag.loaders.formats import (
+    DEFAULT_PARSE_TIMEOUT,
+    UnreadableFile,
+    format_of,
+    parse_file,
+)
 from milvus_rag.loaders.sources import SourceLimits, open_source
 from milvus_rag.loaders.splitters import (
+    DEFAULT_CHUNK_OVERLAP,
+    DEFAULT_CHUNK_TOKENS,
+    DEFAULT_MIN_CHUNK_CHARS,
     MARKDOWN_SPLITTER_VERSION,
     TUTORIAL_SPLITTER_VERSION,
     Chunk,
@@ -69,9 +77,9 @@ class Splitter:
 def make_splitter(
     name: str,
     *,
-    max_tokens: int = 256,
-    overlap: int = 32,
-    min_chars: int = 80,
+    max_tokens: int = DEFAULT_CHUNK_TOKENS,
+    overlap: int = DEFAULT_CHUNK_OVERLAP,
+    min_chars: int = DEFAULT_MIN_CHUNK_CHARS,
     length_function: Callable[[str], int] | None = None,
 ) -> Splitter:
     """The splitter called ``name``: ``tutorial`` (exact ``"# "`` split) or ``markdown``.
@@ -169,7 +177,7 @@ class SourceLoader(BaseLoader):
         glob: str | None = None,
         splitter: str | Callable[[str], list[Chunk]] = "markdown",
         limits: SourceLimits | None = None,
-        parse_timeout: float = 60.0,
+        parse_timeout: float = DEFAULT_PARSE_TIMEOUT,
     ) -> None:
         self.source = source
         self.glob = glob

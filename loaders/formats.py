@@ -5,9 +5,11 @@
     parsed = parse_file("guide.pdf", data, parse_timeout=60)
     parsed.text, parsed.format, parsed.warnings
 
-This module is the public entry and the dispatch: :func:`format_of` maps a
-suffix to a format, :func:`parse_file` picks that format's parser and where it
-runs. Markdown and plain text (:mod:`~milvus_rag.loaders.text_parser`) and HTML
+This module is the public entry, the table of formats and the dispatch:
+:data:`FORMATS` has one row per format (suffixes, HTTP Content-Types, parser, whether
+it runs in the worker, its unstructured parser), and every other list of formats is
+derived from it; :func:`format_of` maps a suffix to a format, :func:`parse_file`
+picks that format's parser and where it runs. Markdown and plain text (:mod:`~milvus_rag.loaders.text_parser`) and HTML
 (:mod:`~milvus_rag.loaders.html_parser`) are parsed in this process; PDF
 (:mod:`~milvus_rag.loaders.pdf_parser`) and DOCX
 (:mod:`~milvus_rag.loaders.docx_parser`), and anything handed to the optional
@@ -52,11 +54,16 @@ from milvus_rag.loaders.unstructured_parsers import (
 from milvus_rag.loaders.unstructured_parsers import installed as _installed
 
 __all__ = [
+    "CONTENT_TYPE_SUFFIXES",
+    "FORMATS",
+    "PARSER_MODULES",
     "SUPPORTED_SUFFIXES",
+    "Format",
     "ParsedFile",
     "UnreadableFile",
     "format_of",
     "parse_file",
+    "suffixes_help",
     "unstructured_status",
 ]
 
@@ -81,22 +88,83 @@ class ParsedFile:
     warnings: tuple[str, ...] = ()
 
 
-_SUFFIX_FORMATS: dict[str, str] = {
-    ".md": "markdown",
-    ".markdown": "markdown",
-    ".mdx": "markdown",
-    ".txt": "text",
-    ".rst": "text",
-    ".text": "text",
-    ".html": "html",
-    ".htm": "html",
-    ".pdf": "pdf",
-    ".docx": "docx",
-}
+# The default of the setting ingest.parse_timeout (tests/test_settings.py ties them).
+DEFAULT_PARSE_TIMEOUT = 60.0
+
+DOCX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+@dataclass(frozen=True)
+class Format:
+    """One document format: a row of :data:`FORMATS`.
+
+    ``suffixes``: file suffixes (lower case) of this format; the first is given to a
+    downloaded document whose URL names none. ``content_types``: HTTP Content-Types that
+    mean this format. ``parser``: the built-in parser, a module-level function (the
+    worker imports it by module and qualified name). ``in_worker``: run it in the sandbox
+    worker (binary / XML containers). ``unstructured``: the parser through the optional
+    ``unstructured`` (always in the worker), and ``unstructured_needs`` the (module, package)
+    pairs it needs besides unstructured.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    content_types: tuple[str, ...]
+    parser: Parser
+    in_worker: bool = False
+    unstructured: Parser | None = None
+    unstructured_needs: tuple[tuple[str, str], ...] = ()
+
+
+#: The formats ingest reads. Adding a format is one parser module and one row here: the
+#: dispatch below, the worker's module list, the URL suffix and Content-Type lists
+#: (:mod:`~milvus_rag.loaders.sources`) and the CLI's help are derived from this table.
+FORMATS: tuple[Format, ...] = (
+    Format(
+        "markdown",
+        (".md", ".markdown", ".mdx"),
+        ("text/markdown", "text/x-markdown"),
+        parse_text,
+    ),
+    Format("text", (".txt", ".rst", ".text"), ("text/plain",), parse_text),
+    Format("html", (".html", ".htm"), ("text/html",), parse_html, unstructured=unstructured_html),
+    Format(
+        "pdf",
+        (".pdf",),
+        ("application/pdf",),
+        parse_pdf,
+        in_worker=True,
+        unstructured=unstructured_pdf,
+        unstructured_needs=tuple((m, m) for m in UNSTRUCTURED_PDF_MODULES),
+    ),
+    Format(
+        "docx",
+        (".docx",),
+        (DOCX_CONTENT_TYPE,),
+        parse_docx,
+        in_worker=True,
+        unstructured=unstructured_docx,
+        unstructured_needs=(("docx", "python-docx"),),
+    ),
+)
+
+_BY_NAME: dict[str, Format] = {f.name: f for f in FORMATS}
+_SUFFIX_FORMATS: dict[str, str] = {s: f.name for f in FORMATS for s in f.suffixes}
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_SUFFIX_FORMATS)
+#: Content-Type -> the suffix given to a downloaded document whose URL names none.
+CONTENT_TYPE_SUFFIXES: dict[str, str] = {t: f.suffixes[0] for f in FORMATS for t in f.content_types}
 
 # Formats whose parser runs in the sandbox worker (binary / XML containers).
-_WORKER_FORMATS = frozenset({"pdf", "docx"})
+_WORKER_FORMATS = frozenset(f.name for f in FORMATS if f.in_worker)
+
+#: The modules the parser worker loads by path, in this order: the built-in parsers'
+#: modules, then the unstructured parsers' (each imports only modules loaded before it).
+PARSER_MODULES: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        [f.parser.__module__ for f in FORMATS]
+        + [f.unstructured.__module__ for f in FORMATS if f.unstructured is not None]
+    )
+)
 
 
 def format_of(name: str) -> str | None:
@@ -104,19 +172,16 @@ def format_of(name: str) -> str | None:
     return _SUFFIX_FORMATS.get(PurePath(name).suffix.lower())
 
 
-# Internal hooks: format -> parser. A parser that runs in the worker must be a
-# module-level function (the worker imports it by module and qualified name).
-_BUILTIN_PARSERS: dict[str, Parser] = {
-    "markdown": parse_text,
-    "text": parse_text,
-    "html": parse_html,
-    "pdf": parse_pdf,
-    "docx": parse_docx,
-}
+def suffixes_help() -> str:
+    """The supported suffixes, for help texts: ``.md, .markdown, ...``."""
+    return ", ".join(s for f in FORMATS for s in f.suffixes)
+
+
+# Internal hooks: format -> parser (tests swap entries). A parser that runs in the
+# worker must be a module-level function (the worker imports it by module and name).
+_BUILTIN_PARSERS: dict[str, Parser] = {f.name: f.parser for f in FORMATS}
 _UNSTRUCTURED_PARSERS: dict[str, Parser] = {
-    "html": unstructured_html,
-    "docx": unstructured_docx,
-    "pdf": unstructured_pdf,
+    f.name: f.unstructured for f in FORMATS if f.unstructured is not None
 }
 
 _fallback_noted = False
@@ -153,11 +218,7 @@ def _use_unstructured(fmt: str, requested: bool | None) -> bool:
             raise UnreadableFile(f"unstructured cannot run offline: {reason}")
         _note_fallback_once(reason)
         return False
-    missing: list[str] = []
-    if fmt == "docx":
-        missing = [] if _installed("docx") else ["python-docx"]
-    elif fmt == "pdf":
-        missing = [m for m in UNSTRUCTURED_PDF_MODULES if not _installed(m)]
+    missing = [pkg for module, pkg in _BY_NAME[fmt].unstructured_needs if not _installed(module)]
     if missing:
         if requested:
             raise UnreadableFile(
@@ -172,7 +233,7 @@ def parse_file(
     name: str,
     data: bytes,
     *,
-    parse_timeout: float = 60.0,
+    parse_timeout: float = DEFAULT_PARSE_TIMEOUT,
     use_unstructured: bool | None = None,
 ) -> ParsedFile:
     """Text of one file, the parser chosen by ``name``'s suffix.

@@ -60,16 +60,6 @@ WORKER_ENV = {
     "TRANSFORMERS_OFFLINE": "1",
 }
 
-# Loaded by path after this module, in this order (each imports only modules loaded before
-# it), so that the built-in parsers resolve to them in the worker.
-_PARSER_MODULES = (
-    "milvus_rag.loaders.text_parser",
-    "milvus_rag.loaders.html_parser",
-    "milvus_rag.loaders.pdf_parser",
-    "milvus_rag.loaders.docx_parser",
-    "milvus_rag.loaders.unstructured_parsers",
-)
-
 # Protocol over the worker's stdin/stdout, each frame an 8-byte big-endian length
 # and a payload. Parent -> worker: one JSON init frame ({"path", "modules", "main"}: the
 # sys.path, the modules to load by path in order, the one whose _worker_main to run), then
@@ -122,7 +112,11 @@ def _recv_frame(stream: IO[bytes], limit: int | None = None) -> bytes | None:
 
 def _worker_modules() -> list[tuple[str, str | None]]:
     """(module name, file) for the worker to load: errors, parser base, this module, parsers."""
-    names = [SourceError.__module__, UnreadableFile.__module__, __name__, *_PARSER_MODULES]
+    # The parser modules come from the table of formats, in its order (each imports only
+    # modules loaded before it). Imported here, in the parent only: formats imports this module.
+    from milvus_rag.loaders.formats import PARSER_MODULES
+
+    names = [SourceError.__module__, UnreadableFile.__module__, __name__, *PARSER_MODULES]
     return [(n, getattr(sys.modules.get(n), "__file__", None)) for n in names]
 
 

@@ -47,12 +47,13 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
+from milvus_rag.loaders.formats import CONTENT_TYPE_SUFFIXES, SUPPORTED_SUFFIXES
 
 from milvus_rag.errors import (
     DownloadError,
@@ -80,19 +81,12 @@ _ZIP_BASED_DOCUMENTS = frozenset({".docx", ".xlsx", ".pptx", ".odt", ".ods", ".o
 _MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
-_DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-_DOCUMENT_SUFFIXES = frozenset(
-    {".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf", ".docx"}
-)
-# Content-Type -> suffix given to a downloaded document whose URL names none.
-_DOCUMENT_TYPES = {
-    "text/markdown": ".md",
-    "text/x-markdown": ".md",
-    "text/plain": ".txt",
-    "text/html": ".html",
-    "application/pdf": ".pdf",
-    _DOCX_MIME: ".docx",
-}
+# From the table of formats: the suffixes of a document, and Content-Type -> the suffix
+# given to a downloaded document whose URL names none.
+_DOCUMENT_SUFFIXES = SUPPORTED_SUFFIXES
+_DOCUMENT_TYPES = CONTENT_TYPE_SUFFIXES
+# Supported formats that are zip containers: a download of one is a document, not an archive.
+_ZIP_DOCUMENT_SUFFIXES = _DOCUMENT_SUFFIXES & _ZIP_BASED_DOCUMENTS
 _URL_WITH_AUTHORITY = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 _KNOWN_SCHEME = re.compile(
     r"^(?:https?|file|ftps?|sftp|gopher|data|dict|ldaps?|smb|tftp|jar|netdoc|mailto):",
@@ -127,6 +121,12 @@ class SourceLimits:
     download_timeout: float = 30.0
     allow_private_urls: bool = False
     max_file_bytes: int = 100 << 20
+
+    @classmethod
+    def from_settings(cls, section: Any) -> SourceLimits:
+        """The limits of an ``ingest`` settings section (same-named fields; the defaults
+        above are the settings' defaults, tied by tests/test_settings.py)."""
+        return cls(**{f.name: getattr(section, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -728,8 +728,10 @@ def _open_url(
     with open(target, "rb") as handle:
         head = handle.read(4)
     name, suffix = _url_file_name(final_url)
-    is_docx = suffix == ".docx" or ctype == _DOCX_MIME
-    if head in _ZIP_MAGIC and not is_docx:
+    zip_document = (
+        suffix in _ZIP_DOCUMENT_SUFFIXES or _DOCUMENT_TYPES.get(ctype) in _ZIP_DOCUMENT_SUFFIXES
+    )
+    if head in _ZIP_MAGIC and not zip_document:
         archive = _open_zip(target, shown, stack)
         files = _zip_files(archive, shown, shown, limits, session)
         return _listing(shown, "url", files, glob, shown)

@@ -46,6 +46,13 @@ TUTORIAL_SPLITTER_VERSION = 1
 #: Milvus ``VARCHAR`` maximum length, counted in UTF-8 bytes.
 MAX_TEXT_BYTES = 65535
 
+# The defaults of the settings ingest.chunk_tokens, ingest.chunk_overlap and
+# ingest.min_chunk_chars (loaders know nothing of settings; tests/test_settings.py ties
+# these to the settings' defaults).
+DEFAULT_CHUNK_TOKENS = 256
+DEFAULT_CHUNK_OVERLAP = 32
+DEFAULT_MIN_CHUNK_CHARS = 80
+
 _CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN_RE = re.compile(rf"[{_CJK}]|\d{{1,2}}|[^\W\d{_CJK}]{{1,6}}|[^\w\s]")
 _FRONT_MATTER_RE = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)", re.S | re.M)
@@ -408,9 +415,9 @@ class MarkdownSplitter:
 
     def __init__(
         self,
-        max_tokens: int = 256,
-        overlap: int = 32,
-        min_chars: int = 80,
+        max_tokens: int = DEFAULT_CHUNK_TOKENS,
+        overlap: int = DEFAULT_CHUNK_OVERLAP,
+        min_chars: int = DEFAULT_MIN_CHUNK_CHARS,
         length_function: Callable[[str], int] | None = None,
         max_bytes: int = 60000,
     ) -> None:

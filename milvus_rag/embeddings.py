@@ -38,6 +38,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from milvus_rag.errors import EmbeddingError, ModelNotAvailableError
+from milvus_rag.settings import EmbeddingSettings
 
 __all__ = [
     "BatchedOnnxEncoder",
@@ -50,8 +51,8 @@ __all__ = [
     "model_fingerprint",
 ]
 
-DEFAULT_MODEL = "GPTCache/paraphrase-albert-onnx"
-DEFAULT_TOKENIZER = "GPTCache/paraphrase-albert-small-v2"
+# Defaults are the settings' (embedding section), declared once in settings.py.
+_DEFAULTS = EmbeddingSettings()
 
 
 class BatchedOnnxEncoder:
@@ -68,7 +69,9 @@ class BatchedOnnxEncoder:
         batch_size: texts per forward pass.
     """
 
-    def __init__(self, tokenizer: Any, session: Any, batch_size: int = 8) -> None:
+    def __init__(
+        self, tokenizer: Any, session: Any, batch_size: int = _DEFAULTS.batch_size
+    ) -> None:
         self.tokenizer = tokenizer
         self.session = session
         self.batch_size = batch_size
@@ -421,12 +424,12 @@ class MilvusModelEmbeddings(BaseModel, Embeddings):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
 
-    model: str = DEFAULT_MODEL
-    tokenizer: str = DEFAULT_TOKENIZER
-    model_dir: Path | None = None
-    batch_size: int = Field(8, ge=1)
-    accelerated: bool = True
-    threads: int | None = None
+    model: str = _DEFAULTS.model
+    tokenizer: str = _DEFAULTS.tokenizer
+    model_dir: Path | None = _DEFAULTS.model_dir
+    batch_size: int = Field(_DEFAULTS.batch_size, ge=1)
+    accelerated: bool = _DEFAULTS.accelerated
+    threads: int | None = _DEFAULTS.threads
     function: Any = Field(default=None, exclude=True)
     """A ready pymilvus-model ``BaseEmbeddingFunction``; built lazily when ``None``."""
 

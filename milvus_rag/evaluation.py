@@ -33,6 +33,8 @@ from typing import Any
 from langchain_core.retrievers import BaseRetriever
 
 from milvus_rag.errors import ConfigError
+from milvus_rag.settings import RetrievalSettings
+from milvus_rag.store import SOURCE_FIELD
 
 __all__ = ["EvalQuestion", "EvalReport", "QuestionResult", "evaluate", "load_questions"]
 
@@ -158,7 +160,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def evaluate(
-    questions: list[EvalQuestion], retriever: BaseRetriever, *, k: int, mode: str = "dense"
+    questions: list[EvalQuestion],
+    retriever: BaseRetriever,
+    *,
+    k: int,
+    mode: str = RetrievalSettings.model_fields["mode"].default,
 ) -> EvalReport:
     """Retrieve for every question and score the results."""
     if questions:
@@ -171,7 +177,7 @@ def evaluate(
         retrieved = [
             {
                 "text": d.page_content,
-                "source": d.metadata.get("source"),
+                "source": d.metadata.get(SOURCE_FIELD),
                 "score": d.metadata.get("score"),
             }
             for d in docs[:k]

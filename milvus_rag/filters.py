@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from milvus_rag.errors import ConfigError
+from milvus_rag.store import SOURCE_FIELD
 
 __all__ = [
     "Expr",
@@ -148,7 +149,7 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def source_glob(pattern: str, name: str = "source") -> Expr:
+def source_glob(pattern: str, name: str = SOURCE_FIELD) -> Expr:
     """Restrict to sources by path prefix or glob.
 
     ``en/faq/`` (or ``en/faq``) matches the folder's files and everything below;

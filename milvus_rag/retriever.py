@@ -2,7 +2,11 @@
 
 Every returned ``Document`` carries ``metadata["score"]`` (the Milvus distance:
 higher is closer for IP and COSINE, lower for L2) next to the chunk's own
-metadata (``source``, ``position``, ...).
+metadata (``source``, ``heading``, ``title``, ``position``, ``format``, front matter...)
+and its id (``Document.id``, ``metadata["id"]``). The ingest bookkeeping stays in Milvus:
+``origin`` (the ingested folder's absolute path) only with ``include_origin``
+(``retrieval.include_origin``), ``source_hash``, ``chunker``, ``chunk_count``,
+``chunk_set`` and ``view`` never.
 
 The store is opened on first use, so building a retriever (or a chain over it)
 touches neither Milvus nor the embedding model.
@@ -40,7 +44,18 @@ from milvus_rag.errors import ConfigError
 from milvus_rag.filters import Expr
 from milvus_rag.loaders.views import MAX_VIEWS, question_of
 from milvus_rag.settings import MilvusSettings, RetrievalSettings, Settings
-from milvus_rag.store import ID_FIELD, SPARSE_FIELD, VECTOR_FIELD, row_fields, search_rows
+from milvus_rag.store import (
+    BOOKKEEPING_FIELDS,
+    HEADING_FIELD,
+    ID_FIELD,
+    ORIGIN_FIELD,
+    POSITION_FIELD,
+    SOURCE_FIELD,
+    SPARSE_FIELD,
+    VECTOR_FIELD,
+    row_fields,
+    search_rows,
+)
 
 if TYPE_CHECKING:
     from langchain_milvus import Milvus
@@ -49,6 +64,8 @@ __all__ = ["MilvusRAGRetriever"]
 
 # Every default is the settings' own (defined once, in settings.py).
 _RETRIEVAL = RetrievalSettings.model_fields
+# What a document leaves out: the ingest bookkeeping, and the origin unless asked for.
+_HIDDEN_WITH_ORIGIN = BOOKKEEPING_FIELDS | {ORIGIN_FIELD}
 
 
 @contextmanager
@@ -104,6 +121,9 @@ class MilvusRAGRetriever(BaseRetriever):
     """At most one chunk per unit (a page, or an answer under a question heading) in
     the top ``k``; more chunks of a unit follow only when units run out."""
     max_k: int = _RETRIEVAL["max_k"].default
+    include_origin: bool = _RETRIEVAL["include_origin"].default
+    """Keep ``metadata["origin"]`` (the ingested folder's absolute path, or the URL) in
+    the documents; the other ingest bookkeeping (``store.BOOKKEEPING_FIELDS``) never is."""
 
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _templates: bool = PrivateAttr(default=False)
@@ -131,6 +151,7 @@ class MilvusRAGRetriever(BaseRetriever):
             "weights": r.weights,
             "diverse": r.diverse,
             "max_k": r.max_k,
+            "include_origin": r.include_origin,
         }
         options.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**options)
@@ -223,10 +244,14 @@ class MilvusRAGRetriever(BaseRetriever):
                 chunks.append((doc, score))
         if self.diverse:
             chunks = _one_per_unit(chunks)
+        hidden = BOOKKEEPING_FIELDS if self.include_origin else _HIDDEN_WITH_ORIGIN
         return [
             Document(
                 page_content=doc.page_content,
-                metadata=dict(doc.metadata, score=float(score)),
+                metadata={
+                    **{key: v for key, v in doc.metadata.items() if key not in hidden},
+                    "score": float(score),
+                },
                 id=doc.metadata.get(ID_FIELD),
             )
             for doc, score in chunks[:k]
@@ -362,10 +387,10 @@ def _zscores(scores: list[float]) -> list[float]:
 def _unit_key(doc: Document) -> tuple[Any, ...]:
     """The unit a chunk belongs to: its page, or its answer under a question heading."""
     meta = doc.metadata
-    heading = str(meta.get("heading", ""))
+    heading = str(meta.get(HEADING_FIELD, ""))
     if question_of(heading) is not None:
-        return (meta.get("origin"), meta.get("source"), heading)
-    return (meta.get("origin"), meta.get("source"))
+        return (meta.get(ORIGIN_FIELD), meta.get(SOURCE_FIELD), heading)
+    return (meta.get(ORIGIN_FIELD), meta.get(SOURCE_FIELD))
 
 
 def _one_per_unit(chunks: list[tuple[Document, float]]) -> list[tuple[Document, float]]:
@@ -383,6 +408,6 @@ def _one_per_unit(chunks: list[tuple[Document, float]]) -> list[tuple[Document, 
 def _chunk_key(doc: Document) -> tuple[Any, ...]:
     """What identifies a chunk across its views (rows without sync fields stay distinct)."""
     meta = doc.metadata
-    if "position" in meta and "source" in meta:
-        return (meta.get("origin"), meta["source"], meta["position"])
+    if POSITION_FIELD in meta and SOURCE_FIELD in meta:
+        return (meta.get(ORIGIN_FIELD), meta[SOURCE_FIELD], meta[POSITION_FIELD])
     return ("id", meta.get(ID_FIELD, id(doc)))

@@ -253,6 +253,7 @@ class RetrievalSettings(_Section):
     rrf_k: int = Field(60, ge=1)
     weights: tuple[float, float] = (1.0, 0.3)
     diverse: bool = True
+    include_origin: bool = False
     bm25_stop_words: Literal["english", "none"] | list[str] = "english"
 
     @model_validator(mode="after")

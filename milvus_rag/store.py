@@ -54,13 +54,24 @@ if TYPE_CHECKING:
     from milvus_rag.settings import MilvusSettings, Settings
 
 __all__ = [
+    "BOOKKEEPING_FIELDS",
+    "CHUNKER_FIELD",
+    "CHUNK_COUNT_FIELD",
+    "CHUNK_SET_FIELD",
+    "FORMAT_FIELD",
+    "HEADING_FIELD",
     "IDENTITY_PROPERTY",
     "ID_FIELD",
     "INGESTS_PROPERTY",
+    "ORIGIN_FIELD",
+    "POSITION_FIELD",
     "SCOPE_FIELD",
+    "SOURCE_FIELD",
+    "SOURCE_HASH_FIELD",
     "SPARSE_FIELD",
     "TEXT_FIELD",
     "VECTOR_FIELD",
+    "VIEW_FIELD",
     "IngestLock",
     "StoredSource",
     "check_identity",
@@ -86,12 +97,30 @@ __all__ = [
     "supports_filter_templates",
 ]
 
+# The schema's field names (metadata fields live in the dynamic field).
 ID_FIELD = "id"
 TEXT_FIELD = "text"
 VECTOR_FIELD = "vector"
 SPARSE_FIELD = "sparse"
 #: Longest scope name (milvus_rag.keys checks names).
 SCOPE_MAX_LENGTH = 64
+SOURCE_FIELD = "source"
+"""The file's path relative to its source root (``en/faq/a.md``)."""
+ORIGIN_FIELD = "origin"
+"""The source root: the ingested folder's, file's or zip's absolute path, or the URL."""
+POSITION_FIELD = "position"
+HEADING_FIELD = "heading"
+VIEW_FIELD = "view"
+FORMAT_FIELD = "format"
+SOURCE_HASH_FIELD = "source_hash"
+CHUNKER_FIELD = "chunker"
+CHUNK_COUNT_FIELD = "chunk_count"
+CHUNK_SET_FIELD = "chunk_set"
+#: Row fields that are ingest bookkeeping (see ``milvus_rag.sync``): they stay in Milvus
+#: and never reach a retrieved document (``origin`` only when asked: retrieval.include_origin).
+BOOKKEEPING_FIELDS = frozenset(
+    {SOURCE_HASH_FIELD, CHUNKER_FIELD, CHUNK_COUNT_FIELD, CHUNK_SET_FIELD, VIEW_FIELD}
+)
 IDENTITY_PROPERTY = "milvus_rag.embedding"
 ID_MAX_LENGTH = 64
 TEXT_MAX_BYTES = 65535
@@ -214,6 +243,13 @@ def supports_bm25(client: MilvusClient) -> bool:
     """True when the server has Milvus's BM25 function (Milvus >= 2.5, Milvus Lite)."""
     version = _server_version(client)
     return version is None or version >= (2, 5)
+
+
+def supports_default_values(client: MilvusClient) -> bool:
+    """True when fields may have a default value (Milvus >= 2.4, Milvus Lite); without it
+    the scope stays a dynamic field (no partition key)."""
+    version = _server_version(client)
+    return version is None or version >= (2, 4)
 
 
 def supports_filter_templates(client: MilvusClient) -> bool:
@@ -388,10 +424,16 @@ def create_collection(
         text_options["analyzer_params"] = analyzer_params(settings.retrieval.bm25_stop_words)
     schema.add_field(TEXT_FIELD, DataType.VARCHAR, **text_options)
     schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=int(identity["dim"]))
-    # A scope's searches touch only its partitions on a server (milvus_rag.scopes).
-    schema.add_field(
-        SCOPE_FIELD, DataType.VARCHAR, max_length=SCOPE_MAX_LENGTH, is_partition_key=True
-    )
+    if supports_default_values(client):
+        # A scope's searches touch only its partitions on a server (milvus_rag.scopes);
+        # rows written without one (LangChain's add_texts) are in the default scope.
+        schema.add_field(
+            SCOPE_FIELD,
+            DataType.VARCHAR,
+            max_length=SCOPE_MAX_LENGTH,
+            is_partition_key=True,
+            default_value=DEFAULT_SCOPE,
+        )
     if hybrid:
         schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
         schema.add_function(
@@ -676,21 +718,28 @@ def list_sources(
         collection,
         batch_size=_PAGE,
         filter=narrowed(expr) or "",
-        output_fields=[ID_FIELD, "source", "origin", SCOPE_FIELD, "position", "chunker"],
+        output_fields=[
+            ID_FIELD,
+            SOURCE_FIELD,
+            ORIGIN_FIELD,
+            SCOPE_FIELD,
+            POSITION_FIELD,
+            CHUNKER_FIELD,
+        ],
     )
     try:
         while batch := iterator.next():
             for row in batch:
                 scope = str(row.get(SCOPE_FIELD) or DEFAULT_SCOPE)
-                key = (str(row.get("source")), str(row.get("origin")), scope)
+                key = (str(row.get(SOURCE_FIELD)), str(row.get(ORIGIN_FIELD)), scope)
                 entry = found.get(key)
                 if entry is None:
                     entry = found[key] = StoredSource(*key)
                 entry.ids.append(str(row[ID_FIELD]))
-                if isinstance(row.get("position"), int):
-                    entry.positions.add(row["position"])
-                if row.get("chunker"):
-                    entry.chunkers.add(str(row["chunker"]))
+                if isinstance(row.get(POSITION_FIELD), int):
+                    entry.positions.add(row[POSITION_FIELD])
+                if row.get(CHUNKER_FIELD):
+                    entry.chunkers.add(str(row[CHUNKER_FIELD]))
     finally:
         iterator.close()
     return sorted(found.values(), key=lambda s: (s.source, s.origin, s.scope))
@@ -715,7 +764,7 @@ def delete_sources(client: MilvusClient, collection: str, sources: list[StoredSo
         origin
         for origin in {entry.origin for entry in sources} & recorded
         if not client.query(
-            collection, filter=eq("origin", origin), output_fields=[ID_FIELD], limit=1
+            collection, filter=eq(ORIGIN_FIELD, origin), output_fields=[ID_FIELD], limit=1
         )
     }
     if gone:

@@ -44,7 +44,21 @@ from typing import TYPE_CHECKING, Any, cast
 from milvus_rag.filters import eq
 from milvus_rag.keys import check_name
 from milvus_rag.scopes import DEFAULT_SCOPE, SCOPE_FIELD
-from milvus_rag.store import ID_FIELD, TEXT_FIELD, VECTOR_FIELD, IngestLock
+from milvus_rag.store import (
+    CHUNK_COUNT_FIELD,
+    CHUNK_SET_FIELD,
+    CHUNKER_FIELD,
+    FORMAT_FIELD,
+    ID_FIELD,
+    ORIGIN_FIELD,
+    POSITION_FIELD,
+    SOURCE_FIELD,
+    SOURCE_HASH_FIELD,
+    TEXT_FIELD,
+    VECTOR_FIELD,
+    VIEW_FIELD,
+    IngestLock,
+)
 
 if TYPE_CHECKING:
     from pymilvus import MilvusClient
@@ -76,11 +90,11 @@ _log = logging.getLogger(__name__)
 
 STATE_FIELDS = [
     ID_FIELD,
-    "source",
-    "source_hash",
-    "chunker",
-    "chunk_count",
-    "chunk_set",
+    SOURCE_FIELD,
+    SOURCE_HASH_FIELD,
+    CHUNKER_FIELD,
+    CHUNK_COUNT_FIELD,
+    CHUNK_SET_FIELD,
     SCOPE_FIELD,
 ]
 
@@ -181,10 +195,10 @@ class _StoredSource:
 
     def add(self, row: dict[str, Any]) -> None:
         self.ids.add(str(row[ID_FIELD]))
-        self.hashes.add(str(row.get("source_hash")))
-        self.chunkers.add(str(row.get("chunker")))
-        self.counts.add(_as_int(row.get("chunk_count")))
-        self.sets.add(str(row.get("chunk_set")))
+        self.hashes.add(str(row.get(SOURCE_HASH_FIELD)))
+        self.chunkers.add(str(row.get(CHUNKER_FIELD)))
+        self.counts.add(_as_int(row.get(CHUNK_COUNT_FIELD)))
+        self.sets.add(str(row.get(CHUNK_SET_FIELD)))
 
     def complete(self, source_hash: str, chunker: str) -> bool:
         """True when the stored chunks are exactly one whole chunking of this content."""
@@ -287,7 +301,7 @@ def _stored_state(
     belong to the default scope), by source path."""
     state: dict[str, _StoredSource] = {}
     iterator = client.query_iterator(
-        collection, batch_size=4096, filter=eq("origin", origin), output_fields=STATE_FIELDS
+        collection, batch_size=4096, filter=eq(ORIGIN_FIELD, origin), output_fields=STATE_FIELDS
     )
     try:
         while True:
@@ -297,7 +311,7 @@ def _stored_state(
             for row in batch:
                 if (row.get(SCOPE_FIELD) or DEFAULT_SCOPE) != scope:
                     continue  # another scope's copy: not this ingest's to touch
-                state.setdefault(str(row.get("source")), _StoredSource()).add(row)
+                state.setdefault(str(row.get(SOURCE_FIELD)), _StoredSource()).add(row)
     finally:
         iterator.close()
     return state
@@ -593,16 +607,18 @@ def chunk_rows(
     for cid, view, position, chunk, embed in planned:
         fields: dict[str, Any] = dict(chunk.metadata)
         fields.update(
-            source=source,
-            origin=origin,
-            source_hash=source_hash,
-            chunker=chunker,
-            position=position,
-            view=view,
-            chunk_count=len(planned),
-            chunk_set=chunk_set,
-            format=fmt,
-            scope=scope,
+            {
+                SOURCE_FIELD: source,
+                ORIGIN_FIELD: origin,
+                SOURCE_HASH_FIELD: source_hash,
+                CHUNKER_FIELD: chunker,
+                POSITION_FIELD: position,
+                VIEW_FIELD: view,
+                CHUNK_COUNT_FIELD: len(planned),
+                CHUNK_SET_FIELD: chunk_set,
+                FORMAT_FIELD: fmt,
+                SCOPE_FIELD: scope,
+            }
         )
         rows.append(ChunkRow({ID_FIELD: cid, TEXT_FIELD: chunk.text, **fields}, embed))
     return rows
@@ -641,13 +657,4 @@ def splitter_for(
 def _limits(settings: Settings) -> Any:
     from milvus_rag.loaders.sources import SourceLimits
 
-    i = settings.ingest
-    return SourceLimits(
-        max_archive_bytes=i.max_archive_bytes,
-        max_archive_ratio=i.max_archive_ratio,
-        max_archive_files=i.max_archive_files,
-        max_download_bytes=i.max_download_bytes,
-        download_timeout=i.download_timeout,
-        allow_private_urls=i.allow_private_urls,
-        max_file_bytes=i.max_file_bytes,
-    )
+    return SourceLimits.from_settings(settings.ingest)

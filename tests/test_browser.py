@@ -24,7 +24,6 @@ from tests.support.openai_server import FakeOpenAIServer
 from tests.test_server import (  # the same helpers and per-test SSE state
     QUESTION,
     _fill,
-    _fresh_sse_exit_event,  # noqa: F401 - an autouse fixture
     _uvicorn,
 )
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from langchain_core.documents import Document
 from milvus_rag.chains import (
+    INTERNAL_METADATA,
     SYSTEM_MESSAGE,
     build_rag_chain,
     build_rag_chain_with_sources,
@@ -152,3 +154,20 @@ def test_chain_filter_restricts_sources(settings: Settings, llm: FakeOpenAIServe
     assert [d.metadata["source"] for d in result["context"]] == ["en/animals/zebra.md"]
     user = _user_message(llm.chat_requests()[-1])
     assert "Zebras" in _between(user, "context") and "etcd" not in user
+
+
+def test_chain_documents_carry_no_ingest_bookkeeping(
+    make_settings: Callable[..., Settings], faq_folder: Path, llm: FakeOpenAIServer
+) -> None:
+    from milvus_rag.sync import ingest
+
+    s = make_settings()
+    ingest(faq_folder, s)
+    result = build_rag_chain_with_sources(s).invoke(QUESTION)
+    assert result["context"]
+    for doc in result["context"]:
+        assert {"source", "heading", "score"} <= set(doc.metadata)
+        assert not INTERNAL_METADATA & set(doc.metadata), doc.metadata
+    # Nor does the prompt the LLM saw name the ingested folder's absolute path.
+    assert str(faq_folder.resolve()) not in str(llm.requests[-1]["body"])
+    assert str(faq_folder.resolve()) not in str(result)

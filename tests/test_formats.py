@@ -183,6 +183,34 @@ def test_supported_suffixes_and_format_of() -> None:
     assert issubclass(UnreadableFile, SourceError)
 
 
+def test_every_format_list_is_derived_from_the_table() -> None:
+    from milvus_rag.loaders import parser_worker, sources
+    from typer.testing import CliRunner
+
+    from milvus_rag.cli import app
+
+    rows = formats.FORMATS
+    suffixes = [s for f in rows for s in f.suffixes]
+    assert len(suffixes) == len(set(suffixes)) and frozenset(suffixes) == SUPPORTED_SUFFIXES
+    assert all(s == s.lower() and s.startswith(".") for s in suffixes)
+    assert {f.name for f in rows} == set(formats._BUILTIN_PARSERS)
+    assert {f.name for f in rows if f.unstructured} == set(formats._UNSTRUCTURED_PARSERS)
+    # The URL lists of sources.py: every suffix names a document; every content type maps
+    # to its format's first suffix.
+    assert sources._DOCUMENT_SUFFIXES == SUPPORTED_SUFFIXES
+    assert {t: f.suffixes[0] for f in rows for t in f.content_types} == sources._DOCUMENT_TYPES
+    # The worker loads every parser module of the table, after its own modules.
+    loaded = [name for name, _ in parser_worker._worker_modules()]
+    assert loaded[-len(formats.PARSER_MODULES) :] == list(formats.PARSER_MODULES)
+    for row in rows:
+        assert row.parser.__module__ in formats.PARSER_MODULES
+        assert row.unstructured is None or row.unstructured.__module__ in formats.PARSER_MODULES
+    # The CLI's help names every suffix.
+    result = CliRunner().invoke(app, ["ingest", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    assert all(s in result.output for s in suffixes), result.output
+
+
 def test_unsupported_suffix_is_unreadable() -> None:
     with pytest.raises(UnreadableFile, match="unsupported file type '.exe'"):
         parse_file("tool.exe", b"MZ")

@@ -223,3 +223,67 @@ def test_importing_the_server_starts_nothing() -> None:
         "assert 'onnxruntime' not in sys.modules, 'model runtime at import'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_schema_field_names_are_store_constants() -> None:
+    # A schema field name (the row fields ingest writes and retrieval reads) is written once,
+    # as a constant in store.py; elsewhere in the package it is used as metadata/row key,
+    # filter field or output field only through that constant. Loaders, which know nothing
+    # of Milvus, name their own Document metadata (``source``, ``position``, ``heading``).
+    from milvus_rag import store
+
+    names = [
+        getattr(store, n)
+        for n in store.__all__
+        if n.endswith("_FIELD") and getattr(store, n) not in ("id", "text")
+    ]
+    assert {"source", "origin", "position", "heading", "source_hash", "chunk_set"} <= set(names)
+    alternatives = "|".join(names)
+    uses = re.compile(
+        rf"""(?:\b(?:metadata|meta|row|entity|fields)(?:\.get\(|\[)|\beq\(|\bin_\()\s*["'](?:{alternatives})["']"""
+        rf"""|output_fields=\[[^\]]*["'](?:{alternatives})["']"""
+        rf"""|["'](?:{alternatives})["']\s+in\s+meta"""
+    )
+    paths = [*(REPO / "milvus_rag").rglob("*.py"), *(REPO / "chains").glob("*.py")]
+    for path in paths:
+        if path.name == "store.py":
+            continue
+        code = "\n".join(
+            line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")
+        )
+        code = re.sub(r'"""[\s\S]*?"""', "", code)  # docstrings may name the fields
+        found = uses.findall(code)
+        assert not found, f"{path.relative_to(REPO)} spells a schema field: {found}"
+
+
+def test_readme_states_the_test_commands_ci_runs() -> None:
+    # README's test commands are exactly the lanes .ci/run runs, in its order.
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("pip install -e '.[dev]'\npytest", 1)[1].split("```", 1)[0]
+    documented = [
+        line.split("#", 1)[0].strip() for line in ("pytest" + block).splitlines() if line.strip()
+    ]
+    ci = (REPO / ".ci" / "run").read_text().splitlines()
+    run = [
+        "pytest " + line.removeprefix("lane ").strip() for line in ci if line.startswith("lane ")
+    ]
+    assert documented == run == ["pytest -m 'not slow' -x", "pytest -m slow"]
+    assert "pip install -q -e '.[dev]'" in ci
+
+
+def test_architecture_names_every_module() -> None:
+    # ARCHITECTURE.md has one line per module: a new module gets its line there.
+    text = (REPO / "ARCHITECTURE.md").read_text()
+    modules = [
+        *(REPO / "milvus_rag").glob("*.py"),
+        *(REPO / "milvus_rag" / "cli").glob("*.py"),
+        *(REPO / "chains").glob("*.py"),
+        *(REPO / "loaders").glob("*.py"),
+    ]
+    missing = [
+        str(path.relative_to(REPO))
+        for path in modules
+        if path.name not in ("__main__.py",) and f"`{path.name}`" not in text
+    ]
+    assert not missing, f"ARCHITECTURE.md does not name {missing}"
+    assert "[ARCHITECTURE.md](ARCHITECTURE.md)" in (REPO / "README.md").read_text()

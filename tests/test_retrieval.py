@@ -346,3 +346,47 @@ def test_templating_used_only_where_the_server_supports_it(
     docs = _retriever(hybrid_settings, mode="dense", expr=expr).invoke("zebra")
     assert _sources(docs) == ["faq/zebra.md"]
     assert calls[-1]["filter_params"] == {"p0": "faq/zebra.md"}
+
+
+# --------------------------------------------------------------------------- what documents carry
+
+BOOKKEEPING = ("origin", "source_hash", "chunker", "chunk_count", "chunk_set", "view")
+
+
+def _leaks(text: str, root: Path) -> list[str]:
+    return [leak for leak in (*(f"'{k}'" for k in BOOKKEEPING), str(root)) if leak in text]
+
+
+@pytest.mark.filterwarnings("ignore:This API is in beta")
+def test_retriever_documents_carry_only_user_facing_metadata(hybrid_settings: Settings) -> None:
+    retriever = _retriever(hybrid_settings, mode="dense")
+    client = connect(hybrid_settings.milvus)
+    row = client.query("retrieval", filter='source like "guide/%"', limit=1, output_fields=["*"])
+    root = Path(row[0]["origin"])
+    assert {"source_hash", "chunk_count", "chunker", "chunk_set", "view"} <= set(row[0])
+    docs = retriever.invoke("how to repair a car")
+    assert docs
+    for doc in docs:
+        assert not set(BOOKKEEPING) & set(doc.metadata), doc.metadata
+        assert {"source", "heading", "position", "score", "id"} <= set(doc.metadata)
+        assert doc.id == doc.metadata["id"]
+    # As a tool handed to an LLM: the same documents, no absolute path, no bookkeeping.
+    tool = retriever.as_tool(name="search_docs", description="Search the docs.")
+    shown = str(tool.invoke("how to repair a car"))
+    assert "guide/cars.md" in shown
+    assert _leaks(shown, root) == [], shown
+    # The async path too.
+    import asyncio
+
+    adocs = asyncio.run(retriever.ainvoke("how to repair a car"))
+    assert all(not set(BOOKKEEPING) & set(d.metadata) for d in adocs)
+
+
+def test_origin_is_opt_in(hybrid_settings: Settings) -> None:
+    settings = hybrid_settings.model_copy(
+        update={"retrieval": hybrid_settings.retrieval.model_copy(update={"include_origin": True})}
+    )
+    docs = _retriever(settings, mode="dense").invoke("how to repair a car")
+    assert docs and all(Path(d.metadata["origin"]).is_absolute() for d in docs)
+    assert all(not set(BOOKKEEPING[1:]) & set(d.metadata) for d in docs)
+    assert "origin" not in _retriever(hybrid_settings).invoke("car")[0].metadata

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from milvus_rag.loaders import sources
+from milvus_rag.loaders.formats import parse_file
 from milvus_rag.loaders.sources import (
     SourceLimits,
     check_url_allowed,
@@ -443,6 +444,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, ZIP_BODY, "application/zip")
         elif path == "/page.md":
             self._send(200, b"# Page\n", "text/markdown; charset=utf-8")
+        elif path == "/guide.mdx":  # servers often call .mdx and .text plain text
+            self._send(200, b"# Guide\n\nMDX body.\n", "text/plain")
+        elif path == "/notes.text":
+            self._send(200, b"Plain notes.\n", "application/octet-stream")
         elif path == "/readme":
             self._send(200, b"# Readme\n", "text/markdown")
         elif path == "/error.zip":
@@ -531,6 +536,21 @@ def test_url_temp_file_removed(server: _Server, monkeypatch: pytest.MonkeyPatch)
 def test_url_document_named_by_content_type(server: _Server) -> None:
     with open_source(f"{base(server)}/readme", limits=LOCAL) as listing:
         assert paths(listing) == ["readme.md"]
+
+
+@pytest.mark.parametrize(
+    ("path", "fmt"), [("/guide.mdx", "markdown"), ("/notes.text", "text"), ("/page.md", "markdown")]
+)
+def test_url_document_keeps_every_suffix_of_the_format_table(
+    server: _Server, path: str, fmt: str
+) -> None:
+    # Every suffix of the table of formats names a document, whatever the Content-Type:
+    # an .mdx URL was stored as guide.mdx.txt and parsed as plain text.
+    name = path.lstrip("/")
+    with open_source(f"{base(server)}{path}", limits=LOCAL) as listing:
+        assert paths(listing) == [name]
+        parsed = parse_file(name, listing.files[0].read_bytes())
+    assert parsed.format == fmt
 
 
 def test_url_http_errors(server: _Server) -> None:

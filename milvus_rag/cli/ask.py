@@ -28,6 +28,7 @@ from milvus_rag.cli._retrieval import (
     retrieval_overrides,
 )
 from milvus_rag.errors import MilvusRAGError
+from milvus_rag.store import HEADING_FIELD, SOURCE_FIELD
 
 
 @command
@@ -104,6 +105,6 @@ def _print_sources(context: list[Any]) -> None:
         return
     typer.echo("\nSources:")
     for rank, doc in enumerate(context, 1):
-        heading = doc.metadata.get("heading")
-        where = f"{doc.metadata.get('source')}" + (f" ({heading})" if heading else "")
+        heading = doc.metadata.get(HEADING_FIELD)
+        where = f"{doc.metadata.get(SOURCE_FIELD)}" + (f" ({heading})" if heading else "")
         typer.echo(f"  [{rank}] {printable(where)}  score {doc.metadata.get('score', 0.0):.3f}")

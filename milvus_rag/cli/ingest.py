@@ -17,6 +17,7 @@ from milvus_rag.cli._common import (
     printable,
     settings_for,
 )
+from milvus_rag.loaders.formats import suffixes_help
 
 if TYPE_CHECKING:
     from milvus_rag.sync import IngestReport
@@ -30,7 +31,11 @@ SHOWN = 5
 @command
 def ingest(
     source: Annotated[
-        str, typer.Argument(help="Folder, file, .zip archive, or http(s) URL of one.")
+        str,
+        typer.Argument(
+            help="Folder, file, .zip archive, or http(s) URL of one. "
+            f"Formats read: {suffixes_help()}."
+        ),
     ],
     glob: Annotated[
         str | None,

@@ -26,6 +26,7 @@ from milvus_rag.cli._retrieval import (
     filter_expression,
     retrieval_overrides,
 )
+from milvus_rag.store import HEADING_FIELD, SOURCE_FIELD
 
 if TYPE_CHECKING:
     from langchain_core.documents import Document
@@ -107,8 +108,8 @@ def result_table(docs: list[Document], width: int | None = None) -> list[str]:
         (
             str(rank),
             f"{doc.metadata.get('score', 0.0):.3f}",
-            printable(doc.metadata.get("source") or ""),
-            printable(doc.metadata.get("heading") or ""),
+            printable(doc.metadata.get(SOURCE_FIELD) or ""),
+            printable(doc.metadata.get(HEADING_FIELD) or ""),
             printable(_first_line(doc)),
         )
         for rank, doc in enumerate(docs, 1)
@@ -135,7 +136,7 @@ def result_table(docs: list[Document], width: int | None = None) -> list[str]:
 def _first_line(doc: Document) -> str:
     """The chunk's first line of body text (its heading path prefix left out)."""
     text = doc.page_content
-    heading = doc.metadata.get("heading")
+    heading = doc.metadata.get(HEADING_FIELD)
     if heading and text.startswith(heading):
         text = text[len(heading) :]
     return next((line.strip() for line in text.splitlines() if line.strip()), "")

@@ -172,13 +172,13 @@ async def document_job(
 
 def _listing(settings: Settings, source: str | None) -> list[Any]:
     from milvus_rag.filters import eq
-    from milvus_rag.store import connect, list_sources
+    from milvus_rag.store import SOURCE_FIELD, connect, list_sources
 
     client = connect(settings.milvus)
     try:
         if not client.has_collection(settings.milvus.collection):
             return []
-        expr = str(eq("source", source)) if source is not None else None
+        expr = str(eq(SOURCE_FIELD, source)) if source is not None else None
         return list_sources(client, settings.milvus.collection, expr)
     finally:
         client.close()
