@@ -38,6 +38,7 @@ from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from milvus_rag.errors import EmbeddingError, ModelNotAvailableError
+from milvus_rag.telemetry import step
 
 __all__ = [
     "BatchedOnnxEncoder",
@@ -441,7 +442,8 @@ class MilvusModelEmbeddings(BaseModel, Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a question (pymilvus-model ``encode_queries`` semantics)."""
-        return self._embed([text], "encode_queries")[0]
+        with step("embed_query"):
+            return self._embed([text], "encode_queries")[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents`, run in a worker thread."""

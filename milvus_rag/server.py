@@ -116,7 +116,9 @@ from milvus_rag.errors import (
     StoreLockedError,
     StoreUnavailableError,
 )
+from milvus_rag.metrics import install_metrics_route
 from milvus_rag.redaction import Redactor, redact_logs
+from milvus_rag.telemetry import Telemetry, TelemetryMiddleware, record_error
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request, Response
@@ -271,6 +273,7 @@ def create_app(
     llm: BaseChatModel | None = None,
     sessions: SessionStore | None = None,
     clock: Callable[[], float] | None = None,
+    tracer_provider: Any = None,
 ) -> FastAPI:
     """Build the FastAPI app serving the chains built from ``settings``.
 
@@ -280,7 +283,10 @@ def create_app(
     where login sessions are signed and revoked: give every process serving the same
     port the same one (:meth:`SessionStore.shared`; ``serve --workers`` does); by
     default a new one, for this app alone. ``clock`` (seconds, default the system's)
-    is what session expiry and the failed-key limit read.
+    is what session expiry and the failed-key limit read. ``tracer_provider`` (an
+    OpenTelemetry ``TracerProvider``) receives the app's spans; by default one is built
+    from ``settings.telemetry`` (:mod:`milvus_rag.tracing`), or none. ``GET /metrics``
+    serves the app's own Prometheus metrics (:mod:`milvus_rag.metrics`).
 
     Without the LLM's key the app serves retrieval only; ``app.state.llm_missing``
     then holds the :class:`MissingAPIKeyError` the answer routes answer with (503).
@@ -331,11 +337,13 @@ def create_app(
     # Every secret this app knows: the settings', and those of a model or retriever given.
     redactor = Redactor.from_settings(settings, llm, retriever)
     unfilter_logs = redact_logs(redactor)
+    telemetry = Telemetry.for_app(settings.telemetry, tracer_provider)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         unfilter_logs()
+        telemetry.close()
         close = getattr(llm, "aclose", None)
         if close is not None:
             await close()
@@ -353,12 +361,15 @@ def create_app(
     _install_error_handlers(app, redactor)
     _install_body_limit(app, limits.max_body_bytes)
     app.add_middleware(_AccessLog, log_questions=limits.log_questions)  # outermost: sees 413s
+    app.add_middleware(TelemetryMiddleware, telemetry=telemetry)
     key = (
         _Key(limits.api_key.get_secret_value(), limits, sessions or SessionStore(), clock)
         if limits.api_key
         else None
     )
     auth = [Depends(_key_auth(key))]
+    assert telemetry.metrics is not None
+    install_metrics_route(app, telemetry.metrics, [] if limits.metrics_public else auth)
 
     def llm_off() -> NoReturn:
         assert llm_missing is not None
@@ -907,6 +918,7 @@ def _error_event(
     error: Exception | None, generic: dict[str, Any], redactor: Redactor
 ) -> dict[str, Any]:
     if isinstance(error, MilvusRAGError):
+        record_error(error)
         data = {"status_code": status_of(error), "message": redactor.redact(error)}
         return {"event": "error", "data": json.dumps(data)}
     if error is not None:
@@ -931,6 +943,7 @@ def _install_error_handlers(app: FastAPI, redactor: Redactor) -> None:
 
     async def typed(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MilvusRAGError)
+        record_error(exc)
         return _json_error(_error_body(redactor.redact(exc), type(exc).__name__), status_of(exc))
 
     async def refused(request: Request, exc: Exception) -> Response:
@@ -1460,6 +1473,7 @@ async def _completion_stream(
     except Exception as exc:
         # Headers are gone: the error travels in the stream, as OpenAI's API does.
         if isinstance(exc, MilvusRAGError):
+            record_error(exc)
             body = _error_body(redactor.redact(exc), type(exc).__name__)
             body["error"]["code"] = status_of(exc)
         else:

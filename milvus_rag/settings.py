@@ -89,6 +89,7 @@ __all__ = [
     "RetrievalSettings",
     "ServerSettings",
     "Settings",
+    "TelemetrySettings",
     "default_config_text",
     "load_settings",
     "unknown_env_vars",
@@ -422,11 +423,56 @@ class ServerSettings(_Section):
     """Seconds a browser's login session lasts (``/login``); ``/logout`` ends it sooner."""
     max_auth_failures: int = Field(10, ge=1, le=100_000)
     """Wrong API keys a client address may send per minute before it gets 429 (per process)."""
+    metrics_public: bool = False
+    """``GET /metrics`` answers without the API key (off: it needs the key like the others)."""
 
     @field_validator("api_key", mode="before")
     @classmethod
     def _key_is_clean(cls, value: Any) -> Any:
         return _normalised_secret(value, f"{ENV_PREFIX}SERVER__API_KEY")
+
+
+#: Where traces go: OTLP (over HTTP), the console, nowhere, or as the OTEL_* variables say.
+TracesExporter = Literal["auto", "otlp", "console", "off"]
+
+
+class TelemetrySettings(_Section):
+    """OpenTelemetry traces (the ``otel`` extra; metrics are the server's ``/metrics``)."""
+
+    traces: TracesExporter = "auto"
+    """``auto``: as the standard variables say (``OTEL_TRACES_EXPORTER``; else OTLP when
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set; off
+    when ``OTEL_SDK_DISABLED=true``), and only when the extra is installed; ``otlp`` or
+    ``console``: always (the extra is then required); ``off``: never. The OTLP endpoint,
+    headers and service name always come from the ``OTEL_*`` variables."""
+
+    _from_env: Literal["otlp", "console", "off"] = PrivateAttr("off")
+
+    @property
+    def exporter(self) -> Literal["otlp", "console"] | None:
+        """The exporter in effect (None: no traces); ``auto`` resolved by :func:`load_settings`."""
+        chosen = self._from_env if self.traces == "auto" else self.traces
+        return None if chosen == "off" else chosen
+
+
+def _otel_exporter(env: Mapping[str, str]) -> Literal["otlp", "console", "off"]:
+    """The trace exporter the standard ``OTEL_*`` variables ask for."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return "off"
+    names = {n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",")} - {""}
+    if names:
+        for name in ("otlp", "console"):
+            if name in names:
+                return name  # type: ignore[return-value]
+        if names != {"none"}:
+            _log.warning(
+                "OTEL_TRACES_EXPORTER=%s: milvus-rag exports traces with otlp or console "
+                "only; no traces",
+                ",".join(sorted(names)),
+            )
+        return "off"
+    endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    return "otlp" if any(env.get(name, "").strip() for name in endpoints) else "off"
 
 
 #: What ``load_settings`` read from the config file it chose (none by default).
@@ -574,6 +620,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     ingest: IngestSettings = IngestSettings()
     server: ServerSettings = ServerSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     _config_file: Path | None = PrivateAttr(None)
 
@@ -708,6 +755,7 @@ def load_settings(
     finally:
         _CONFIG_DATA.reset(token)
     settings._config_file = path.resolve() if path is not None else None
+    settings.telemetry._from_env = _otel_exporter(env)
     if config_path is None and path is not None:
         _check_implicit_routes(settings, data, given, path)
     endpoints: list[tuple[str, LLMSettings | LLMEndpoint]] = [("llm", settings.llm)]
