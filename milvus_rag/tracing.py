@@ -23,10 +23,7 @@ from milvus_rag.errors import ConfigError
 if TYPE_CHECKING:
     from milvus_rag.settings import TelemetrySettings
 
-__all__ = ["INSTRUMENTATION_NAME", "tracer_provider"]
-
-#: The instrumentation scope of milvus-rag's spans.
-INSTRUMENTATION_NAME = "milvus_rag"
+__all__ = ["tracer_provider"]
 
 _log = logging.getLogger(__name__)
 
