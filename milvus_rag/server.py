@@ -337,7 +337,7 @@ def create_app(
     # Every secret this app knows: the settings', and those of a model or retriever given.
     redactor = Redactor.from_settings(settings, llm, retriever)
     unfilter_logs = redact_logs(redactor)
-    telemetry = Telemetry.for_app(settings.telemetry, tracer_provider)
+    telemetry = Telemetry.from_settings(settings.telemetry, tracer_provider)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

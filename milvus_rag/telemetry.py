@@ -96,12 +96,17 @@ class Telemetry:
             _ACTIVE.reset(token)
 
     @classmethod
-    def for_app(cls, settings: TelemetrySettings, tracer_provider: Any = None) -> Telemetry:
-        """Metrics in a new registry, and a tracer: from ``tracer_provider`` when given
-        (the caller's), else from ``settings`` (a provider this object owns, or none)."""
-        from milvus_rag.metrics import Metrics
+    def from_settings(
+        cls, settings: TelemetrySettings, tracer_provider: Any = None, *, metrics: bool = True
+    ) -> Telemetry:
+        """Metrics in a new registry (unless ``metrics`` is False), and a tracer: from
+        ``tracer_provider`` when given (the caller's), else from ``settings`` (a provider
+        this object owns, or none)."""
+        telemetry = cls()
+        if metrics:
+            from milvus_rag.metrics import Metrics
 
-        telemetry = cls(metrics=Metrics())
+            telemetry.metrics = Metrics()
         if tracer_provider is None and settings.exporter is not None:
             from milvus_rag.tracing import tracer_provider as from_settings
 

@@ -9,6 +9,7 @@ in-memory exporter through a provider given to the app (never OpenTelemetry's gl
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -384,3 +385,29 @@ def test_everything_works_without_the_otel_extra(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith("ok")
+
+
+@pytest.mark.slow
+def test_cli_ingest_sends_its_spans(
+    tmp_path: Path, tiny_model_dir: Path, llm: FakeOpenAIServer, faq_folder: Path
+) -> None:
+    pytest.importorskip("opentelemetry.sdk")
+    import os
+
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "console",  # spans as JSON on stdout, after the summary
+        "MILVUS_RAG_MILVUS__URI": str(tmp_path / "cli.db"),
+        "MILVUS_RAG_EMBEDDING__MODEL_DIR": str(tiny_model_dir),
+    }
+    command = [sys.executable, "-m", "milvus_rag.cli", "ingest", str(faq_folder)]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    names = [
+        json.loads(block)["name"]
+        for block in re.findall(r"^\{\n.*?^\}$", done.stdout, re.MULTILINE | re.DOTALL)
+    ]
+    assert names.count("milvus_rag.ingest") == 1
+    assert {"milvus_rag.ingest.parse", "milvus_rag.ingest.embed", "milvus_rag.ingest.write"} <= set(
+        names
+    )
