@@ -27,6 +27,9 @@ A thin adapter around the chain factories (LangServe is in maintenance mode):
   URIs) is shown to authenticated clients only;
 - ``/docs`` (Swagger UI), ``/redoc`` and ``/openapi.json``, with their assets
   served locally (the ``fastapi-offline`` package), so they work offline.
+- ``GET /metrics``: Prometheus metrics of this app (:mod:`milvus_rag.metrics`), behind
+  the key unless ``server.metrics_public``; with the ``otel`` extra, OpenTelemetry spans
+  of each request (:mod:`milvus_rag.telemetry`, :mod:`milvus_rag.tracing`).
 
 When ``MILVUS_RAG_SERVER__API_KEY`` is set, every route but ``/health``, ``/ready``
 and ``/login`` needs the key: ``Authorization: Bearer KEY``, or the session cookie a

@@ -312,7 +312,8 @@ def _usage(response: Any) -> tuple[int | None, int | None]:
 
 class TelemetryMiddleware:
     """ASGI middleware: makes ``telemetry`` active for each HTTP request, with one span
-    per request (``METHOD route``) and the request counted by route and status.
+    per request (``METHOD route``; a child of the caller's span when the request carries
+    a W3C ``traceparent`` header) and the request counted by route and status.
 
     The route is the path template (``/rag/invoke``); a path no route matched is
     ``unmatched``, and a method outside the usual ones ``_OTHER``, so no client text
@@ -338,7 +339,11 @@ class TelemetryMiddleware:
                 status = message["status"]
             await send(message)
 
-        with telemetry.active(), step("request", method=method) as request:
+        with (
+            telemetry.active(),
+            _remote_parent(telemetry, scope),
+            step("request", method=method) as request,
+        ):
             try:
                 await self.app(scope, receive, sending)
             finally:
@@ -350,3 +355,24 @@ class TelemetryMiddleware:
                         from opentelemetry.trace import Status, StatusCode
 
                         request.span.set_status(Status(StatusCode.ERROR))
+
+
+@contextmanager
+def _remote_parent(telemetry: Telemetry, scope: Any) -> Iterator[None]:
+    """The caller's trace (a W3C ``traceparent`` header) as the request span's parent."""
+    if telemetry.tracer is None:
+        yield
+        return
+    from opentelemetry import context, propagate
+
+    headers = {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope.get("headers") or []
+        if name in (b"traceparent", b"tracestate", b"baggage")
+    }
+    token = context.attach(propagate.extract(headers)) if headers else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            context.detach(token)

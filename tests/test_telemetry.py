@@ -214,7 +214,15 @@ def test_span_tree_of_a_request_through_the_chain(
     with TestClient(app) as c:
         response = c.post("/v1/chat/completions", json=chat, headers=BEARER)
         assert response.status_code == 200, response.text
-    spans = list(exporter.get_finished_spans())
+        spans = list(exporter.get_finished_spans())
+        exporter.clear()
+        # A caller's trace (W3C traceparent) goes on through the server.
+        caller = {"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01", **BEARER}
+        assert c.get("/v1/models", headers=caller).status_code == 200
+    (models,) = exporter.get_finished_spans()
+    assert models.name == "GET /v1/models"
+    assert models.context.trace_id == int("ab" * 16, 16)
+    assert models.parent is not None and models.parent.span_id == int("cd" * 8, 16)
     request = _one(spans, "POST /v1/chat/completions")
     assert request.parent is None
     assert request.attributes["http.route"] == "/v1/chat/completions"
