@@ -33,11 +33,9 @@ from typing import TYPE_CHECKING, Any
 from milvus_rag.errors import ConfigError
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
     from milvus_rag.sync import IngestReport
 
-__all__ = ["Metrics", "install_metrics_route"]
+__all__ = ["Metrics"]
 
 #: Seconds: from a cached retrieval to a slow LLM answer.
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -146,23 +144,19 @@ class Metrics:
         self.ingest_chunks.labels("deleted").inc(report.chunks_deleted)
 
     def exposition(self) -> bytes:
-        """The metrics in Prometheus's text format."""
+        """The metrics in Prometheus's text format (:attr:`content_type`)."""
         from prometheus_client import generate_latest
 
         return bytes(generate_latest(self.registry))
+
+    @property
+    def content_type(self) -> str:
+        """The media type of :meth:`exposition`."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return str(CONTENT_TYPE_LATEST)
 
 
 def _mode(attributes: dict[str, Any]) -> str:
     mode = attributes.get("mode")
     return mode if mode in ("dense", "hybrid") else "other"
-
-
-def install_metrics_route(app: FastAPI, metrics: Metrics, dependencies: list[Any]) -> None:
-    """``GET /metrics`` on ``app`` (Prometheus text format), guarded by ``dependencies``."""
-    from fastapi.responses import Response
-    from prometheus_client import CONTENT_TYPE_LATEST
-
-    async def scrape() -> Response:
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
-
-    app.get("/metrics", include_in_schema=False, dependencies=dependencies)(scrape)

@@ -115,6 +115,7 @@ class _Job:
     """What the workers need: no Milvus settings, no secrets."""
 
     origin: str
+    scope: str
     ingest: IngestSettings
     embedding: EmbeddingSettings
     splitter: str
@@ -141,6 +142,7 @@ def _ray_files(run: IngestRun, session: _RaySession) -> None:
         return  # nothing changed
     job = _Job(
         origin=run.listing.origin,
+        scope=run.scope,
         ingest=settings.ingest,
         embedding=settings.embedding,
         splitter=run.split.name,
@@ -341,6 +343,7 @@ def _plan_block(table: Any, job: _Job) -> dict[str, np.ndarray]:
             split,
             set(meta["have"]),
             job.ingest.parse_timeout,
+            job.scope,
         )
         summary = {
             "path": plan.path,

@@ -58,6 +58,7 @@ MIN_SECRET_LENGTH = 4
 #: modules already imported are filtered too.
 LOGGERS: tuple[str, ...] = (
     "milvus_rag",
+    "milvus_rag.keys",
     "milvus_rag.llm",
     "milvus_rag.migrate",
     "milvus_rag.ray_ingest",

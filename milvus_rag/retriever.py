@@ -176,7 +176,11 @@ class MilvusRAGRetriever(BaseRetriever):
         if k > self.max_k:
             raise ConfigError(f"k={k} is above retrieval.max_k={self.max_k}")
         kwargs: dict[str, Any] = {"k": k}
-        if self.expr:
+        from milvus_rag.scopes import narrowed, scope_filter
+
+        if scope_filter() is not None:  # a server request: its key's scopes, always
+            kwargs["expr"] = narrowed(str(self.expr) if self.expr else None)
+        elif self.expr:
             from milvus_rag.filters import Expr
 
             if isinstance(self.expr, Expr) and self._templates and self.mode == "dense":

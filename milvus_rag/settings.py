@@ -393,6 +393,9 @@ class IngestSettings(_Section):
     ray_actors: int | None = Field(None, ge=1)
     ray_file_batch: int = Field(4, ge=1)
     ray_embed_batch: int = Field(64, ge=1)
+    scope: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    """The document scope chunks are ingested into (``ingest --scope``); keys read only
+    their scopes (``milvus-rag keys``)."""
 
     @model_validator(mode="after")
     def _overlap_below_chunk(self) -> IngestSettings:
@@ -423,6 +426,19 @@ class ServerSettings(_Section):
     """Seconds a browser's login session lasts (``/login``); ``/logout`` ends it sooner."""
     max_auth_failures: int = Field(10, ge=1, le=100_000)
     """Wrong API keys a client address may send per minute before it gets 429 (per process)."""
+    keys_file: Path | None = None
+    """YAML file of named keys with a role and scopes (``milvus-rag keys``), digests only;
+    re-read when it changes."""
+    keys: list[dict[str, Any]] = Field(default_factory=list)
+    """Named keys given in the settings (e.g. ``MILVUS_RAG_SERVER__KEYS`` as JSON), each
+    ``{name, role, scopes, hash}`` like a keys-file entry."""
+    max_upload_bytes: int = Field(100 * 1024**2, ge=1024)
+    """Largest document ``POST /documents`` accepts (413 above)."""
+    upload_dir: Path | None = None
+    """Where uploads wait for their ingest (default: a folder in the system's temp dir)."""
+    key_rate_per_minute: int = Field(0, ge=0, le=1_000_000)
+    """Requests a key may send per minute (a token bucket per key and process); 0: unlimited.
+    A key's own ``rate_per_minute`` wins."""
     metrics_public: bool = False
     """``GET /metrics`` answers without the API key (off: it needs the key like the others)."""
 
@@ -430,6 +446,16 @@ class ServerSettings(_Section):
     @classmethod
     def _key_is_clean(cls, value: Any) -> Any:
         return _normalised_secret(value, f"{ENV_PREFIX}SERVER__API_KEY")
+
+    @field_validator("keys")
+    @classmethod
+    def _keys_are_records(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from milvus_rag.keys import Principal
+
+        names = [Principal.from_record(record, "server.keys").name for record in value]
+        if len(set(names)) != len(names):
+            raise ValueError("server.keys names a key twice")
+        return value
 
 
 #: Where traces go: OTLP (over HTTP), the console, nowhere, or as the OTEL_* variables say.

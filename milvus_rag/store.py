@@ -43,6 +43,7 @@ from milvus_rag.errors import (
     StoreLockedError,
     StoreUnavailableError,
 )
+from milvus_rag.scopes import DEFAULT_SCOPE, SCOPE_FIELD
 
 if TYPE_CHECKING:
     from langchain_core.documents import Document
@@ -56,6 +57,7 @@ __all__ = [
     "IDENTITY_PROPERTY",
     "ID_FIELD",
     "INGESTS_PROPERTY",
+    "SCOPE_FIELD",
     "SPARSE_FIELD",
     "TEXT_FIELD",
     "VECTOR_FIELD",
@@ -88,6 +90,8 @@ ID_FIELD = "id"
 TEXT_FIELD = "text"
 VECTOR_FIELD = "vector"
 SPARSE_FIELD = "sparse"
+#: Longest scope name (milvus_rag.keys checks names).
+SCOPE_MAX_LENGTH = 64
 IDENTITY_PROPERTY = "milvus_rag.embedding"
 ID_MAX_LENGTH = 64
 TEXT_MAX_BYTES = 65535
@@ -384,6 +388,10 @@ def create_collection(
         text_options["analyzer_params"] = analyzer_params(settings.retrieval.bm25_stop_words)
     schema.add_field(TEXT_FIELD, DataType.VARCHAR, **text_options)
     schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=int(identity["dim"]))
+    # A scope's searches touch only its partitions on a server (milvus_rag.scopes).
+    schema.add_field(
+        SCOPE_FIELD, DataType.VARCHAR, max_length=SCOPE_MAX_LENGTH, is_partition_key=True
+    )
     if hybrid:
         schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
         schema.add_function(
@@ -634,13 +642,14 @@ def connect_existing(milvus: MilvusSettings) -> MilvusClient:
 
 
 class StoredSource:
-    """One source file in the collection: where it came from, its rows and chunks."""
+    """One source file in the collection: where it came from, its scope, rows and chunks."""
 
-    __slots__ = ("chunkers", "ids", "origin", "positions", "source")
+    __slots__ = ("chunkers", "ids", "origin", "positions", "scope", "source")
 
-    def __init__(self, source: str, origin: str) -> None:
+    def __init__(self, source: str, origin: str, scope: str = DEFAULT_SCOPE) -> None:
         self.source = source
         self.origin = origin
+        self.scope = scope
         self.ids: list[str] = []
         self.positions: set[int] = set()
         self.chunkers: set[str] = set()
@@ -654,22 +663,26 @@ class StoredSource:
 def list_sources(
     client: MilvusClient, collection: str, expr: str | None = None
 ) -> list[StoredSource]:
-    """The source files stored in ``collection`` (those matching ``expr``), sorted by path.
+    """The source files stored in ``collection`` (those matching ``expr``, within the
+    current request's scopes), sorted by path.
 
-    Reads every row's ``source``, ``origin``, ``position`` and ``chunker`` in pages;
-    two origins holding the same path are two entries.
+    Reads every row's ``source``, ``origin``, ``scope``, ``position`` and ``chunker`` in
+    pages; two origins (or scopes) holding the same path are two entries.
     """
-    found: dict[tuple[str, str], StoredSource] = {}
+    from milvus_rag.scopes import narrowed
+
+    found: dict[tuple[str, str, str], StoredSource] = {}
     iterator = client.query_iterator(
         collection,
         batch_size=_PAGE,
-        filter=expr or "",
-        output_fields=[ID_FIELD, "source", "origin", "position", "chunker"],
+        filter=narrowed(expr) or "",
+        output_fields=[ID_FIELD, "source", "origin", SCOPE_FIELD, "position", "chunker"],
     )
     try:
         while batch := iterator.next():
             for row in batch:
-                key = (str(row.get("source")), str(row.get("origin")))
+                scope = str(row.get(SCOPE_FIELD) or DEFAULT_SCOPE)
+                key = (str(row.get("source")), str(row.get("origin")), scope)
                 entry = found.get(key)
                 if entry is None:
                     entry = found[key] = StoredSource(*key)
@@ -680,7 +693,7 @@ def list_sources(
                     entry.chunkers.add(str(row["chunker"]))
     finally:
         iterator.close()
-    return sorted(found.values(), key=lambda s: (s.source, s.origin))
+    return sorted(found.values(), key=lambda s: (s.source, s.origin, s.scope))
 
 
 def delete_sources(client: MilvusClient, collection: str, sources: list[StoredSource]) -> int:

@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from milvus_rag import telemetry
 from milvus_rag.filters import eq
+from milvus_rag.keys import check_name
+from milvus_rag.scopes import DEFAULT_SCOPE, SCOPE_FIELD
 from milvus_rag.store import ID_FIELD, TEXT_FIELD, VECTOR_FIELD, IngestLock
 
 if TYPE_CHECKING:
@@ -73,7 +75,15 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-STATE_FIELDS = [ID_FIELD, "source", "source_hash", "chunker", "chunk_count", "chunk_set"]
+STATE_FIELDS = [
+    ID_FIELD,
+    "source",
+    "source_hash",
+    "chunker",
+    "chunk_count",
+    "chunk_set",
+    SCOPE_FIELD,
+]
 
 
 @dataclass
@@ -134,15 +144,16 @@ def chunk_id(
     position: int,
     text: str,
     view: str = "text",
+    scope: str = DEFAULT_SCOPE,
 ) -> str:
     """Deterministic id of a stored row (32 hex characters).
 
     Everything that determines it goes in: where its file came from, the file's
-    content, the chunking that cut it, its position, its text and the view of
-    the chunk its vector embeds.
+    content, the chunking that cut it, its position, its text, the view of the
+    chunk its vector embeds and the scope it belongs to.
     """
     text_hash = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    key = f"{origin}\0{source}\0{source_hash}\0{chunker}\0{position}\0{text_hash}\0{view}"
+    key = f"{origin}\0{source}\0{source_hash}\0{chunker}\0{position}\0{text_hash}\0{view}\0{scope}"
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
@@ -272,7 +283,11 @@ class _Writer:
                 self.report.chunks_deleted += len(pending.stale)
 
 
-def _stored_state(client: MilvusClient, collection: str, origin: str) -> dict[str, _StoredSource]:
+def _stored_state(
+    client: MilvusClient, collection: str, origin: str, scope: str
+) -> dict[str, _StoredSource]:
+    """What ``collection`` holds of ``origin`` in ``scope`` (rows stored before scopes
+    belong to the default scope), by source path."""
     state: dict[str, _StoredSource] = {}
     iterator = client.query_iterator(
         collection, batch_size=4096, filter=eq("origin", origin), output_fields=STATE_FIELDS
@@ -283,6 +298,8 @@ def _stored_state(client: MilvusClient, collection: str, origin: str) -> dict[st
             if not batch:
                 break
             for row in batch:
+                if (row.get(SCOPE_FIELD) or DEFAULT_SCOPE) != scope:
+                    continue  # another scope's copy: not this ingest's to touch
                 state.setdefault(str(row.get("source")), _StoredSource()).add(row)
     finally:
         iterator.close()
@@ -299,6 +316,7 @@ def ingest(
     recreate: bool = False,
     prune: bool = False,
     progress: Progress | None = None,
+    scope: str | None = None,
 ) -> IngestReport:
     """Bring the collection in line with ``source`` (folder, file, zip or URL).
 
@@ -313,8 +331,10 @@ def ingest(
         glob: which files inside the source (default ``settings.ingest.glob``: all).
         splitter: ``markdown`` (default) or ``tutorial``.
         recreate: drop the collection first.
-        prune: delete chunks of files that no longer exist in the source.
+        prune: delete chunks of files that no longer exist in the source (in ``scope``).
         progress: progress callbacks.
+        scope: the document scope every chunk is recorded in (default
+            ``settings.ingest.scope``); the same source in two scopes is two copies.
 
     Raises:
         SourceError, StoreError, EmbeddingError subclasses; ConfigError when the
@@ -343,6 +363,7 @@ def ingest(
         client = connect(settings.milvus)
         try:
             run = IngestRun(listing, settings, embeddings, split, progress)
+            run.scope = check_name(scope or settings.ingest.scope, "scope")
             _sync(client, run, step, glob, recreate, prune)
         finally:
             client.close()
@@ -376,6 +397,7 @@ class IngestRun:
     progress: Progress
     report: IngestReport = field(default_factory=IngestReport)
     state: dict[str, _StoredSource] = field(default_factory=dict)
+    scope: str = DEFAULT_SCOPE
     writer: _Writer = field(init=False)
 
 
@@ -394,7 +416,7 @@ def _sync(
     collection = settings.milvus.collection
     with IngestLock(client, settings):
         ensure_collection(client, settings, run.embeddings, create=True, recreate=recreate)
-        run.state = _stored_state(client, collection, listing.origin)
+        run.state = _stored_state(client, collection, listing.origin, run.scope)
         embed = run.embeddings if files_step is _local_files else None
         run.writer = _Writer(client, collection, embed, settings, report, run.progress)
         run.progress.start(len(listing.files))
@@ -435,6 +457,7 @@ def _local_files(run: IngestRun) -> None:
                     run.split,
                     stored.ids if stored is not None else set(),
                     run.settings.ingest.parse_timeout,
+                    run.scope,
                 )
                 parsed.set(chunks=len(plan.rows))
             del read
@@ -495,6 +518,7 @@ def plan_file(
     split: Splitter,
     have: set[str],
     parse_timeout: float,
+    scope: str = DEFAULT_SCOPE,
 ) -> FilePlan:
     """Parse, split and turn into rows one changed file (no Milvus, no model).
 
@@ -514,7 +538,7 @@ def plan_file(
     if not chunks:
         plan.skip = "no text after splitting"
         return plan
-    rows = chunk_rows(path, origin, read.source_hash, parsed.format, chunks, split)
+    rows = chunk_rows(path, origin, read.source_hash, parsed.format, chunks, split, scope)
     ids = {row.fields[ID_FIELD] for row in rows}
     plan.rows = [row for row in rows if row.fields[ID_FIELD] not in have]
     plan.stale = have - ids
@@ -562,6 +586,7 @@ def chunk_rows(
     fmt: str,
     chunks: list[Chunk],
     split: Splitter,
+    scope: str = DEFAULT_SCOPE,
 ) -> list[ChunkRow]:
     """The rows a file's chunks are stored as: one per chunk and view.
 
@@ -574,7 +599,7 @@ def chunk_rows(
     planned: list[tuple[str, str, int, Chunk, str]] = []
     for position, chunk in enumerate(chunks):
         for view, embed in split.views(chunk):
-            cid = chunk_id(origin, source, source_hash, chunker, position, chunk.text, view)
+            cid = chunk_id(origin, source, source_hash, chunker, position, chunk.text, view, scope)
             planned.append((cid, view, position, chunk, embed))
     chunk_set = chunk_set_digest(cid for cid, *_ in planned)
     rows = []
@@ -590,6 +615,7 @@ def chunk_rows(
             chunk_count=len(planned),
             chunk_set=chunk_set,
             format=fmt,
+            scope=scope,
         )
         rows.append(ChunkRow({ID_FIELD: cid, TEXT_FIELD: chunk.text, **fields}, embed))
     return rows

@@ -217,7 +217,7 @@ def test_telemetry_exports() -> None:
     import milvus_rag.telemetry
     import milvus_rag.tracing
 
-    assert sorted(milvus_rag.metrics.__all__) == ["Metrics", "install_metrics_route"]
+    assert milvus_rag.metrics.__all__ == ["Metrics"]
     assert milvus_rag.tracing.__all__ == ["tracer_provider"]
     assert sorted(milvus_rag.telemetry.__all__) == sorted(
         [

@@ -388,18 +388,20 @@ def test_access_log_lines_hold_no_secrets_or_questions(
     records = _access_lines(caplog)
     lines = [r.getMessage() for r in records]
     expected = [
-        ("GET", "/login", 303),
-        ("POST", "/rag/invoke", 200),
-        ("POST", "/v1/chat/completions", 200),
-        ("POST", "/retrieve/invoke", 200),
-        ("POST", "/rag/invoke", 401),
-        ("POST", "/rag/invoke", 413),
-        ("GET", "/rag/playground/{file_path:path}", 404),
-        ("GET", "/no/such/route", 404),
+        ("GET", "/login", 303, None),
+        ("POST", "/rag/invoke", 200, "admin"),
+        ("POST", "/v1/chat/completions", 200, "admin"),
+        ("POST", "/retrieve/invoke", 200, "admin"),
+        ("POST", "/rag/invoke", 401, None),
+        ("POST", "/rag/invoke", 413, None),
+        ("GET", "/rag/playground/{file_path:path}", 404, "admin"),
+        ("GET", "/no/such/route", 404, None),
     ]
-    assert [(r.method, r.route, r.status) for r in records] == expected, lines  # type: ignore[attr-defined]
-    for line, (method, route, status) in zip(lines, expected, strict=True):
-        assert re.fullmatch(rf"{method} {re.escape(route)} {status} \d+\.\dms", line), line
+    found = [(r.method, r.route, r.status, r.key_name) for r in records]  # type: ignore[attr-defined]
+    assert found == expected, lines
+    for line, (method, route, status, name) in zip(lines, expected, strict=True):
+        who = f" key={name}" if name else ""  # the key's name, never the key
+        assert re.fullmatch(rf"{method} {re.escape(route)} {status} \d+\.\dms{who}", line), line
     everything = " ".join(f"{r.getMessage()} {r.__dict__}" for r in records)
     for secret in (KEY, cookie, secret_question, QUESTION, "Bearer"):
         assert secret not in everything, secret

@@ -34,7 +34,6 @@ from milvus_rag.server import create_app
 from milvus_rag.settings import Settings, load_settings
 from milvus_rag.telemetry import Telemetry
 from tests.conftest import base_config
-from tests.support.corpus import store_chain_docs
 from tests.support.openai_server import FakeOpenAIServer
 
 KEY = "k3y-for-metrics-tests"
@@ -107,10 +106,18 @@ def _value(families: dict[str, Any], sample_name: str, **labels: str) -> float:
 # -- /metrics ---------------------------------------------------------------------------
 
 
-def test_metrics_need_the_key_unless_public(passages_settings: Callable[..., Settings]) -> None:
-    with TestClient(create_app(passages_settings(), retriever=Passages())) as c:
+def test_metrics_need_an_admin_key_unless_public(
+    passages_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    from milvus_rag.keys import KeysFile
+
+    keys = tmp_path / "keys.yaml"
+    reader = KeysFile(keys).add("reader", "reader", ["hr"])
+    with TestClient(create_app(passages_settings(keys_file=keys), retriever=Passages())) as c:
         assert c.get("/metrics").status_code == 401
         assert c.get("/metrics", headers=BEARER).status_code == 200
+        # Metrics count every scope's requests: not for a reader's key.
+        assert c.get("/metrics", headers={"Authorization": f"Bearer {reader}"}).status_code == 403
     public = create_app(passages_settings(metrics_public=True), retriever=Passages())
     with TestClient(public) as c:
         response = c.get("/metrics")
@@ -203,11 +210,13 @@ def _one(spans: list[Any], name: str) -> Any:
 
 @pytest.mark.slow
 def test_span_tree_of_a_request_through_the_chain(
-    make_settings: Callable[..., Settings], llm: FakeOpenAIServer
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer, faq_folder: Path
 ) -> None:
     pytest.importorskip("opentelemetry.sdk")
+    from milvus_rag.sync import ingest
+
     settings = make_settings()
-    store_chain_docs(settings)
+    ingest(faq_folder, settings)
     provider, exporter = _provider()
     app = create_app(_keyed(settings), tracer_provider=provider)
     chat = {"messages": [*HISTORY, {"role": "user", "content": FOLLOW_UP}]}

@@ -23,6 +23,7 @@ from milvus_rag.cli.delete import delete
 from milvus_rag.cli.doctor import doctor
 from milvus_rag.cli.eval import evaluate
 from milvus_rag.cli.ingest import ingest
+from milvus_rag.cli.keys import keys_app
 from milvus_rag.cli.migrate import migrate
 from milvus_rag.cli.search import search
 from milvus_rag.cli.serve import serve
@@ -121,6 +122,7 @@ app.add_typer(config_app, name="config")
 app.command("serve")(serve)
 app.command("migrate")(migrate)
 app.command("create-user")(create_user)
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

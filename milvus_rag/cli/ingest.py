@@ -77,6 +77,15 @@ def ingest(
             show_default=False,
         ),
     ] = None,
+    scope: Annotated[
+        str | None,
+        typer.Option(
+            "--scope",
+            help="The document scope the chunks go into; keys read only their scopes "
+            "(default: ingest.scope).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
     uri: UriOption = None,
     collection: CollectionOption = None,
@@ -89,7 +98,12 @@ def ingest(
     settings = settings_for(
         config,
         {
-            "ingest": {"splitter": splitter, "engine": engine, "ray_address": ray_address},
+            "ingest": {
+                "splitter": splitter,
+                "engine": engine,
+                "ray_address": ray_address,
+                "scope": scope,
+            },
             "retrieval": {"mode": mode},
         },
         uri=uri,

@@ -243,7 +243,7 @@ def _log_requests(*, with_pid: bool = False) -> None:
     import logging
 
     from milvus_rag.cli._common import _EchoHandler
-    from milvus_rag.server import access_log
+    from milvus_rag.server.logs import access_log
 
     if not access_log.handlers:
         handler = _EchoHandler()

@@ -93,6 +93,7 @@ def document_record(entry: StoredSource, info: dict[str, Any]) -> dict[str, Any]
     return {
         "source": entry.source,
         "origin": entry.origin,
+        "scope": entry.scope,
         "chunks": entry.chunks,
         "ingested_at": last_ingest(entry, records["runs"]),
         "splitter": ", ".join(splitters) or None,
