@@ -428,3 +428,36 @@ def test_cli_ingest_sends_its_spans(
     assert {"milvus_rag.ingest.parse", "milvus_rag.ingest.embed", "milvus_rag.ingest.write"} <= set(
         names
     )
+
+
+@pytest.mark.slow
+def test_uploads_ingested_in_the_server_are_counted_and_traced(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer
+) -> None:
+    pytest.importorskip("multipart")
+    pytest.importorskip("opentelemetry.sdk")
+    import time
+
+    provider, exporter = _provider()
+    app = create_app(_keyed(make_settings()), tracer_provider=provider)
+    text = "# Storage\n\nMilvus keeps inserted data in object storage and metadata in etcd.\n"
+    with TestClient(app) as c:
+        files = {"file": ("storage.md", text.encode(), "text/markdown")}
+        posted = c.post("/documents", files=files, headers=BEARER)
+        assert posted.status_code == 202, posted.text
+        job = posted.json()
+        for _ in range(600):  # the ingest runs on the server's worker thread
+            job = c.get(f"/documents/jobs/{job['id']}", headers=BEARER).json()
+            if job["status"] in ("done", "failed"):
+                break
+            time.sleep(0.2)
+        assert job["status"] == "done", job
+        families = _families(c.get("/metrics", headers=BEARER).text)
+    assert _value(families, "milvus_rag_ingest_runs_total") == 1
+    assert _value(families, "milvus_rag_ingest_files_total", outcome="added") == 1
+    written = _value(families, "milvus_rag_ingest_chunks_total", op="written")
+    assert written == job["result"]["chunks_written"] > 0
+    spans = list(exporter.get_finished_spans())
+    ingest = _one(spans, "milvus_rag.ingest")
+    assert ingest.parent is None  # a trace of its own, not the upload request's
+    assert "milvus_rag.ingest.write" in {s.name for s in _children(spans, ingest)}
