@@ -76,6 +76,20 @@ def fast_lane(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse("starts a process"))
 
 
+@pytest.fixture(autouse=True)
+def _fresh_sse_exit_event() -> Iterator[None]:
+    """sse-starlette keeps one exit event per process, bound to the first event loop that
+    streamed; every TestClient (and the uvicorn thread) runs its own loop."""
+    try:
+        from sse_starlette.sse import AppStatus
+    except ImportError:  # the server extra is not installed
+        yield
+        return
+    AppStatus.should_exit_event = None
+    yield
+    AppStatus.should_exit_event = None
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated ONNX model folder with the default model's inputs and output."""

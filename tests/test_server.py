@@ -46,17 +46,6 @@ QUESTION = "Where does Milvus store data?"
 CHAT = {"model": "milvus-rag", "messages": [{"role": "user", "content": QUESTION}]}
 
 
-@pytest.fixture(autouse=True)
-def _fresh_sse_exit_event() -> Iterator[None]:
-    """sse-starlette 1.x keeps one exit event per process, bound to the first event loop
-    that streamed; every TestClient (and the uvicorn thread) runs its own loop."""
-    from sse_starlette.sse import AppStatus
-
-    AppStatus.should_exit_event = None
-    yield
-    AppStatus.should_exit_event = None
-
-
 def _fill(s: Settings) -> Settings:
     store_chain_docs(s)
     return s

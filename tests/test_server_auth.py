@@ -9,7 +9,7 @@ move by hand: nothing here sleeps or depends on how fast the machine is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +58,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(autouse=True)
-def _fresh_sse_exit_event() -> Iterator[None]:
-    from sse_starlette.sse import AppStatus
-
-    AppStatus.should_exit_event = None
-    yield
-    AppStatus.should_exit_event = None
 
 
 @pytest.fixture
