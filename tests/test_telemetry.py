@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,15 +58,6 @@ class Passages(BaseRetriever):
             ),
             Document(page_content="Metadata lives in etcd.", metadata={"source": "b"}),
         ]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_sse_exit_event() -> Iterator[None]:
-    from sse_starlette.sse import AppStatus
-
-    AppStatus.should_exit_event = None
-    yield
-    AppStatus.should_exit_event = None
 
 
 def _keyed(settings: Settings) -> Settings:
