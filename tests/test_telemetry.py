@@ -452,3 +452,46 @@ def test_uploads_ingested_in_the_server_are_counted_and_traced(
     ingest = _one(spans, "milvus_rag.ingest")
     assert ingest.parent is None  # a trace of its own, not the upload request's
     assert "milvus_rag.ingest.write" in {s.name for s in _children(spans, ingest)}
+
+
+def test_otlp_traces_go_to_the_endpoint_the_variables_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("opentelemetry.exporter.otlp.proto.http")
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from milvus_rag.telemetry import step
+
+    received: list[tuple[str, str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length") or 0))
+            received.append((self.path, self.headers.get("x-tenant", ""), body))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        variables = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-tenant=t1",
+        }
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        telemetry = Telemetry.from_settings(load_settings().telemetry, metrics=False)
+        assert telemetry.provider is not None
+        with telemetry.active(), step("retrieve", k=3):
+            pass
+        telemetry.close()  # flushes the batch
+    finally:
+        server.shutdown()
+    assert [(path, tenant) for path, tenant, _ in received] == [("/v1/traces", "t1")]
+    assert b"milvus_rag.retrieve" in received[0][2]
