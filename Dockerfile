@@ -16,11 +16,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
+# Every dependency pinned with its hashes (requirements.lock, written by scripts/lock for
+# the extras below): two builds a month apart install the same packages.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
+# Then the project itself, without resolving anything (the build backend is in the lock).
 COPY pyproject.toml README.md ./
 COPY milvus_rag ./milvus_rag
 COPY chains ./chains
 COPY loaders ./loaders
-RUN pip install ".[server]" \
+RUN pip install --no-deps --no-build-isolation ".[server,otel]" && pip check \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin milvus-rag
 
 # The embedding model is mounted, not baked in: a folder holding model.onnx and its

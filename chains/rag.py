@@ -73,6 +73,7 @@ from milvus_rag.chains.prompt import (
 from pydantic import BaseModel, Field
 
 from milvus_rag.store import BOOKKEEPING_FIELDS, HEADING_FIELD, ORIGIN_FIELD, SOURCE_FIELD
+from milvus_rag.telemetry import LLMWatcher, step
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -203,7 +204,7 @@ def _answer(prompt: ChatPromptTemplate, llm: Runnable[Any, Any]) -> Runnable[Any
     """State (question, context, citations, system) -> answer text, streamed."""
     generate: Runnable[Any, str] = (
         RunnableLambda(lambda state: _prompt_value(prompt, state), name="prompt")
-        | llm
+        | _watched(llm, "answer")
         | StrOutputParser()
     )
 
@@ -214,9 +215,14 @@ def _answer(prompt: ChatPromptTemplate, llm: Runnable[Any, Any]) -> Runnable[Any
     return RunnableLambda(route, name="answer").with_types(output_type=str)
 
 
+def _watched(llm: Runnable[Any, Any], call: str) -> Runnable[Any, Any]:
+    """``llm`` reporting its calls to the active telemetry (:mod:`milvus_rag.telemetry`)."""
+    return llm.with_config(callbacks=[LLMWatcher(call)])
+
+
 def _condense(llm: Runnable[Any, Any], history_turns: int) -> Runnable[Any, str]:
     """State -> the standalone question: the question itself when there is no history."""
-    rewrite = (CONDENSE_PROMPT | llm | StrOutputParser()).with_config(
+    rewrite = (CONDENSE_PROMPT | _watched(llm, "rewrite") | StrOutputParser()).with_config(
         run_name="condense_question", tags=[CONDENSE_TAG]
     )
 
@@ -230,14 +236,16 @@ def _condense(llm: Runnable[Any, Any], history_turns: int) -> Runnable[Any, str]
         values = inputs(state)
         if values is None:
             return str(state["question"])
-        reply = rewrite.invoke(values, config)
+        with step("history_rewrite"):
+            reply = rewrite.invoke(values, config)
         return neutralize(standalone_question(reply, state["question"]))
 
     async def arun(state: dict[str, Any], config: RunnableConfig) -> str:
         values = inputs(state)
         if values is None:
             return str(state["question"])
-        reply = await rewrite.ainvoke(values, config)
+        with step("history_rewrite"):
+            reply = await rewrite.ainvoke(values, config)
         return neutralize(standalone_question(reply, state["question"]))
 
     return RunnableLambda(run, afunc=arun, name="standalone_question")

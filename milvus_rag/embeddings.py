@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from milvus_rag.errors import EmbeddingError, ModelNotAvailableError
 from milvus_rag.settings import EmbeddingSettings
+from milvus_rag.telemetry import step
 
 __all__ = [
     "BatchedOnnxEncoder",
@@ -444,7 +445,8 @@ class MilvusModelEmbeddings(BaseModel, Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a question (pymilvus-model ``encode_queries`` semantics)."""
-        return self._embed([text], "encode_queries")[0]
+        with step("embed_query"):
+            return self._embed([text], "encode_queries")[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents`, run in a worker thread."""

@@ -67,6 +67,7 @@ LOGGERS: tuple[str, ...] = (
     "milvus_rag.settings",
     "milvus_rag.store",
     "milvus_rag.sync",
+    "milvus_rag.tracing",
     "milvus_rag.loaders.formats",
     "uvicorn",
     "uvicorn.error",

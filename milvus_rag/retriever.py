@@ -56,6 +56,7 @@ from milvus_rag.store import (
     row_fields,
     search_rows,
 )
+from milvus_rag.telemetry import step
 
 if TYPE_CHECKING:
     from langchain_milvus import Milvus
@@ -272,7 +273,14 @@ class MilvusRAGRetriever(BaseRetriever):
         return await run_in_executor(None, self._search, query, int(kwargs.get("k", self.k)))
 
     def _search(self, query: str, k: int) -> list[Document]:
-        store = self.store()
+        with step("retrieve", k=k) as done:
+            store = self.store()
+            done.set(collection=store.collection_name, mode=self.mode)
+            docs = self._documents(store, query, k)
+            done.set(rows=len(docs))
+        return docs
+
+    def _documents(self, store: Milvus, query: str, k: int) -> list[Document]:
         search = self._search_kwargs(k)
         if self.search_type == "mmr" and self.mode == "dense":
             return self._mmr(store, query, search)
@@ -283,9 +291,14 @@ class MilvusRAGRetriever(BaseRetriever):
             return self._to_documents(self._zscore_hybrid(store, query, search), k)
         if self.mode == "dense" and self._own_store:
             return self._to_documents(self._dense(store, query, search), k)
-        with _legacy_rankers_ok():
+        with self._searching(store, search["k"]) as done, _legacy_rankers_ok():
             pairs = store.similarity_search_with_score(query, **search)
+            done.set(rows=len(pairs))
         return self._to_documents(pairs, k)
+
+    def _searching(self, store: Milvus, limit: int) -> Any:
+        """The step of a Milvus search (its span's collection, mode, k; rows set after)."""
+        return step("search", collection=store.collection_name, mode=self.mode, k=limit)
 
     def _fields(self, store: Milvus) -> list[str]:
         """The row fields a search returns (every field but the vectors), read once."""
@@ -303,16 +316,19 @@ class MilvusRAGRetriever(BaseRetriever):
         of a search on Milvus Lite).
         """
         vector = store.embeddings.embed_query(query)  # type: ignore[union-attr]
-        return search_rows(
-            store.client,
-            store.collection_name,
-            VECTOR_FIELD,
-            vector,
-            search["k"],
-            search.get("expr"),
-            self._fields(store),
-            search.get("filter_params"),
-        )
+        with self._searching(store, search["k"]) as done:
+            rows = search_rows(
+                store.client,
+                store.collection_name,
+                VECTOR_FIELD,
+                vector,
+                search["k"],
+                search.get("expr"),
+                self._fields(store),
+                search.get("filter_params"),
+            )
+            done.set(rows=len(rows))
+        return rows
 
     def _zscore_hybrid(
         self, store: Milvus, query: str, search: dict[str, Any]
@@ -331,8 +347,10 @@ class MilvusRAGRetriever(BaseRetriever):
         vector = store.embeddings.embed_query(query)  # type: ignore[union-attr]
         client, name = store.client, store.collection_name
         fields = self._fields(store)
-        dense = search_rows(client, name, VECTOR_FIELD, vector, rows, expr, fields)
-        sparse = search_rows(client, name, SPARSE_FIELD, query, rows, expr, fields)
+        with self._searching(store, rows) as done:
+            dense = search_rows(client, name, VECTOR_FIELD, vector, rows, expr, fields)
+            sparse = search_rows(client, name, SPARSE_FIELD, query, rows, expr, fields)
+            done.set(rows=len(dense) + len(sparse))
         w_dense, w_sparse = self.weights
         fused: dict[str, float] = {}
         docs: dict[str, Document] = {}
@@ -354,9 +372,11 @@ class MilvusRAGRetriever(BaseRetriever):
 
         k = search["k"]
         query_vector = store.embeddings.embed_query(query)  # type: ignore[union-attr]
-        pairs = store.similarity_search_with_score_by_vector(
-            query_vector, **{**search, "k": max(self.fetch_k, k)}
-        )
+        with self._searching(store, max(self.fetch_k, k)) as done:
+            pairs = store.similarity_search_with_score_by_vector(
+                query_vector, **{**search, "k": max(self.fetch_k, k)}
+            )
+            done.set(rows=len(pairs))
         if not pairs:
             return []
         best: dict[tuple[Any, ...], tuple[Document, float]] = {}

@@ -89,6 +89,7 @@ __all__ = [
     "RetrievalSettings",
     "ServerSettings",
     "Settings",
+    "TelemetrySettings",
     "default_config_text",
     "load_settings",
     "unknown_env_vars",
@@ -439,6 +440,8 @@ class ServerSettings(_Section):
     key_rate_per_minute: int = Field(0, ge=0, le=1_000_000)
     """Requests a key may send per minute (a token bucket per key and process); 0: unlimited.
     A key's own ``rate_per_minute`` wins."""
+    metrics_public: bool = False
+    """``GET /metrics`` answers without the API key (off: it needs the key like the others)."""
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -454,6 +457,49 @@ class ServerSettings(_Section):
         if len(set(names)) != len(names):
             raise ValueError("server.keys names a key twice")
         return value
+
+
+#: Where traces go: OTLP (over HTTP), the console, nowhere, or as the OTEL_* variables say.
+TracesExporter = Literal["auto", "otlp", "console", "off"]
+
+
+class TelemetrySettings(_Section):
+    """OpenTelemetry traces (the ``otel`` extra; metrics are the server's ``/metrics``)."""
+
+    traces: TracesExporter = "auto"
+    """``auto``: as the standard variables say (``OTEL_TRACES_EXPORTER``; else OTLP when
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is set; off
+    when ``OTEL_SDK_DISABLED=true``), and only when the extra is installed; ``otlp`` or
+    ``console``: always (the extra is then required); ``off``: never. The OTLP endpoint,
+    headers and service name always come from the ``OTEL_*`` variables."""
+
+    _from_env: Literal["otlp", "console", "off"] = PrivateAttr("off")
+
+    @property
+    def exporter(self) -> Literal["otlp", "console"] | None:
+        """The exporter in effect (None: no traces); ``auto`` resolved by :func:`load_settings`."""
+        chosen = self._from_env if self.traces == "auto" else self.traces
+        return None if chosen == "off" else chosen
+
+
+def _otel_exporter(env: Mapping[str, str]) -> Literal["otlp", "console", "off"]:
+    """The trace exporter the standard ``OTEL_*`` variables ask for."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return "off"
+    names = {n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",")} - {""}
+    if names:
+        for name in ("otlp", "console"):
+            if name in names:
+                return name  # type: ignore[return-value]
+        if names != {"none"}:
+            _log.warning(
+                "OTEL_TRACES_EXPORTER=%s: milvus-rag exports traces with otlp or console "
+                "only; no traces",
+                ",".join(sorted(names)),
+            )
+        return "off"
+    endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    return "otlp" if any(env.get(name, "").strip() for name in endpoints) else "off"
 
 
 #: What ``load_settings`` read from the config file it chose (none by default).
@@ -601,6 +647,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     ingest: IngestSettings = IngestSettings()
     server: ServerSettings = ServerSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     _config_file: Path | None = PrivateAttr(None)
 
@@ -735,6 +782,7 @@ def load_settings(
     finally:
         _CONFIG_DATA.reset(token)
     settings._config_file = path.resolve() if path is not None else None
+    settings.telemetry._from_env = _otel_exporter(env)
     if config_path is None and path is not None:
         _check_implicit_routes(settings, data, given, path)
     endpoints: list[tuple[str, LLMSettings | LLMEndpoint]] = [("llm", settings.llm)]

@@ -41,6 +41,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from milvus_rag import telemetry
 from milvus_rag.filters import eq
 from milvus_rag.keys import check_name
 from milvus_rag.scopes import DEFAULT_SCOPE, SCOPE_FIELD
@@ -273,10 +274,12 @@ class _Writer:
         if not self.rows:
             return
         if self.embeddings is not None:  # else the rows come with their vectors (Ray engine)
-            vectors = self.embeddings.embed_documents([row.embed for row in self.rows])
+            with telemetry.step("ingest.embed", chunks=len(self.rows)):
+                vectors = self.embeddings.embed_documents([row.embed for row in self.rows])
             for row, vector in zip(self.rows, vectors, strict=True):
                 row.fields[VECTOR_FIELD] = vector
-        self.client.insert(self.collection, [row.fields for row in self.rows])
+        with telemetry.step("ingest.write", collection=self.collection, chunks=len(self.rows)):
+            self.client.insert(self.collection, [row.fields for row in self.rows])
         self.report.chunks_written += len(self.rows)
         self.progress.chunks_written(len(self.rows))
         for pending in self.row_files:
@@ -362,7 +365,13 @@ def ingest(
     glob = glob if glob is not None else settings.ingest.glob
     split = splitter_for(settings, embeddings, splitter)
 
-    with open_source(source, glob=glob, limits=_limits(settings)) as listing, engine as step:
+    with (
+        telemetry.step(
+            "ingest", collection=settings.milvus.collection, engine=settings.ingest.engine
+        ) as done,
+        open_source(source, glob=glob, limits=_limits(settings)) as listing,
+        engine as step,
+    ):
         # Load the model before connecting: a bad source or model leaves no empty database.
         embeddings.identity()
         client = connect(settings.milvus)
@@ -372,7 +381,9 @@ def ingest(
             _sync(client, run, step, glob, recreate, prune)
         finally:
             client.close()
+        done.set(files=run.report.files_seen, chunks_written=run.report.chunks_written)
     run.report.seconds = time.perf_counter() - started
+    telemetry.ingested(run.report)
     return run.report
 
 
@@ -452,15 +463,17 @@ def _local_files(run: IngestRun) -> None:
         read = read_file(item, run.state.get(item.path), run.split.fingerprint, run.report)
         if read is not None:
             stored = run.state.get(item.path)
-            plan = plan_file(
-                item.path,
-                read,
-                run.listing.origin,
-                run.split,
-                stored.ids if stored is not None else set(),
-                run.settings.ingest.parse_timeout,
-                run.scope,
-            )
+            with telemetry.step("ingest.parse", source=item.path) as parsed:
+                plan = plan_file(
+                    item.path,
+                    read,
+                    run.listing.origin,
+                    run.split,
+                    stored.ids if stored is not None else set(),
+                    run.settings.ingest.parse_timeout,
+                    run.scope,
+                )
+                parsed.set(chunks=len(plan.rows))
             del read
             stale = settle_file(plan, stored, run.report)
             if stale is not None:

@@ -215,6 +215,31 @@ def test_auth_and_access_exports() -> None:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 
 
+def test_telemetry_exports() -> None:
+    import milvus_rag.metrics
+    import milvus_rag.telemetry
+    import milvus_rag.tracing
+
+    assert milvus_rag.metrics.__all__ == ["Metrics"]
+    assert milvus_rag.tracing.__all__ == ["tracer_provider"]
+    assert sorted(milvus_rag.telemetry.__all__) == sorted(
+        [
+            "ATTRIBUTE_NAMES",
+            "LLMWatcher",
+            "Step",
+            "Telemetry",
+            "TelemetryMiddleware",
+            "current",
+            "ingested",
+            "record_error",
+            "step",
+        ]
+    )
+    for module in (milvus_rag.metrics, milvus_rag.telemetry, milvus_rag.tracing):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
 @pytest.mark.slow
 def test_importing_the_server_starts_nothing() -> None:
     code = (

@@ -82,14 +82,27 @@ class _Invocation:
     redactor: Redactor = field(default_factory=Redactor)
     settings: list[Any] = field(default_factory=list)
     unfilter: list[Callable[[], None]] = field(default_factory=list)
+    traced: Any = None
 
     def use(self, settings: Settings) -> None:
-        """Mask the secrets of ``settings`` too, in output and in the package's logs."""
+        """Mask the secrets of ``settings`` too, in output and in the package's logs; with
+        traces on (``telemetry.traces``), send the command's spans (ingest stages, ...)."""
         self.settings.append(settings)
         self.redactor = Redactor.from_settings(*self.settings)
         self.unfilter.append(redact_logs(self.redactor))
+        if self.traced is None and settings.telemetry.exporter is not None:
+            from milvus_rag.telemetry import Telemetry
+
+            telemetry = Telemetry.from_settings(settings.telemetry, metrics=False)
+            if telemetry.tracer is not None:
+                self.traced = telemetry.active()
+                self.traced.__enter__()
+                self.unfilter.append(telemetry.close)  # flushed once the command is done
 
     def close(self) -> None:
+        if self.traced is not None:
+            self.traced.__exit__(None, None, None)
+            self.traced = None
         while self.unfilter:
             self.unfilter.pop()()
 

@@ -26,7 +26,10 @@ A thin adapter around the chain factories (LangServe is in maintenance mode):
   reachability is reported but does not count. Each check's message (which names
   URIs) is shown to authenticated clients only;
 - ``/docs`` (Swagger UI), ``/redoc`` and ``/openapi.json``, with their assets
-  served locally (the ``fastapi-offline`` package), so they work offline.
+  served locally (the ``fastapi-offline`` package), so they work offline;
+- ``GET /metrics``: Prometheus metrics of this app (:mod:`milvus_rag.metrics`), for
+  admin keys (or anyone with ``server.metrics_public``); with the ``otel`` extra,
+  OpenTelemetry spans of each request (:mod:`milvus_rag.telemetry`).
 
 When ``MILVUS_RAG_SERVER__API_KEY`` is set, every route but ``/health``, ``/ready``
 and ``/login`` needs the key: ``Authorization: Bearer KEY``, or the session cookie a
@@ -132,6 +135,7 @@ def create_app(
     llm: BaseChatModel | None = None,
     sessions: SessionStore | None = None,
     clock: Callable[[], float] | None = None,
+    tracer_provider: Any = None,
 ) -> FastAPI:
     """Build the FastAPI app serving the chains built from ``settings``.
 
@@ -141,7 +145,10 @@ def create_app(
     where login sessions are signed and revoked: give every process serving the same
     port the same one (:meth:`SessionStore.shared`; ``serve --workers`` does); by
     default a new one, for this app alone. ``clock`` (seconds, default the system's)
-    is what session expiry and the failed-key limit read.
+    is what session expiry and the failed-key limit read. ``tracer_provider`` (an
+    OpenTelemetry ``TracerProvider``) receives the app's spans; by default one is built
+    from ``settings.telemetry`` (:mod:`milvus_rag.tracing`), or none. ``GET /metrics``
+    serves the app's own Prometheus metrics (:mod:`milvus_rag.metrics`).
 
     Without the LLM's key the app serves retrieval only; ``app.state.llm_missing``
     then holds the :class:`MissingAPIKeyError` the answer routes answer with (503).
@@ -161,4 +168,11 @@ def create_app(
         ) from exc
     from milvus_rag.server.app import create_app as build
 
-    return build(settings, retriever=retriever, llm=llm, sessions=sessions, clock=clock)
+    return build(
+        settings,
+        retriever=retriever,
+        llm=llm,
+        sessions=sessions,
+        clock=clock,
+        tracer_provider=tracer_provider,
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
@@ -18,6 +18,7 @@ from milvus_rag.server.langserve import chain_router
 from milvus_rag.server.logs import AccessLog
 from milvus_rag.server.state import AppState
 from milvus_rag.server.status import install_error_handlers
+from milvus_rag.telemetry import TelemetryMiddleware
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -36,16 +37,18 @@ def create_app(
     llm: BaseChatModel | None = None,
     sessions: SessionStore | None = None,
     clock: Callable[[], float] | None = None,
+    tracer_provider: Any = None,
 ) -> FastAPI:
     """The FastAPI app serving the chains built from ``settings`` (see
     :func:`milvus_rag.server.create_app`)."""
-    state = AppState.build(settings, retriever, llm, sessions, clock)
+    state = AppState.build(settings, retriever, llm, sessions, clock, tracer_provider)
     unfilter_logs = redact_logs(state.redactor)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         state.jobs.close()
+        state.telemetry.close()
         unfilter_logs()
         close = getattr(state.llm, "aclose", None)
         if close is not None:
@@ -69,6 +72,7 @@ def create_app(
     )
     # Outermost: sees the 413s too.
     app.add_middleware(AccessLog, log_questions=settings.server.log_questions)
+    app.add_middleware(TelemetryMiddleware, telemetry=state.telemetry)
     app.include_router(chain_router(state))
     app.include_router(login_router)
     docs.install_docs(app)

@@ -12,6 +12,7 @@ from typing import Any
 
 from milvus_rag.errors import MilvusRAGError
 from milvus_rag.redaction import Redactor
+from milvus_rag.telemetry import Telemetry
 
 __all__ = ["Job", "Jobs"]
 
@@ -47,8 +48,12 @@ class Jobs:
     """The app's upload jobs: run one at a time on a worker thread, kept in memory (the
     last ``keep`` of them)."""
 
-    def __init__(self, redactor: Redactor, keep: int = 1000) -> None:
+    def __init__(
+        self, redactor: Redactor, telemetry: Telemetry | None = None, keep: int = 1000
+    ) -> None:
         self.redactor = redactor
+        #: Where the ingests' spans and counters go (the app's; None: nowhere).
+        self.telemetry = telemetry or Telemetry()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="milvus-rag-ingest")
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
@@ -61,10 +66,11 @@ class Jobs:
             for old in list(self._jobs)[: max(0, len(self._jobs) - self.keep)]:
                 del self._jobs[old]
 
-        def run() -> None:  # a fresh context: the job is not the request's
+        def run() -> None:  # a fresh context: the job is not the request's (its own trace)
             job.status = "running"
             try:
-                job.result = work()
+                with self.telemetry.active():
+                    job.result = work()
                 job.status = "done"
             except MilvusRAGError as exc:
                 job.error = {"message": self.redactor.redact(exc), "type": type(exc).__name__}

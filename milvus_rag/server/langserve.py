@@ -22,6 +22,7 @@ from milvus_rag.server.guards import langserve_limits
 from milvus_rag.server.logs import server_log
 from milvus_rag.server.state import AppState, app_state
 from milvus_rag.server.status import status_of
+from milvus_rag.telemetry import record_error
 
 __all__ = ["answers_off", "chain_router"]
 
@@ -279,6 +280,7 @@ def _error_event(
     error: Exception | None, generic: dict[str, Any], redactor: Redactor
 ) -> dict[str, Any]:
     if isinstance(error, MilvusRAGError):
+        record_error(error)
         data = {"status_code": status_of(error), "message": redactor.redact(error)}
         return {"event": "error", "data": json.dumps(data)}
     if error is not None:

@@ -21,6 +21,7 @@ from milvus_rag.server.guards import check_history, check_question
 from milvus_rag.server.logs import server_log
 from milvus_rag.server.state import AppState, app_state
 from milvus_rag.server.status import error_body, status_of
+from milvus_rag.telemetry import record_error
 
 __all__ = [
     "ChatMessage",
@@ -295,6 +296,7 @@ async def _completion_stream(
     except Exception as exc:
         # Headers are gone: the error travels in the stream, as OpenAI's API does.
         if isinstance(exc, MilvusRAGError):
+            record_error(exc)
             body = error_body(redactor.redact(exc), type(exc).__name__)
             body["error"]["code"] = status_of(exc)
         else:

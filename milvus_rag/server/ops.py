@@ -1,5 +1,5 @@
-"""Operations: ``/health`` (liveness) and ``/ready`` (Milvus, the collection, its
-embedding identity; the LLM endpoint reported)."""
+"""Operations: ``/health`` (liveness), ``/ready`` (Milvus, the collection, its
+embedding identity; the LLM endpoint reported) and ``/metrics`` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from milvus_rag.errors import MilvusRAGError, MissingAPIKeyError
+from milvus_rag.server.auth import require_key, require_role
 from milvus_rag.server.state import AppState, app_state
 
 if TYPE_CHECKING:
     from milvus_rag.settings import LLMSettings, Settings
 
-__all__ = ["health", "ready", "router"]
+__all__ = ["health", "metrics", "metrics_access", "ready", "router"]
 
 #: Seconds /ready waits for the LLM endpoint (it only reports it).
 _LLM_PROBE_TIMEOUT = 5.0
@@ -28,6 +29,24 @@ router = APIRouter()
 async def health() -> dict[str, str]:
     """Liveness, without touching Milvus or the LLM."""
     return {"status": "ok"}
+
+
+async def metrics_access(request: Request, state: AppState = Depends(app_state)) -> None:
+    """Who may read ``/metrics``: admin keys, or anyone with ``server.metrics_public``."""
+    if not state.settings.server.metrics_public:
+        await require_key(request)
+        await _admin(request)
+
+
+_admin = require_role("admin")
+
+
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_access)])
+async def metrics(state: AppState = Depends(app_state)) -> Response:
+    """The app's Prometheus metrics, in Prometheus's text format."""
+    assert state.telemetry.metrics is not None
+    found = state.telemetry.metrics
+    return Response(found.exposition(), media_type=found.content_type)
 
 
 @router.get("/ready", response_model=None)

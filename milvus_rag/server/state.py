@@ -17,6 +17,7 @@ from milvus_rag.errors import ConfigError, MissingAPIKeyError
 from milvus_rag.redaction import Redactor
 from milvus_rag.server.auth import Gate
 from milvus_rag.server.jobs import Jobs
+from milvus_rag.telemetry import Telemetry
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -50,6 +51,8 @@ class AppState:
     sources_chain: Runnable[Any, Any] | None
     #: Upload jobs (``POST /documents``).
     jobs: Jobs
+    #: The app's metrics (``GET /metrics``) and tracer (:mod:`milvus_rag.telemetry`).
+    telemetry: Telemetry
 
     @classmethod
     def build(
@@ -59,9 +62,11 @@ class AppState:
         llm: BaseChatModel | None,
         sessions: SessionStore | None,
         clock: Callable[[], float] | None,
+        tracer_provider: Any = None,
     ) -> AppState:
         """The state of an app serving ``settings`` (``retriever`` and ``llm`` replace the
-        configured ones). Touches no network and loads no model."""
+        configured ones; ``tracer_provider`` receives its spans). Touches no network and
+        loads no model."""
         from milvus_rag.auth import SessionStore
         from milvus_rag.chains import build_rag_chain_with_sources, configurable_retriever
 
@@ -87,6 +92,7 @@ class AppState:
         scoped = for_clients(configurable_retriever(retriever))
         key = Gate.from_settings(settings.server, sessions or SessionStore(), clock)
         redactor = Redactor.from_settings(settings, llm, retriever)
+        telemetry = Telemetry.from_settings(settings.telemetry, tracer_provider)
         return cls(
             settings=settings,
             retriever=retriever,
@@ -102,7 +108,8 @@ class AppState:
                 if llm is not None
                 else None
             ),
-            jobs=Jobs(redactor),
+            jobs=Jobs(redactor, telemetry),
+            telemetry=telemetry,
         )
 
     def answering(self) -> tuple[BaseChatModel, Runnable[Any, Any]]:

@@ -21,6 +21,7 @@ from milvus_rag.errors import (
     StoreLockedError,
     StoreUnavailableError,
 )
+from milvus_rag.telemetry import record_error
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request, Response
@@ -88,6 +89,7 @@ def install_error_handlers(app: FastAPI, redactor: Redactor) -> None:
 
     async def typed(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MilvusRAGError)
+        record_error(exc)
         return json_error(error_body(redactor.redact(exc), type(exc).__name__), status_of(exc))
 
     async def refused(request: Request, exc: Exception) -> Response:
