@@ -74,6 +74,7 @@ __all__ = [
     "ingest_records",
     "list_sources",
     "load_collection",
+    "metadata_keys",
     "open_vector_store",
     "reason",
     "record_ingest",
@@ -282,6 +283,17 @@ def row_fields(client: MilvusClient, collection: str) -> list[str]:
     if described.get("enable_dynamic_field"):
         fields.append("$meta")
     return fields
+
+
+def metadata_keys(client: MilvusClient, collection: str, sample: int = 1000) -> set[str]:
+    """The metadata keys the chunks hold (of the first ``sample`` rows): what a
+    ``--filter KEY=VALUE`` can match. The text, vector and id fields are left out.
+    """
+    rows = client.query(
+        collection, filter="", output_fields=row_fields(client, collection), limit=sample
+    )
+    keys = {key for row in rows for key in row}
+    return keys - {ID_FIELD, TEXT_FIELD, VECTOR_FIELD, SPARSE_FIELD, "$meta"}
 
 
 def search_rows(

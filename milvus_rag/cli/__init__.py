@@ -23,6 +23,7 @@ from milvus_rag.cli.delete import delete
 from milvus_rag.cli.doctor import doctor
 from milvus_rag.cli.eval import evaluate
 from milvus_rag.cli.ingest import ingest
+from milvus_rag.cli.mcp import mcp
 from milvus_rag.cli.migrate import migrate
 from milvus_rag.cli.search import search
 from milvus_rag.cli.serve import serve
@@ -119,6 +120,7 @@ app.command("delete")(delete)
 app.command("doctor")(doctor)
 app.add_typer(config_app, name="config")
 app.command("serve")(serve)
+app.command("mcp")(mcp)
 app.command("migrate")(migrate)
 app.command("create-user")(create_user)
 
