@@ -54,7 +54,14 @@ if TYPE_CHECKING:
 
     from milvus_rag.settings import Settings
 
-__all__ = ["MCPEndpoint", "Turn", "bearer_key", "create_mcp_server", "mcp_http_app"]
+__all__ = [
+    "MCPEndpoint",
+    "Turn",
+    "bearer_key",
+    "create_mcp_server",
+    "mcp_endpoint",
+    "mcp_http_app",
+]
 
 _log = logging.getLogger(__name__.replace("_server", ""))  # milvus_rag.mcp
 
@@ -263,9 +270,20 @@ class MCPEndpoint:
     def __init__(self, server: "MCPServer", authorize: "Authorize | None", host: str) -> None:
         from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 
-        # Builds the session manager; the SDK's own app (and its DNS-rebinding check for
-        # a loopback host) is not served: its handler is.
-        server.streamable_http_app(stateless_http=True, json_response=True, host=host)
+        from mcp.server.transport_security import TransportSecuritySettings
+
+        # Without a key, a loopback host keeps the SDK's DNS-rebinding check (a web page
+        # must not reach a local server through a name it controls); with one, a page
+        # cannot send the key, and the Host header is whatever a proxy or container says.
+        security = (
+            None
+            if authorize is None
+            else TransportSecuritySettings(enable_dns_rebinding_protection=False)
+        )
+        # Builds the session manager; its handler is served, not the SDK's own app.
+        server.streamable_http_app(
+            stateless_http=True, json_response=True, host=host, transport_security=security
+        )
         self.manager = server.session_manager
         self._handler = StreamableHTTPASGIApp(self.manager)
         self._authorize = authorize
@@ -331,3 +349,19 @@ def mcp_http_app(server: "MCPServer", settings: "Settings") -> Any:
             yield
 
     return Starlette(routes=[Route("/mcp", endpoint)], lifespan=lifespan)
+
+
+def mcp_endpoint(
+    settings: "Settings",
+    *,
+    retriever: "BaseRetriever | None",
+    llm: "BaseChatModel | None",
+    authorize: "Authorize | None",
+) -> "MCPEndpoint | None":
+    """The MCP endpoint ``serve`` mounts at ``/mcp``: None without the ``mcp`` extra."""
+    try:
+        import mcp.server.mcpserver  # noqa: F401
+    except ImportError:
+        return None
+    server = create_mcp_server(settings, retriever=retriever, llm=llm)
+    return MCPEndpoint(server, authorize, settings.server.host)

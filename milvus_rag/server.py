@@ -20,6 +20,9 @@ A thin adapter around the chain factories (LangServe is in maintenance mode):
   LLM call; ``usage`` sums the LLM calls when the endpoint reports it; a
   ``citations`` field asks for cited answers. Every response adds ``sources``: the
   retrieved chunks (``text``, ``source``, ``score``);
+- ``/mcp``: the MCP server (streamable HTTP, stateless) with the ``search``, ``ask`` and
+  ``list_sources`` tools (:mod:`milvus_rag.mcp_server`), when the ``mcp`` extra is
+  installed;
 - ``GET /health``: liveness, without touching Milvus or the LLM;
 - ``GET /ready``: readiness: Milvus reachable, the collection present and not
   empty, its embedding identity matching (503 otherwise); the LLM endpoint's
@@ -332,9 +335,22 @@ def create_app(
     redactor = Redactor.from_settings(settings, llm, retriever)
     unfilter_logs = redact_logs(redactor)
 
+    key = (
+        _Key(limits.api_key.get_secret_value(), limits, sessions or SessionStore(), clock)
+        if limits.api_key
+        else None
+    )
+    from milvus_rag.mcp_server import mcp_endpoint
+
+    mcp = mcp_endpoint(settings, retriever=retriever, llm=llm, authorize=_mcp_authorize(key))
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        if mcp is not None:
+            async with mcp.running():
+                yield
+        else:
+            yield
         unfilter_logs()
         close = getattr(llm, "aclose", None)
         if close is not None:
@@ -353,11 +369,10 @@ def create_app(
     _install_error_handlers(app, redactor)
     _install_body_limit(app, limits.max_body_bytes)
     app.add_middleware(_AccessLog, log_questions=limits.log_questions)  # outermost: sees 413s
-    key = (
-        _Key(limits.api_key.get_secret_value(), limits, sessions or SessionStore(), clock)
-        if limits.api_key
-        else None
-    )
+    if mcp is not None:
+        from starlette.routing import Route
+
+        app.router.routes.append(Route("/mcp", mcp))
     auth = [Depends(_key_auth(key))]
 
     def llm_off() -> NoReturn:
@@ -470,6 +485,28 @@ def create_app(
         _with_request(chat_completions)
     )
     return app
+
+
+def _mcp_authorize(key: _Key | None) -> Callable[[Request], Awaitable[Response | None]] | None:
+    """The API key check of ``/mcp``: a bearer key (sessions too), as every other route."""
+    if key is None:
+        return None
+
+    async def authorize(request: Request) -> Response | None:
+        verdict, wait = key.verify(request)
+        if verdict == "ok":
+            return None
+        if verdict == "throttled":
+            message = f"too many wrong API keys from this address: try again in {wait} s"
+            return _json_error(
+                _error_body(message, "rate_limited"), 429, {"Retry-After": str(wait)}
+            )
+        message = "missing or wrong API key: send Authorization: Bearer <key>"
+        return _json_error(
+            _error_body(message, "unauthorized"), 401, {"WWW-Authenticate": "Bearer"}
+        )
+
+    return authorize
 
 
 def _with_request(endpoint: Callable[..., Any]) -> Callable[..., Any]:
