@@ -269,7 +269,6 @@ class MCPEndpoint:
 
     def __init__(self, server: "MCPServer", authorize: "Authorize | None", host: str) -> None:
         from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
-
         from mcp.server.transport_security import TransportSecuritySettings
 
         # Without a key, a loopback host keeps the SDK's DNS-rebinding check (a web page

@@ -66,7 +66,7 @@ def mcp(
         return
     import uvicorn
 
-    from milvus_rag.cli.serve import _is_loopback, _listen, _url_host
+    from milvus_rag.cli.serve import _graceful_server_class, _is_loopback, _listen, _url_host
     from milvus_rag.mcp_server import mcp_http_app
 
     server_settings = settings.server
@@ -91,6 +91,6 @@ def mcp(
             log_level="warning",
             access_log=False,
         )
-        uvicorn.Server(uvicorn_config).run(sockets=[listener])
+        _graceful_server_class()(uvicorn_config).run(sockets=[listener])
     finally:
         listener.close()

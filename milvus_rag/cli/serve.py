@@ -7,7 +7,7 @@ import functools
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -104,12 +104,31 @@ def serve(
             uvicorn_config = uvicorn.Config(
                 app, host=server.host, port=server.port, log_level="warning", access_log=False
             )
-            uvicorn.Server(uvicorn_config).run(sockets=[listener])
+            _graceful_server_class()(uvicorn_config).run(sockets=[listener])
         else:
             del app  # each worker builds its own
             _run_workers(settings, listener)
     finally:
         listener.close()
+
+
+def _graceful_server_class() -> type[Any]:
+    import signal
+
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn's server, but SIGTERM (``docker stop``, systemd, Kubernetes) ends it with
+        exit code 0 once in-flight requests are answered: uvicorn drains, then raises the
+        signal again, which kills the process (exit 143, "killed" to a supervisor).
+        SIGINT still ends as an interrupt."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM:
+                self._captured_signals = [s for s in self._captured_signals if s != sig]
+
+    return GracefulServer
 
 
 def _checked_app(settings: Settings, sessions: SessionStore | None = None) -> FastAPI:
