@@ -268,7 +268,12 @@ class MCPEndpoint:
     """
 
     def __init__(self, server: "MCPServer", authorize: "Authorize | None", host: str) -> None:
-        from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+        self._server = server
+        self._authorize = authorize
+        self._host = host
+        self._manager: Any = None
+
+    def _new_manager(self) -> Any:
         from mcp.server.transport_security import TransportSecuritySettings
 
         # Without a key, a loopback host keeps the SDK's DNS-rebinding check (a web page
@@ -276,20 +281,22 @@ class MCPEndpoint:
         # cannot send the key, and the Host header is whatever a proxy or container says.
         security = (
             None
-            if authorize is None
+            if self._authorize is None
             else TransportSecuritySettings(enable_dns_rebinding_protection=False)
         )
-        # Builds the session manager; its handler is served, not the SDK's own app.
-        server.streamable_http_app(
-            stateless_http=True, json_response=True, host=host, transport_security=security
+        # Builds a session manager; its handler is served, not the SDK's own app.
+        self._server.streamable_http_app(
+            stateless_http=True, json_response=True, host=self._host, transport_security=security
         )
-        self.manager = server.session_manager
-        self._handler = StreamableHTTPASGIApp(self.manager)
-        self._authorize = authorize
+        return self._server.session_manager
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        async with self.manager.run():
+        """Serve requests meanwhile (each run with a session manager of its own: the
+        app's lifespan may run more than once)."""
+        manager = self._new_manager()
+        self._manager = manager
+        async with manager.run():
             yield
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -300,7 +307,9 @@ class MCPEndpoint:
             if refusal is not None:
                 await refusal(scope, receive, send)
                 return
-        await self._handler(scope, receive, send)
+        if self._manager is None:
+            raise RuntimeError("the MCP endpoint serves only inside running()")
+        await self._manager.handle_request(scope, receive, send)
 
 
 def bearer_key(api_key: str | None) -> "Authorize | None":
