@@ -21,7 +21,7 @@ A thin adapter around the chain factories (LangServe is in maintenance mode):
   ``citations`` field asks for cited answers. Every response adds ``sources``: the
   retrieved chunks (``text``, ``source``, ``score``);
 - ``/mcp``: the MCP server (streamable HTTP, stateless) with the ``search``, ``ask`` and
-  ``list_sources`` tools (:mod:`milvus_rag.mcp_server`), when the ``mcp`` extra is
+  ``list_sources`` tools (:mod:`milvus_rag.mcp`), when the ``mcp`` extra is
   installed;
 - ``GET /health``: liveness, without touching Milvus or the LLM;
 - ``GET /ready``: readiness: Milvus reachable, the collection present and not
@@ -340,7 +340,7 @@ def create_app(
         if limits.api_key
         else None
     )
-    from milvus_rag.mcp_server import mcp_endpoint
+    from milvus_rag.mcp import mcp_endpoint
 
     mcp = mcp_endpoint(settings, retriever=retriever, llm=llm, authorize=_mcp_authorize(key))
 

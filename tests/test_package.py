@@ -220,3 +220,15 @@ def test_importing_the_server_starts_nothing() -> None:
         "assert 'onnxruntime' not in sys.modules, 'model runtime at import'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_mcp_and_model_download_exports() -> None:
+    import milvus_rag.mcp
+    import milvus_rag.model_download
+
+    assert sorted(milvus_rag.mcp.__all__) == sorted(
+        ["MCPEndpoint", "Turn", "bearer_key", "create_mcp_server", "mcp_endpoint", "mcp_http_app"]
+    )
+    assert sorted(milvus_rag.model_download.__all__) == sorted(
+        ["DEFAULT_DOWNLOAD", "DownloadedModel", "download_model"]
+    )

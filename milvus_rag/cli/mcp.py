@@ -55,7 +55,7 @@ def mcp(
     settings = settings_for(
         config, {"server": {"host": host, "port": port}}, uri=uri, collection=collection
     )
-    from milvus_rag.mcp_server import create_mcp_server
+    from milvus_rag.mcp import create_mcp_server
     from milvus_rag.retriever import MilvusRAGRetriever
 
     retriever = MilvusRAGRetriever.from_settings(settings)
@@ -67,7 +67,7 @@ def mcp(
     import uvicorn
 
     from milvus_rag.cli.serve import _graceful_server_class, _is_loopback, _listen, _url_host
-    from milvus_rag.mcp_server import mcp_http_app
+    from milvus_rag.mcp import mcp_http_app
 
     server_settings = settings.server
     listener = _listen(server_settings.host, server_settings.port)

@@ -23,7 +23,7 @@ Example:
     .. code-block:: python
 
         from milvus_rag import load_settings
-        from milvus_rag.mcp_server import create_mcp_server
+        from milvus_rag.mcp import create_mcp_server
 
         create_mcp_server(load_settings()).run()  # stdio
 """
@@ -63,7 +63,7 @@ __all__ = [
     "mcp_http_app",
 ]
 
-_log = logging.getLogger(__name__.replace("_server", ""))  # milvus_rag.mcp
+_log = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
     "Tools over a collection of documents indexed in Milvus. Use `search` to find "
