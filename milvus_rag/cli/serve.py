@@ -62,8 +62,9 @@ def serve(
 
     Routes: /rag and /rag-with-sources (LangServe, with playgrounds), /retrieve,
     /v1/chat/completions and /v1/models (OpenAI-compatible, with sources), /login,
-    /docs, /health and /ready. Without the LLM's key it serves retrieval only.
-    With --workers N (against a Milvus server) N processes serve the same port.
+    /docs, /health and /ready, and the MCP tools at /mcp (with the mcp extra). Without the
+    LLM's key it serves retrieval only. With --workers N (against a Milvus server) N
+    processes serve the same port. SIGTERM lets requests in flight finish, then exits 0.
     """
     overrides = retrieval_overrides(None, mode, False)
     overrides["server"] = {"host": host, "port": port, "workers": workers}
