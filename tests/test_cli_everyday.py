@@ -65,6 +65,8 @@ def test_unknown_filter_keys_name_the_known_ones(config: Path, faq_folder: Path)
         assert err.startswith("error: --filter colour: no chunk has this key; the chunks have: ")
         known = err.split("the chunks have: ", 1)[1].split(", ")
         assert {"source", "format", "position"} <= set(known) and "text" not in known
+    err = one_line_error(run("chat", "--filter", "colour=red", "--config", str(config)), code=2)
+    assert err.startswith("error: --filter colour: no chunk has this key")
     found = run("search", question, "--filter", "format=markdown", "--json", "-c", str(config))
     assert found.exit_code == 0 and json.loads(found.stdout)  # type: ignore[attr-defined]
 
