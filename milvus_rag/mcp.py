@@ -84,12 +84,14 @@ def create_mcp_server(
     *,
     retriever: "BaseRetriever | None" = None,
     llm: "BaseChatModel | None" = None,
+    without_llm: bool = False,
 ) -> "MCPServer":
     """The MCP server over the collection of ``settings``.
 
     Building it touches no network and loads no model. ``retriever`` and ``llm``
     replace the configured ones. Without ``llm`` and without the LLM's key, the
-    server has no ``ask`` tool (one warning says so).
+    server has no ``ask`` tool (one warning says so; ``without_llm``: none, and no
+    warning, the caller has said it).
 
     Raises:
         ConfigError: the ``mcp`` extra is not installed.
@@ -113,7 +115,7 @@ def create_mcp_server(
 
     if retriever is None:
         retriever = MilvusRAGRetriever.from_settings(settings)
-    if llm is None:
+    if llm is None and not without_llm:
         from milvus_rag.llm import chat_model_from_settings
 
         try:
@@ -366,10 +368,13 @@ def mcp_endpoint(
     llm: "BaseChatModel | None",
     authorize: "Authorize | None",
 ) -> "MCPEndpoint | None":
-    """The MCP endpoint ``serve`` mounts at ``/mcp``: None without the ``mcp`` extra."""
+    """The MCP endpoint ``serve`` mounts at ``/mcp``: None without the ``mcp`` extra.
+
+    Without ``llm`` it has no ``ask`` tool (the server has warned about the missing key).
+    """
     try:
         import mcp.server.mcpserver  # noqa: F401
     except ImportError:
         return None
-    server = create_mcp_server(settings, retriever=retriever, llm=llm)
+    server = create_mcp_server(settings, retriever=retriever, llm=llm, without_llm=llm is None)
     return MCPEndpoint(server, authorize, settings.server.host)
