@@ -59,6 +59,7 @@ MIN_SECRET_LENGTH = 4
 LOGGERS: tuple[str, ...] = (
     "milvus_rag",
     "milvus_rag.llm",
+    "milvus_rag.mcp",
     "milvus_rag.migrate",
     "milvus_rag.ray_ingest",
     "milvus_rag.server",
