@@ -1,7 +1,7 @@
 # milvus-rag's HTTP server: `milvus-rag serve` on port 8000, as a non-root user.
 #
 #   docker build -t milvus-rag .
-#   docker run -p 127.0.0.1:8000:8000 -v "$PWD/models:/models:ro" \
+#   docker run -p 127.0.0.1:8000:8000 \
 #     -e MILVUS_RAG_MILVUS__URI=http://milvus:19530 -e MILVUS_RAG_MILVUS__TOKEN=milvus_rag:... \
 #     -e MILVUS_RAG_SERVER__API_KEY=... -e NVIDIA_API_KEY=... milvus-rag
 #
@@ -25,13 +25,21 @@ COPY pyproject.toml README.md ./
 COPY milvus_rag ./milvus_rag
 COPY chains ./chains
 COPY loaders ./loaders
-RUN pip install --no-deps --no-build-isolation ".[server,otel]" && pip check \
+RUN pip install --no-deps --no-build-isolation ".[server,otel,mcp]" && pip check \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin milvus-rag
 
-# The embedding model is mounted, not baked in: a folder holding model.onnx and its
-# tokenizer under /models (keep its folder name: the collection records it).
-VOLUME ["/models"]
-ENV MILVUS_RAG_EMBEDDING__MODEL_DIR=/models/all-MiniLM-L6-v2-onnx \
+# The embedding model, fetched at build time into the image by `milvus-rag model download`
+# (the hub client: --build-arg HF_ENDPOINT=... for a mirror; keep the folder's name once a
+# collection is built with it: the collection records it). Without a connection at build
+# time, mount a folder made elsewhere by the same command and point
+# MILVUS_RAG_EMBEDDING__MODEL_DIR at it (README.md, "Deploy").
+ARG EMBEDDING_MODEL=sentence-transformers/all-MiniLM-L6-v2
+ARG EMBEDDING_FOLDER=all-MiniLM-L6-v2-onnx
+ARG HF_ENDPOINT=https://huggingface.co
+RUN HF_ENDPOINT="$HF_ENDPOINT" HF_HOME=/tmp/hf \
+    milvus-rag model download "/opt/milvus-rag/models/$EMBEDDING_FOLDER" --model "$EMBEDDING_MODEL" \
+    && rm -rf /tmp/hf
+ENV MILVUS_RAG_EMBEDDING__MODEL_DIR=/opt/milvus-rag/models/${EMBEDDING_FOLDER} \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1
 
@@ -39,7 +47,9 @@ USER milvus-rag
 # ./config.yaml is read from here when mounted; MILVUS_RAG_* variables override it.
 WORKDIR /home/milvus-rag
 EXPOSE 8000
+# Healthy: ready to answer (Milvus reachable, the collection there and not empty); /health
+# is liveness only. `docker stop` (SIGTERM) lets in-flight requests finish, then exits 0.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/ready', timeout=4)"]
 ENTRYPOINT ["milvus-rag"]
 CMD ["serve", "--host", "0.0.0.0"]

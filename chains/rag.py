@@ -70,7 +70,7 @@ from milvus_rag.chains.prompt import (
     neutralize,
     source_list,
 )
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from milvus_rag.store import BOOKKEEPING_FIELDS, HEADING_FIELD, ORIGIN_FIELD, SOURCE_FIELD
 from milvus_rag.telemetry import LLMWatcher, step
@@ -98,7 +98,12 @@ CONDENSE_TAG = "milvus_rag:condense"
 
 
 class QuestionInput(BaseModel):
-    """The chains' input when given as a mapping."""
+    """The chains' input: a question, with its chat history and options.
+
+    A plain string is accepted too (``chain.invoke("How is data stored?")``): it
+    becomes ``{"question": ...}``. The chains declare this model as their input type,
+    so ``chain.as_tool()`` and LangServe see one object schema.
+    """
 
     question: str = Field(..., description="The question to answer from the documents.")
     chat_history: list[Any] = Field(
@@ -114,6 +119,11 @@ class QuestionInput(BaseModel):
     system: str | None = Field(
         None, description="Extra instructions, appended to the system message."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        return {"question": value} if isinstance(value, str) else value
 
 
 def _inputs(value: Any) -> dict[str, Any]:
@@ -291,7 +301,7 @@ def _state(
             state["citations"] = default_citations
         return state
 
-    input_type: Any = str | QuestionInput
+    input_type: Any = QuestionInput
     return (
         RunnableLambda(normalise, name="inputs").with_types(input_type=input_type)
         | RunnablePassthrough.assign(question=_condense(condense_llm, answer.history_turns))
@@ -342,7 +352,7 @@ def build_rag_chain(
     state, answer = _build(
         settings, retriever, llm, embeddings, expr, prompt, citations, condense_llm
     )
-    return (state | answer).with_config(run_name="milvus_rag")
+    return _named(state | answer, "milvus_rag")
 
 
 def build_rag_chain_with_sources(
@@ -366,7 +376,7 @@ def build_rag_chain_with_sources(
         settings, retriever, llm, embeddings, expr, prompt, citations, condense_llm
     )
     chain = state | RunnablePassthrough.assign(answer=answer).pick(["answer", "context"])
-    return chain.with_config(run_name="milvus_rag_with_sources")
+    return _named(chain, "milvus_rag_with_sources")
 
 
 def build_retrieval_chain(
@@ -383,10 +393,16 @@ def build_retrieval_chain(
         from milvus_rag.retriever import MilvusRAGRetriever
 
         retriever = MilvusRAGRetriever.from_settings(settings, embeddings=embeddings, expr=expr)
-    input_type: Any = str | QuestionInput
+    input_type: Any = QuestionInput
     question = RunnableLambda(_question_only, name="question").with_types(input_type=input_type)
     listing: Runnable[Any, list[dict[str, Any]]] = RunnableLambda(_passages, name="passages")
-    return (question | retriever | listing).with_config(run_name="milvus_rag_retrieve")
+    return _named(question | retriever | listing, "milvus_rag_retrieve")
+
+
+def _named(chain: Runnable[Any, Any], name: str) -> Runnable[Any, Any]:
+    """``chain`` named ``name``: in traces (``run_name``) and as ``chain.as_tool()``'s name."""
+    chain.name = name
+    return chain.with_config(run_name=name)
 
 
 def _passages(docs: list[Document]) -> list[dict[str, Any]]:

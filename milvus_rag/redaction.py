@@ -60,6 +60,7 @@ LOGGERS: tuple[str, ...] = (
     "milvus_rag",
     "milvus_rag.keys",
     "milvus_rag.llm",
+    "milvus_rag.mcp",
     "milvus_rag.migrate",
     "milvus_rag.ray_ingest",
     "milvus_rag.server",

@@ -70,14 +70,17 @@ __all__ = [
     "SOURCE_HASH_FIELD",
     "SPARSE_FIELD",
     "TEXT_FIELD",
+    "TEXT_VIEW",
     "VECTOR_FIELD",
     "VIEW_FIELD",
     "IngestLock",
     "StoredSource",
     "check_identity",
+    "chunk_count",
     "collection_identity",
     "connect",
     "connect_existing",
+    "count_chunks",
     "count_entities",
     "create_collection",
     "delete_sources",
@@ -87,6 +90,7 @@ __all__ = [
     "ingest_records",
     "list_sources",
     "load_collection",
+    "metadata_keys",
     "open_vector_store",
     "reason",
     "record_ingest",
@@ -95,6 +99,7 @@ __all__ = [
     "stored_analyzer",
     "supports_bm25",
     "supports_filter_templates",
+    "views_note",
 ]
 
 # The schema's field names (metadata fields live in the dynamic field).
@@ -122,6 +127,10 @@ BOOKKEEPING_FIELDS = frozenset(
     {SOURCE_HASH_FIELD, CHUNKER_FIELD, CHUNK_COUNT_FIELD, CHUNK_SET_FIELD, VIEW_FIELD}
 )
 IDENTITY_PROPERTY = "milvus_rag.embedding"
+#: The ``view`` of a row holding a chunk's own text. A chunk may have other views (the
+#: markdown splitter embeds a question heading apart): extra rows, counted as views.
+TEXT_VIEW = "text"
+_QUESTION_VIEW = "question"
 ID_MAX_LENGTH = 64
 TEXT_MAX_BYTES = 65535
 
@@ -202,8 +211,32 @@ def _lite_file_locked(path: Path) -> bool:
 
 
 def _quiet_lite_logger() -> None:
-    """milvus-lite logs a full traceback before pymilvus raises; the error says it all."""
+    """milvus-lite logs a full traceback before pymilvus raises; the error says it all.
+
+    pymilvus warns at each query iterator on Milvus Lite (and old servers) that it uses a
+    client-side timestamp, which is what this package wants: that notice is dropped unless
+    the ``pymilvus`` logger is set to INFO or below (asked for).
+    """
     logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)
+    for name in _ITERATOR_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ClientTimestampNotice) for f in logger.filters):
+            logger.addFilter(_ClientTimestampNotice())
+
+
+_ITERATOR_LOGGERS = (
+    "pymilvus.client.iterator.query_iterator",
+    "pymilvus.client.iterator.search_iterator",
+)
+
+
+class _ClientTimestampNotice(logging.Filter):
+    """Drops pymilvus's "failed to get mvccTs ... use client-side ts" notice (see above)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "mvccTs" not in str(record.msg):
+            return True
+        return logging.getLogger("pymilvus").isEnabledFor(logging.INFO)
 
 
 def reason(exc: BaseException) -> str:
@@ -303,6 +336,34 @@ def count_entities(client: MilvusClient, collection: str) -> int:
     return int(rows[0]["count(*)"]) if rows else 0
 
 
+def count_chunks(client: MilvusClient, collection: str) -> tuple[int, int]:
+    """``(chunks, views)`` stored: a chunk's other views (its question heading, embedded
+    apart) are rows of their own, counted as views, not chunks (0, 0 without a collection).
+    """
+    from milvus_rag.filters import eq
+
+    rows = count_entities(client, collection)
+    if rows == 0:
+        return 0, 0
+    found = client.query(
+        collection, filter=str(eq("view", _QUESTION_VIEW)), output_fields=["count(*)"]
+    )
+    views = int(found[0]["count(*)"]) if found else 0
+    return rows - views, views
+
+
+def views_note(views: int) -> str:
+    """`` (+53 question views)`` after a number of chunks (nothing without views)."""
+    if not views:
+        return ""
+    return f" (+{views} question view{'' if views == 1 else 's'})"
+
+
+def chunk_count(chunks: int, views: int = 0) -> str:
+    """Chunks as every command and route says them: ``61 chunks (+53 question views)``."""
+    return f"{chunks} chunk{'' if chunks == 1 else 's'}{views_note(views)}"
+
+
 def row_fields(client: MilvusClient, collection: str) -> list[str]:
     """The output fields that give a row without its vectors: scalars and the dynamic ones.
 
@@ -322,6 +383,17 @@ def row_fields(client: MilvusClient, collection: str) -> list[str]:
     if described.get("enable_dynamic_field"):
         fields.append("$meta")
     return fields
+
+
+def metadata_keys(client: MilvusClient, collection: str, sample: int = 1000) -> set[str]:
+    """The metadata keys the chunks hold (of the first ``sample`` rows): what a
+    ``--filter KEY=VALUE`` can match. The text, vector and id fields are left out.
+    """
+    rows = client.query(
+        collection, filter="", output_fields=row_fields(client, collection), limit=sample
+    )
+    keys = {key for row in rows for key in row}
+    return keys - {ID_FIELD, TEXT_FIELD, VECTOR_FIELD, SPARSE_FIELD, "$meta"}
 
 
 def search_rows(

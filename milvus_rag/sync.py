@@ -56,9 +56,11 @@ from milvus_rag.store import (
     SOURCE_FIELD,
     SOURCE_HASH_FIELD,
     TEXT_FIELD,
+    TEXT_VIEW,
     VECTOR_FIELD,
     VIEW_FIELD,
     IngestLock,
+    views_note,
 )
 
 if TYPE_CHECKING:
@@ -97,6 +99,7 @@ STATE_FIELDS = [
     CHUNK_COUNT_FIELD,
     CHUNK_SET_FIELD,
     SCOPE_FIELD,
+    VIEW_FIELD,
 ]
 
 
@@ -112,7 +115,10 @@ class IngestReport:
     deleted: int = 0
     skipped: int = 0
     chunks_written: int = 0
+    """Chunks written; a chunk's other views (its question heading) count in ``views_written``."""
     chunks_deleted: int = 0
+    views_written: int = 0
+    views_deleted: int = 0
     seconds: float = 0.0
     skipped_files: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -123,14 +129,17 @@ class IngestReport:
 
     @property
     def changed(self) -> bool:
-        return bool(self.chunks_written or self.chunks_deleted)
+        return bool(
+            self.chunks_written or self.chunks_deleted or self.views_written or self.views_deleted
+        )
 
     def summary(self) -> str:
         rechunked = f" (re-chunked {self.rechunked})" if self.rechunked else ""
         return (
             f"files seen {self.files_seen}, unchanged {self.unchanged}, added {self.added}, "
             f"updated {self.updated}{rechunked}, deleted {self.deleted}, skipped {self.skipped}; "
-            f"chunks written {self.chunks_written}, deleted {self.chunks_deleted}; "
+            f"chunks written {self.chunks_written}{views_note(self.views_written)}, "
+            f"deleted {self.chunks_deleted}{views_note(self.views_deleted)}; "
             f"{self.seconds:.1f} s, {self.chunks_per_second:.1f} chunks/s"
         )
 
@@ -194,8 +203,13 @@ class _StoredSource:
     counts: set[int] = field(default_factory=set)
     sets: set[str] = field(default_factory=set)
 
+    views: set[str] = field(default_factory=set)
+    """The ids among ``ids`` of rows holding another view of a chunk (not its text)."""
+
     def add(self, row: dict[str, Any]) -> None:
         self.ids.add(str(row[ID_FIELD]))
+        if row.get(VIEW_FIELD, TEXT_VIEW) != TEXT_VIEW:
+            self.views.add(str(row[ID_FIELD]))
         self.hashes.add(str(row.get(SOURCE_HASH_FIELD)))
         self.chunkers.add(str(row.get(CHUNKER_FIELD)))
         self.counts.add(_as_int(row.get(CHUNK_COUNT_FIELD)))
@@ -248,6 +262,8 @@ class _Writer:
         self.row_files: list[PendingFile] = []
         self.bytes = 0
         self.files: list[PendingFile] = []
+        #: Stored ids of rows holding another view of a chunk (counted apart when deleted).
+        self.view_ids: set[str] = set()
 
     def add_file(self, pending: PendingFile, rows: list[ChunkRow]) -> None:
         self.track(pending)
@@ -280,7 +296,9 @@ class _Writer:
                 row.fields[VECTOR_FIELD] = vector
         with telemetry.step("ingest.write", collection=self.collection, chunks=len(self.rows)):
             self.client.insert(self.collection, [row.fields for row in self.rows])
-        self.report.chunks_written += len(self.rows)
+        views = sum(1 for row in self.rows if row.fields.get(VIEW_FIELD, TEXT_VIEW) != TEXT_VIEW)
+        self.report.chunks_written += len(self.rows) - views
+        self.report.views_written += views
         self.progress.chunks_written(len(self.rows))
         for pending in self.row_files:
             pending.remaining -= 1
@@ -294,7 +312,9 @@ class _Writer:
         for pending in done:
             if pending.stale:
                 self.client.delete(self.collection, ids=sorted(pending.stale))
-                self.report.chunks_deleted += len(pending.stale)
+                views = len(pending.stale & self.view_ids)
+                self.report.chunks_deleted += len(pending.stale) - views
+                self.report.views_deleted += views
 
 
 def _stored_state(
@@ -433,6 +453,7 @@ def _sync(
         run.state = _stored_state(client, collection, listing.origin, run.scope)
         embed = run.embeddings if files_step is _local_files else None
         run.writer = _Writer(client, collection, embed, settings, report, run.progress)
+        run.writer.view_ids = {i for stored in run.state.values() for i in stored.views}
         run.progress.start(len(listing.files))
         files_step(run)
         run.writer.flush()
@@ -443,7 +464,8 @@ def _sync(
                     continue
                 client.delete(collection, ids=sorted(stored.ids))
                 report.deleted += 1
-                report.chunks_deleted += len(stored.ids)
+                report.chunks_deleted += len(stored.ids - stored.views)
+                report.views_deleted += len(stored.views)
         record_ingest(
             client,
             collection,

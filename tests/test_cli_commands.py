@@ -123,22 +123,32 @@ def test_uri_and_collection_flags_win(config: Path, faq_folder: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_search_prints_a_table_by_default(config: Path, faq_folder: Path) -> None:
+@pytest.mark.parametrize("columns", [80, 200])
+def test_search_prints_a_table_by_default(
+    config: Path, faq_folder: Path, monkeypatch: pytest.MonkeyPatch, columns: int
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
     _ingest(config, faq_folder)
     question = "Where does Milvus store data?"
     result = run("search", question, "--config", str(config))
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["#", "score", "source", "heading", "text"]
-    assert len(lines) == 4 and all(len(line) <= 100 for line in lines)
+    assert lines[0].split()[:4] == ["#", "score", "source", "heading"]
+    assert all(len(line) <= columns for line in lines)
     as_json = json.loads(run("search", question, "--json", "--config", str(config)).stdout)
     assert as_json == json.loads(
         run("search", question, "--format", "json", "--config", str(config)).stdout
     )
-    for rank, (line, hit) in enumerate(zip(lines[1:], as_json, strict=True), 1):
-        assert line.split()[:3] == [str(rank), f"{hit['score']:.3f}", hit["source"]]
+    per_hit = (len(lines) - 1) // len(as_json)
+    assert per_hit == (1 if columns == 200 else 2)  # 80 columns: the text on a line of its own
+    for rank, hit in enumerate(as_json, 1):
+        row = " ".join(lines[1 + (rank - 1) * per_hit : 1 + rank * per_hit])
+        assert row.split()[:3] == [str(rank), f"{hit['score']:.3f}", hit["source"]]
         heading, _, body = hit["text"].partition("\n\n")
-        assert heading[:10] in line and body.strip().splitlines()[0][:10] in line
+        assert heading[-10:] in row  # a heading cut to fit keeps its innermost part
+        shown = body.strip().splitlines()[0]
+        # The text keeps at least MIN_TEXT columns (or the whole line).
+        assert shown[: min(len(shown), 39)] in row
     err = one_line_error(
         run("search", question, "--json", "--format", "tutorial", "--config", str(config)), code=2
     )
@@ -161,8 +171,31 @@ def test_table_fits_narrow_terminals() -> None:
         lines = result_table(docs, width)
         assert all(len(line) <= width for line in lines), (width, lines)
         assert lines[1].startswith("1  0.500")
-        assert "…" in lines[1] and "word" in lines[1]  # truncated, the text still shown
+        assert "doc.md" in lines[1]  # a cut source keeps its file name
+        text = lines[2]  # the source and heading leave too little room: two lines
+        assert "…" in text and "word" in text  # truncated, the text still shown
+    wide = result_table(docs, 400)
+    assert len(wide) == 2 and "x/" * 40 + "doc.md" in wide[1] and heading in wide[1]
     assert result_table([], 80) == ["no passage matched"]
+
+
+def test_table_keeps_source_and_heading_readable_at_80_columns() -> None:
+    from langchain_core.documents import Document
+
+    from milvus_rag.cli.search import MIN_TEXT, result_table
+
+    doc = Document(
+        page_content="Operational FAQ > Where does Milvus store data?\n\n" + "Milvus stores " * 30,
+        metadata={
+            "score": 0.71,
+            "source": "en/faq/operational_faq.md",
+            "heading": "Operational FAQ > Where does Milvus store data?",
+        },
+    )
+    lines = result_table([doc], 80)
+    assert "en/faq/operational_faq.md" in lines[1]
+    assert "Where does Milvus store data?" in lines[1]
+    assert len(lines[2].strip()) >= MIN_TEXT
 
 
 # --------------------------------------------------------------------------- config init

@@ -132,12 +132,28 @@ def test_milvus_init_creates_the_user_before_milvus_rag_starts(services: dict[st
 
 
 def test_every_image_service_has_the_model_its_settings_need(services: dict[str, Any]) -> None:
-    """The image sets MILVUS_RAG_EMBEDDING__MODEL_DIR, which settings check at load."""
-    for name, service in services.items():
-        if service.get("image") != "milvus-rag:latest":
-            continue
-        mounts = [str(v).split(":") for v in service.get("volumes") or []]
-        assert any(m[1] == "/models" for m in mounts), name
+    """The image sets MILVUS_RAG_EMBEDDING__MODEL_DIR, which settings check at load: the
+    image holds that folder (fetched at build time), so no service mounts one."""
+    steps = _instructions((REPO / "Dockerfile").read_text())
+    args = dict(a.split("=", 1) for kind, a in steps if kind == "ARG" and "=" in a)
+    env = " ".join(a for kind, a in steps if kind == "ENV")
+    model_dir = re.search(r"MILVUS_RAG_EMBEDDING__MODEL_DIR=(\S+)", env)
+    assert model_dir
+    folder = model_dir.group(1).replace("${EMBEDDING_FOLDER}", args["EMBEDDING_FOLDER"])
+    download = next(a for kind, a in steps if kind == "RUN" and "model download" in a)
+    assert "milvus-rag model download" in download and '--model "$EMBEDDING_MODEL"' in download
+    target = re.search(r'model download "([^"]+)"', download)
+    assert (
+        target and target.group(1).replace("$EMBEDDING_FOLDER", args["EMBEDDING_FOLDER"]) == folder
+    )
+    # Downloaded before the image goes offline for the hub client.
+    kinds = [kind for kind, _ in steps]
+    offline = next(i for i, (k, a) in enumerate(steps) if k == "ENV" and "HF_HUB_OFFLINE=1" in a)
+    assert steps.index(("RUN", download)) < offline
+    for service in services.values():
+        if service.get("image") == "milvus-rag:latest":
+            assert "MILVUS_RAG_EMBEDDING__MODEL_DIR" not in (service.get("environment") or {})
+    assert "USER" in kinds
 
 
 def test_the_app_is_published_on_this_machine_only_by_default(services: dict[str, Any]) -> None:
@@ -192,21 +208,20 @@ def test_healthchecks_and_start_order(services: dict[str, Any]) -> None:
             continue
         assert service.get("healthcheck", {}).get("test"), name
     assert "localhost:9091/healthz" in " ".join(services["milvus"]["healthcheck"]["test"])
-    assert "/health" in " ".join(services["milvus-rag"]["healthcheck"]["test"])
+    assert "/ready" in " ".join(services["milvus-rag"]["healthcheck"]["test"])
     healthy = {"condition": "service_healthy"}
     assert services["milvus"]["depends_on"] == {"etcd": healthy, "minio": healthy}
     done = {"condition": "service_completed_successfully"}
     assert services["milvus-rag"]["depends_on"] == {"milvus": healthy, "milvus-init": done}
 
 
-def test_model_folder_is_mounted_where_the_image_looks(services: dict[str, Any]) -> None:
-    mounts = [str(v).split(":") for v in services["milvus-rag"]["volumes"]]
-    models = [m for m in mounts if m[1] == "/models"]
-    assert models and models[0][2:] == ["ro"]
-    dockerfile = (REPO / "Dockerfile").read_text()
-    model_dir = re.search(r"MILVUS_RAG_EMBEDDING__MODEL_DIR=(\S+)", dockerfile)
-    assert model_dir and model_dir.group(1).startswith("/models/")
-    assert re.search(r'^VOLUME \["/models"\]', dockerfile, re.MULTILINE)
+def test_the_model_download_command_exists() -> None:
+    from typer.testing import CliRunner
+
+    from milvus_rag.cli import app
+
+    help_text = CliRunner().invoke(app, ["model", "download", "--help"]).output
+    assert "--model" in help_text and "HF_ENDPOINT" in help_text
 
 
 def _instructions(dockerfile: str) -> list[tuple[str, str]]:
@@ -226,11 +241,12 @@ def test_dockerfile_runs_serve_as_a_non_root_user() -> None:
     assert steps[0] == ("FROM", "python:3.11-slim")
     installs = [args for kind, args in steps if kind == "RUN" and "pip install" in args]
     assert any(".[server" in install and "--no-deps" in install for install in installs)
+    assert any("mcp]" in install for install in installs)
     users = [args for kind, args in steps if kind == "USER"]
     assert users and users[-1] not in ("root", "0", "0:0")
     assert kinds.index("USER") > max(i for i, k in enumerate(kinds) if k == "RUN")
     (healthcheck,) = [args for kind, args in steps if kind == "HEALTHCHECK"]
-    assert "CMD" in healthcheck and "/health" in healthcheck
+    assert "CMD" in healthcheck and "/ready" in healthcheck
     command = " ".join(args for kind, args in steps if kind in ("ENTRYPOINT", "CMD"))
     assert re.search(r'"milvus-rag".*"serve", "--host", "0.0.0.0"', command)
 

@@ -1027,7 +1027,7 @@ def _run(args: list[str], env: dict[str, str] | None = None) -> Any:
 def test_filter_values_with_control_characters(env: Prepared) -> None:
     config = ["--config", str(env.config)]
     # Was a MilvusException: Milvus Lite knows no \u escape.
-    result = _run(["search", "x", "--filter", "a=\x01", "--json", *config])
+    result = _run(["search", "x", "--filter", "source=\x01", "--json", *config])
     assert result.exit_code == 0 and json.loads(result.stdout) == []
     result = _run(["search", "x", "--source", "en/\x1b[2J", "--json", *config])
     assert result.exit_code == 0 and json.loads(result.stdout) == []

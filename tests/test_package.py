@@ -312,3 +312,15 @@ def test_architecture_names_every_module() -> None:
     ]
     assert not missing, f"ARCHITECTURE.md does not name {missing}"
     assert "[ARCHITECTURE.md](ARCHITECTURE.md)" in (REPO / "README.md").read_text()
+
+
+def test_mcp_and_model_download_exports() -> None:
+    import milvus_rag.mcp
+    import milvus_rag.model_download
+
+    assert sorted(milvus_rag.mcp.__all__) == sorted(
+        ["MCPEndpoint", "Turn", "bearer_key", "create_mcp_server", "mcp_endpoint", "mcp_http_app"]
+    )
+    assert sorted(milvus_rag.model_download.__all__) == sorted(
+        ["DEFAULT_DOWNLOAD", "DownloadedModel", "download_model"]
+    )

@@ -24,7 +24,9 @@ from milvus_rag.cli.doctor import doctor
 from milvus_rag.cli.eval import evaluate
 from milvus_rag.cli.ingest import ingest
 from milvus_rag.cli.keys import keys_app
+from milvus_rag.cli.mcp import mcp
 from milvus_rag.cli.migrate import migrate
+from milvus_rag.cli.model import model_app
 from milvus_rag.cli.search import search
 from milvus_rag.cli.serve import serve
 from milvus_rag.cli.sources import sources
@@ -120,6 +122,8 @@ app.command("delete")(delete)
 app.command("doctor")(doctor)
 app.add_typer(config_app, name="config")
 app.command("serve")(serve)
+app.command("mcp")(mcp)
+app.add_typer(model_app, name="model")
 app.command("migrate")(migrate)
 app.command("create-user")(create_user)
 app.add_typer(keys_app, name="keys")

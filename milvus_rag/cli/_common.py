@@ -197,6 +197,8 @@ def _quiet_libraries(milvus: bool) -> None:
         "langchain_milvus",
         "httpx",
         "openai",
+        # The hub client warns at each retry; the command prints one line if it fails.
+        "huggingface_hub",
         # Milvus Lite's in-process gRPC server logs a traceback for calls it does not
         # implement (pymilvus's async client probes AllocTimestamp, then carries on).
         "grpc._server",

@@ -49,6 +49,20 @@ def retrieval_overrides(
     }
 
 
+def require_question(question: str, what: str = "question") -> str:
+    """``question`` when it holds text; an empty or blank one is a one-line error (exit 2).
+
+    Raises:
+        ConfigError: the question is empty or blank (the server answers 422).
+    """
+    if not question.strip():
+        raise ConfigError(f"the {what} is empty: give the text to {_VERB[what]}")
+    return question
+
+
+_VERB = {"question": "answer", "query": "search for"}
+
+
 def filter_expression(sources: list[str] | None, filters: list[str] | None) -> str | None:
     """The Milvus filter for ``--source`` and ``--filter`` flags (values escaped)."""
     from milvus_rag.filters import all_of, any_of, metadata_filter, source_glob
@@ -62,6 +76,28 @@ def filter_expression(sources: list[str] | None, filters: list[str] | None) -> s
         pairs.setdefault(key.strip(), []).append(value)
     by_metadata = metadata_filter({k: v[0] if len(v) == 1 else v for k, v in pairs.items()})
     return all_of(by_source, by_metadata)
+
+
+def check_filter_keys(retriever: Any, filters: list[str] | None) -> None:
+    """Refuse ``--filter`` keys that no chunk of the retriever's collection has.
+
+    Raises:
+        ConfigError: one line naming the unknown keys and the known ones.
+    """
+    wanted = {item.partition("=")[0].strip() for item in filters or []}
+    if not wanted:
+        return
+    from milvus_rag.cli._common import printable
+    from milvus_rag.store import metadata_keys
+
+    store = retriever.store()
+    known = metadata_keys(store.client, store.collection_name)
+    unknown = sorted(wanted - known)
+    if unknown:
+        names = ", ".join(printable(key) for key in unknown)
+        raise ConfigError(
+            f"--filter {names}: no chunk has this key; the chunks have: {', '.join(sorted(known))}"
+        )
 
 
 class ModelPreload:

@@ -24,7 +24,9 @@ from milvus_rag.cli._retrieval import (
     ModelPreload,
     ModeOption,
     SourceOption,
+    check_filter_keys,
     filter_expression,
+    require_question,
     retrieval_overrides,
 )
 from milvus_rag.errors import MilvusRAGError
@@ -52,6 +54,7 @@ def ask(
     With llm.fallbacks, the next endpoint answers when one is unreachable, times out,
     rate limits or fails with a 5xx (a warning says so; --json has "endpoint").
     """
+    require_question(question)
     settings = settings_for(
         config, retrieval_overrides(k, mode, mmr), uri=uri, collection=collection
     )
@@ -65,6 +68,7 @@ def ask(
 
     retriever = MilvusRAGRetriever.from_settings(settings, embeddings=model.ready(), expr=expr)
     retriever.ensure_not_empty()
+    check_filter_keys(retriever, filter_)
     chain = build_rag_chain_with_sources(retriever=retriever, llm=llm)
     endpoint = EndpointRecorder()
     run = {"callbacks": [endpoint]}

@@ -27,6 +27,7 @@ from milvus_rag.cli._retrieval import (
     KOption,
     ModeOption,
     SourceOption,
+    check_filter_keys,
     filter_expression,
     retrieval_overrides,
 )
@@ -65,6 +66,7 @@ def chat(
     llm = chat_model_from_settings(settings)  # raises on a missing key before any I/O
     retriever = MilvusRAGRetriever.from_settings(settings, expr=filter_expression(source, filter_))
     retriever.ensure_not_empty()
+    check_filter_keys(retriever, filter_)
     chain = build_rag_chain_with_sources(settings, retriever=retriever, llm=llm)
     typer.echo(
         f"Chatting with {printable(settings.llm.model)} over {settings.milvus.collection}. "

@@ -195,7 +195,13 @@ def collection_check(client: MilvusClient, settings: Settings, *, model_ok: bool
     """The collection exists, holds chunks and was built by the configured model and metric."""
     from milvus_rag.embeddings import embeddings_from_settings
     from milvus_rag.errors import MilvusRAGError
-    from milvus_rag.store import check_identity, count_entities, has_sparse_field, load_collection
+    from milvus_rag.store import (
+        check_identity,
+        chunk_count,
+        count_chunks,
+        has_sparse_field,
+        load_collection,
+    )
 
     name = settings.milvus.collection
     ingest = "run `milvus-rag ingest SOURCE` (or set milvus.collection, --collection)"
@@ -203,8 +209,9 @@ def collection_check(client: MilvusClient, settings: Settings, *, model_ok: bool
         if not client.has_collection(name):
             return Check("collection", "fail", f"collection {name} does not exist", ingest)
         load_collection(client, name)
-        chunks = count_entities(client, name)
-        if chunks == 0:
+        chunks, views = count_chunks(client, name)
+        stored = chunk_count(chunks, views)
+        if chunks + views == 0:
             return Check("collection", "fail", f"collection {name} is empty", ingest)
         hybrid = has_sparse_field(client, name)
         if settings.retrieval.mode == "hybrid" and not hybrid:
@@ -215,9 +222,7 @@ def collection_check(client: MilvusClient, settings: Settings, *, model_ok: bool
                 "re-ingest with --recreate --mode hybrid, or set retrieval.mode: dense",
             )
         if not model_ok:
-            return Check(
-                "collection", "skip", f"collection {name}: {chunks} chunks; model not checked"
-            )
+            return Check("collection", "skip", f"collection {name}: {stored}; model not checked")
         check_identity(client, settings, embeddings_from_settings(settings).identity())
     except MilvusRAGError as exc:
         return _failed(
@@ -229,7 +234,7 @@ def collection_check(client: MilvusClient, settings: Settings, *, model_ok: bool
     return Check(
         "collection",
         "ok",
-        f"collection {name}: {chunks} chunks, {mode}, built by the configured model",
+        f"collection {name}: {stored}, {mode}, built by the configured model",
     )
 
 

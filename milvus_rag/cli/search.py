@@ -23,7 +23,9 @@ from milvus_rag.cli._retrieval import (
     ModeOption,
     SourceOption,
     ThresholdOption,
+    check_filter_keys,
     filter_expression,
+    require_question,
     retrieval_overrides,
 )
 from milvus_rag.store import HEADING_FIELD, SOURCE_FIELD
@@ -62,6 +64,7 @@ def search(
     """Print the passages closest to QUESTION with their scores, best first."""
     from milvus_rag.errors import ConfigError
 
+    require_question(question, "query")
     if as_json and output not in (None, "json"):
         raise ConfigError(f"--json and --format {output} ask for two formats; give one")
     fmt: SearchFormat = "json" if as_json else output or "table"
@@ -77,6 +80,7 @@ def search(
 
     retriever = MilvusRAGRetriever.from_settings(settings, embeddings=model.ready(), expr=expr)
     retriever.ensure_not_empty()
+    check_filter_keys(retriever, filter_)
     docs = retriever.invoke(question)
     if fmt == "json":
         from milvus_rag.chains import source_of
@@ -95,8 +99,13 @@ def search(
 def result_table(docs: list[Document], width: int | None = None) -> list[str]:
     """Lines of a table (rank, score, source, heading, first line), fitted to ``width``.
 
-    ``width`` defaults to the terminal's (100 columns when it is not a terminal).
-    Names and texts are escaped (:func:`~milvus_rag.cli._common.printable`).
+    ``width`` defaults to the terminal's (100 columns when it is not a terminal). When
+    the whole source and heading leave the text at least :data:`MIN_TEXT` columns, each
+    passage is one line; otherwise each passage is two: rank, score, source and heading,
+    then its text on a line of its own, indented. A source or heading that still does not
+    fit loses its beginning (``…/faq/operational_faq.md``): the file name and the
+    innermost heading stay. Names and texts are escaped
+    (:func:`~milvus_rag.cli._common.printable`).
     """
     import shutil
 
@@ -115,22 +124,38 @@ def result_table(docs: list[Document], width: int | None = None) -> list[str]:
         for rank, doc in enumerate(docs, 1)
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(5)]
-    # What is left after rank and score goes to source, heading and text; the text keeps
-    # at least a third of it: the heading gives way first, then the source.
-    room = max(width - widths[0] - widths[1] - 4 * 2, 30)
-    budget = room - min(widths[4], max(room // 3, 20))
-    if widths[2] + widths[3] > budget:
-        widths[3] = max(min(widths[3], max(budget - widths[2], budget // 2)), 1)
-        widths[2] = max(min(widths[2], budget - widths[3]), 1)
-    widths[4] = max(room - widths[2] - widths[3], 1)
+    lead = widths[0] + widths[1] + 2 * 2  # rank and score, and the gaps after them
+    if lead + widths[2] + widths[3] + 2 * 2 + MIN_TEXT <= width:
+        widths[4] = width - lead - widths[2] - widths[3] - 2 * 2
+        return [_row(cells, widths, width) for cells in [header, *rows]]
+    # Two lines a passage: source and heading share the first, the source first.
+    room = max(width - lead - 2, 2)
+    widths[2] = min(widths[2], max(room - min(widths[3], room // 2), room // 2))
+    widths[3] = max(room - widths[2], 1)
+    lines = [_row(header[:4], widths[:4], width)]
+    for cells in rows:
+        lines.append(_row(cells[:4], widths[:4], width))
+        lines.append((" " * lead + _fit(cells[4], max(width - lead, 1))).rstrip())
+    return lines
 
-    def line(cells: tuple[str, ...]) -> str:
-        parts = [_fit(cell, w) for cell, w in zip(cells, widths, strict=True)]
-        parts[0] = parts[0].rjust(widths[0])
-        parts[1] = parts[1].rjust(widths[1])
-        return "  ".join(parts).rstrip()[:width]
 
-    return [line(header), *(line(row) for row in rows)]
+#: The fewest columns of text a one-line row leaves (below: two lines a passage).
+MIN_TEXT = 40
+
+
+def _row(cells: tuple[str, ...], widths: list[int], width: int) -> str:
+    parts = [
+        _fit(cell, w) if i > 3 else _fit_tail(cell, w)
+        for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+    ]
+    parts[0] = parts[0].rjust(widths[0])
+    parts[1] = parts[1].rjust(widths[1])
+    return "  ".join(parts).rstrip()[:width]
+
+
+def _fit_tail(text: str, width: int) -> str:
+    """``text`` padded to ``width``, or its end after ``…`` when longer."""
+    return text.ljust(width) if len(text) <= width else "…" + text[len(text) - width + 1 :]
 
 
 def _first_line(doc: Document) -> str:

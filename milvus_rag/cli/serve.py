@@ -7,7 +7,7 @@ import functools
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -62,8 +62,9 @@ def serve(
 
     Routes: /rag and /rag-with-sources (LangServe, with playgrounds), /retrieve,
     /v1/chat/completions and /v1/models (OpenAI-compatible, with sources), /login,
-    /docs, /health and /ready. Without the LLM's key it serves retrieval only.
-    With --workers N (against a Milvus server) N processes serve the same port.
+    /docs, /health and /ready, and the MCP tools at /mcp (with the mcp extra). Without the
+    LLM's key it serves retrieval only. With --workers N (against a Milvus server) N
+    processes serve the same port. SIGTERM lets requests in flight finish, then exits 0.
     """
     overrides = retrieval_overrides(None, mode, False)
     overrides["server"] = {"host": host, "port": port, "workers": workers}
@@ -104,12 +105,31 @@ def serve(
             uvicorn_config = uvicorn.Config(
                 app, host=server.host, port=server.port, log_level="warning", access_log=False
             )
-            uvicorn.Server(uvicorn_config).run(sockets=[listener])
+            _graceful_server_class()(uvicorn_config).run(sockets=[listener])
         else:
             del app  # each worker builds its own
             _run_workers(settings, listener)
     finally:
         listener.close()
+
+
+def _graceful_server_class() -> type[Any]:
+    import signal
+
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        """uvicorn's server, but SIGTERM (``docker stop``, systemd, Kubernetes) ends it with
+        exit code 0 once in-flight requests are answered: uvicorn drains, then raises the
+        signal again, which kills the process (exit 143, "killed" to a supervisor).
+        SIGINT still ends as an interrupt."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            if sig == signal.SIGTERM:
+                self._captured_signals = [s for s in self._captured_signals if s != sig]
+
+    return GracefulServer
 
 
 def _checked_app(settings: Settings, sessions: SessionStore | None = None) -> FastAPI:

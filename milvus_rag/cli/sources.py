@@ -42,14 +42,19 @@ def sources(
     try:
         info = collection_summary(client, name)
         docs = [document_record(entry, info) for entry in list_sources(client, name)]
+        # A chunk's other views (its question heading) are rows of their own.
+        info["views"] = sum(d["views"] for d in docs)
     finally:
         client.close()
     if as_json:
         echo_json({"collection": name, **info["collection"], "documents": docs})
         return
     about = info["collection"]
+    from milvus_rag.store import chunk_count
+
+    chunks = sum(d["chunks"] for d in docs)
     typer.echo(
-        f"collection {name}: {len(docs)} documents, {sum(d['chunks'] for d in docs)} chunks; "
+        f"collection {name}: {len(docs)} documents, {chunk_count(chunks, info['views'])}; "
         f"model {printable(about['model'])}, mode {about['mode']}"
     )
     if not docs:
@@ -95,6 +100,7 @@ def document_record(entry: StoredSource, info: dict[str, Any]) -> dict[str, Any]
         "origin": entry.origin,
         "scope": entry.scope,
         "chunks": entry.chunks,
+        "views": len(entry.ids) - entry.chunks,
         "ingested_at": last_ingest(entry, records["runs"]),
         "splitter": ", ".join(splitters) or None,
         "model": info["collection"]["model"],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
@@ -18,6 +18,7 @@ from milvus_rag.server.langserve import chain_router
 from milvus_rag.server.logs import AccessLog
 from milvus_rag.server.state import AppState
 from milvus_rag.server.status import install_error_handlers
+from milvus_rag.server.tools import mount_mcp
 from milvus_rag.telemetry import TelemetryMiddleware
 
 if TYPE_CHECKING:
@@ -46,7 +47,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with AsyncExitStack() as running:
+            if mcp is not None:
+                await running.enter_async_context(mcp.running())
+            yield
         state.jobs.close()
         state.telemetry.close()
         unfilter_logs()
@@ -79,4 +83,5 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(openai_routes.router)
     app.include_router(documents.router)
+    mcp = mount_mcp(app, state)
     return app

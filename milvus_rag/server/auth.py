@@ -31,6 +31,7 @@ __all__ = [
     "Gate",
     "LoginNeeded",
     "Verdict",
+    "mcp_authorize",
     "principal_of",
     "require_key",
     "require_role",
@@ -226,6 +227,37 @@ def require_role(role: Role) -> Callable[[Request], Awaitable[Principal]]:
         return principal
 
     return check
+
+
+def mcp_authorize(key: Gate | None) -> Callable[[Request], Awaitable[Response | None]] | None:
+    """The key check of ``/mcp`` (mounted by ``serve``): a bearer key or a session, as
+    every other route; None without keys.
+
+    The MCP tools run outside the request's context, where a key's scopes cannot follow
+    them: keys restricted to scopes are refused (403); admin keys, which read every scope,
+    get in.
+    """
+    if key is None:
+        return None
+    from milvus_rag.server.status import error_body, json_error
+
+    async def authorize(request: Request) -> Response | None:
+        verdict, wait, principal = key.verify(request)
+        if verdict == "ok" and principal is not None:
+            if principal.scopes is None:
+                return None
+            message = (
+                f"key {principal.name} reads only some scopes, which MCP tools cannot keep "
+                "to: use /v1/chat/completions or /retrieve, or an admin key"
+            )
+            return json_error(error_body(message, "forbidden"), 403)
+        if verdict == "throttled":
+            message = f"too many wrong API keys from this address: try again in {wait} s"
+            return json_error(error_body(message, "rate_limited"), 429, {"Retry-After": str(wait)})
+        message = "missing or wrong API key: send Authorization: Bearer <key>"
+        return json_error(error_body(message, "unauthorized"), 401, {"WWW-Authenticate": "Bearer"})
+
+    return authorize
 
 
 async def to_login(request: Request, exc: Exception) -> Response:

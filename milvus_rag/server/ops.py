@@ -87,7 +87,7 @@ def _milvus_checks(settings: Settings, retriever: Any) -> dict[str, dict[str, An
     if not isinstance(retriever, MilvusRAGRetriever):
         return {"retriever": _check(True, f"{type(retriever).__name__}: not checked")}
     from milvus_rag.embeddings import embeddings_from_settings
-    from milvus_rag.store import connect, count_entities, ensure_collection, reason
+    from milvus_rag.store import chunk_count, connect, count_chunks, ensure_collection, reason
 
     settings = retriever.settings or settings
     milvus, name = settings.milvus, settings.milvus.collection
@@ -120,10 +120,10 @@ def _milvus_checks(settings: Settings, retriever: Any) -> dict[str, dict[str, An
             checks["identity"] = _check(True, f"collection {name} matches the embedding model")
         except MilvusRAGError as exc:
             checks["identity"] = _check(False, str(exc))
-        count = count_entities(client, name)
+        chunks, views = count_chunks(client, name)
         checks["collection"] = (
-            _check(True, f"collection {name} holds {count} chunks")
-            if count
+            _check(True, f"collection {name} holds {chunk_count(chunks, views)}")
+            if chunks + views
             else _check(False, f"collection {name} is empty: run `milvus-rag ingest SOURCE`")
         )
     except Exception as exc:  # the server failed midway
