@@ -195,7 +195,7 @@ def _prompt_value(prompt: ChatPromptTemplate, state: dict[str, Any]) -> ChatProm
     return ChatPromptValue(messages=_extended_system(messages, additions))
 
 
-def _then(suffix: str) -> RunnableGenerator:
+def _then(suffix: str) -> RunnableGenerator[Any, Any]:
     """Pass the answer's pieces through, then add ``suffix``."""
 
     def add(chunks: Iterator[str]) -> Iterator[str]:
@@ -248,7 +248,7 @@ def _condense(llm: Runnable[Any, Any], history_turns: int) -> Runnable[Any, str]
             return str(state["question"])
         with step("history_rewrite"):
             reply = rewrite.invoke(values, config)
-        return neutralize(standalone_question(reply, state["question"]))
+        return str(neutralize(standalone_question(reply, state["question"])))
 
     async def arun(state: dict[str, Any], config: RunnableConfig) -> str:
         values = inputs(state)
@@ -256,7 +256,7 @@ def _condense(llm: Runnable[Any, Any], history_turns: int) -> Runnable[Any, str]
             return str(state["question"])
         with step("history_rewrite"):
             reply = await rewrite.ainvoke(values, config)
-        return neutralize(standalone_question(reply, state["question"]))
+        return str(neutralize(standalone_question(reply, state["question"])))
 
     return RunnableLambda(run, afunc=arun, name="standalone_question")
 

@@ -29,7 +29,7 @@ Example:
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForRetrieverRun,
@@ -110,7 +110,7 @@ class ScopedRetriever(BaseRetriever):
             raise ConfigError(f"k must be at least 1, got {self.k}")
         retriever = self.pool.retriever(self.mode)
         if not self.source:
-            return retriever
+            return cast(BaseRetriever, retriever)
         if not isinstance(retriever, MilvusRAGRetriever):
             raise ConfigError("a per-request source filter needs a MilvusRAGRetriever")
         from milvus_rag.filters import all_of, any_of, source_glob

@@ -90,7 +90,7 @@ def _main_part(archive: zipfile.ZipFile) -> str:
             if (rel.get("Type") or "").endswith("/officeDocument") and rel.get("Target"):
                 target = rel.get("Target", "").lstrip("/")
                 if target in archive.NameToInfo:
-                    return target
+                    return str(target)
     return "word/document.xml"
 
 

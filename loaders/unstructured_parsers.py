@@ -176,7 +176,7 @@ def _table_text(element: Any, fallback: str) -> str:
     if not markup:
         return fallback
     try:
-        return parse_html(str(markup).encode("utf-8"))[0]
+        return str(parse_html(str(markup).encode("utf-8"))[0])
     except UnreadableFile:
         return fallback
 

@@ -119,7 +119,8 @@ class BatchedOnnxEncoder:
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return pooled / np.maximum(norms, 1e-12)
+        normalised: np.ndarray = pooled / np.maximum(norms, 1e-12)
+        return normalised
 
 
 def load_local_onnx_function(model_dir: str | Path, threads: int | None = None) -> Any:
@@ -450,11 +451,13 @@ class MilvusModelEmbeddings(BaseModel, Embeddings):
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Async :meth:`embed_documents`, run in a worker thread."""
-        return await _in_thread(self.embed_documents, texts)
+        vectors: list[list[float]] = await _in_thread(self.embed_documents, texts)
+        return vectors
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async :meth:`embed_query`, run in a worker thread."""
-        return await _in_thread(self.embed_query, text)
+        vector: list[float] = await _in_thread(self.embed_query, text)
+        return vector
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` under the model's tokenizer (special tokens included).
@@ -561,7 +564,8 @@ class MilvusModelEmbeddings(BaseModel, Embeddings):
         try:
             encoder = self._batched()
             if encoder is not None:
-                return encoder.encode(texts).tolist()
+                encoded: list[list[float]] = encoder.encode(texts).tolist()
+                return encoded
             vectors: Iterable[Any] = getattr(function, method)(texts)
             return [np.asarray(v, dtype=np.float32).tolist() for v in vectors]
         except Exception as exc:

@@ -290,7 +290,9 @@ class EndpointChatOpenAI(ChatOpenAI):
             retries=self.max_retries,
         )
 
-    def _create_chat_result(self, response: Any, generation_info: dict | None = None) -> ChatResult:
+    def _create_chat_result(
+        self, response: Any, generation_info: dict[str, Any] | None = None
+    ) -> ChatResult:
         # langchain-openai parses the body here: an HTML page arrives as a str, a JSON
         # object without ``choices`` as a dict; either fails with a builtin exception.
         try:

@@ -125,7 +125,7 @@ def _covers(glob: str | None, path: str) -> bool:
     from milvus_rag.loaders.sources import glob_match
 
     try:
-        return glob_match(path, glob)
+        return bool(glob_match(path, glob))
     except SourceError:
         return False
 

@@ -167,7 +167,8 @@ async def document_job(
     job = state.jobs.get(job_id)
     if job is None or not (principal.may("admin") or job.owner == principal.name):
         raise HTTPException(404, f"no job {job_id}")
-    return state.redactor.redact_data(job.view())
+    shown: dict[str, Any] = state.redactor.redact_data(job.view())
+    return shown
 
 
 def _listing(settings: Settings, source: str | None) -> list[Any]:

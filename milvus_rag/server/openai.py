@@ -45,7 +45,7 @@ class ChatMessage(BaseModel):
     def text(self) -> str:
         from milvus_rag.chains.history import message_text
 
-        return message_text(self.content)
+        return str(message_text(self.content))
 
 
 class StreamOptions(BaseModel):
