@@ -294,9 +294,10 @@ class _Writer:
                 vectors = self.embeddings.embed_documents([row.embed for row in self.rows])
             for row, vector in zip(self.rows, vectors, strict=True):
                 row.fields[VECTOR_FIELD] = vector
-        with telemetry.step("ingest.write", collection=self.collection, chunks=len(self.rows)):
-            self.client.insert(self.collection, [row.fields for row in self.rows])
         views = sum(1 for row in self.rows if row.fields.get(VIEW_FIELD, TEXT_VIEW) != TEXT_VIEW)
+        chunks = len(self.rows) - views
+        with telemetry.step("ingest.write", collection=self.collection, chunks=chunks, views=views):
+            self.client.insert(self.collection, [row.fields for row in self.rows])
         self.report.chunks_written += len(self.rows) - views
         self.report.views_written += views
         self.progress.chunks_written(len(self.rows))
