@@ -590,12 +590,11 @@ def record_identity(client: MilvusClient, collection: str, record: dict[str, Any
 def _finish_indexes(client: MilvusClient, settings: Settings, collection: str) -> None:
     """Create the indexes a creation killed half-way did not (a collection without its
     index cannot be loaded)."""
-    indexed = set()
-    for index in client.list_indexes(collection):
-        indexed.add(client.describe_index(collection, index).get("field_name", index))
     fields = {f.get("name") for f in client.describe_collection(collection).get("fields", [])}
     wanted = {VECTOR_FIELD: _dense_index(settings), SPARSE_FIELD: _SPARSE_INDEX}
-    missing = [f for f in wanted if f in fields and f not in indexed]
+    missing = [
+        f for f in wanted if f in fields and not client.list_indexes(collection, field_name=f)
+    ]
     if missing:
         params = client.prepare_index_params()
         for field in missing:
