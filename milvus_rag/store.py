@@ -1168,15 +1168,15 @@ class IngestLock:
         except Exception:
             _log.warning("could not release the ingest lock %s", self.name)
 
-    def _create(self) -> None:
-        """Create the marker collection, its owner and time in the same call.
+    def _create(self, at: float | None = None) -> None:
+        """Create the marker collection, its owner and time (``at``: now) in the same call.
 
         The stamp is the collection's description and, for engines that keep no
         description (Milvus Lite), the name of a field.
         """
         from pymilvus import DataType
 
-        at = round(time.time(), 3)
+        at = round(time.time() if at is None else at, 3)
         stamp = json.dumps({"owner": self.owner, "at": at})
         schema = self.client.create_schema(auto_id=False, description=stamp)
         schema.add_field("id", DataType.INT64, is_primary=True)
