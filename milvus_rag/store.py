@@ -270,8 +270,8 @@ def _ensure_meta(client: MilvusClient) -> None:
     if not client.list_indexes(META_COLLECTION):
         params = client.prepare_index_params()
         params.add_index(field_name=_META_VECTOR, index_type="FLAT", metric_type="L2")
-        try:
-            client.create_index(META_COLLECTION, params)
+        try:  # no wait for the build (pymilvus polls every 0.5 s): loading waits for it
+            client.create_index(META_COLLECTION, params, sync=False)
         except Exception:
             if not client.list_indexes(META_COLLECTION):
                 raise
