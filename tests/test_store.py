@@ -308,3 +308,113 @@ def test_ingest_records_in_properties_are_moved(make_settings: Callable[..., Set
         ("/new", "x"),
         ("/old", "y"),
     ]
+
+
+def test_reason_of_a_grpc_error_is_its_code_and_details() -> None:
+    import grpc
+
+    from milvus_rag.store import reason
+
+    class Denied(grpc.RpcError):
+        def code(self) -> grpc.StatusCode:
+            return grpc.StatusCode.PERMISSION_DENIED
+
+        def details(self) -> str:
+            return "user milvus_rag has no privilege CreateCollection\nmore"
+
+        def __str__(self) -> str:
+            return "<_InactiveRpcError of RPC that terminated with:\n\tstatus = ..."
+
+    assert (
+        reason(Denied()) == "PERMISSION_DENIED: user milvus_rag has no privilege CreateCollection"
+    )
+    assert reason(ValueError("plain\nsecond line")) == "plain"
+
+
+def test_failed_loads_are_retried_then_one_line(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pymilvus import MilvusClient
+
+    from milvus_rag import store
+    from milvus_rag.errors import StoreError
+
+    s = make_settings()
+    _create(s)
+    client = connect(s.milvus)
+    client.release_collection(s.milvus.collection)
+    monkeypatch.setattr(store, "LOAD_BACKOFF_SECONDS", 0.0)
+    original = MilvusClient.load_collection
+    failures = {"left": store.LOAD_ATTEMPTS - 1}
+
+    def flaky(self: MilvusClient, name: str, **kwargs: object) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("Failed to read all data for array (file seems not fully written?)")
+        original(self, name, **kwargs)
+
+    monkeypatch.setattr(MilvusClient, "load_collection", flaky)
+    store.load_collection(client, s.milvus.collection)  # the last attempt gets through
+    client.release_collection(s.milvus.collection)
+    failures["left"] = store.LOAD_ATTEMPTS
+    with pytest.raises(StoreError, match="could not be loaded") as info:
+        store.load_collection(client, s.milvus.collection)
+    assert "\n" not in str(info.value) and "not fully written" in str(info.value)
+
+
+def test_flush_release_load_under_concurrent_load(make_settings: Callable[..., Settings]) -> None:
+    """Milvus Lite 3.x once failed ``load`` right after ``flush`` and ``release``
+    (``file seems not fully written``): the store's load survives it, while other
+    threads insert and search."""
+    import random
+    import threading
+
+    from milvus_rag.store import load_collection
+
+    s = make_settings()
+    _create(s)
+    name = s.milvus.collection
+    client = connect(s.milvus)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    rng = random.Random(17)
+
+    def vector() -> list[float]:
+        return [rng.uniform(-1, 1) for _ in range(32)]
+
+    def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                rows = [
+                    {"id": f"w{n}-{i}", "text": "row", "vector": vector(), "source": "w.md"}
+                    for i in range(20)
+                ]
+                client.insert(name, rows)
+                n += 1
+            except Exception as exc:  # a write racing a release may be refused: retried
+                if "not loaded" not in str(exc) and "released" not in str(exc).lower():
+                    errors.append(exc)
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                client.search(name, [vector()], anns_field="vector", limit=3)
+            except Exception as exc:  # a search between release and load is refused
+                if "not loaded" not in str(exc).lower() and "release" not in str(exc).lower():
+                    errors.append(exc)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(15):
+            client.flush(name)
+            client.release_collection(name)
+            load_collection(client, name)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    assert not errors, errors[:3]
+    assert client.query(name, filter="", output_fields=["count(*)"])[0]["count(*)"] > 1
