@@ -362,10 +362,20 @@ def test_failed_loads_are_retried_then_one_line(
     assert "\n" not in str(info.value) and "not fully written" in str(info.value)
 
 
+#: Rounds of flush, release and load (Milvus Lite 3.2.2 failed about 1 load in 40 here).
+FLUSH_RELEASE_LOADS = 20
+
+
+def _refused_while_released(exc: Exception) -> bool:
+    """The refusal Milvus gives a search racing a release (what this test provokes)."""
+    text = str(exc).lower()
+    return "call load()" in text or "not loaded" in text
+
+
 def test_flush_release_load_under_concurrent_load(make_settings: Callable[..., Settings]) -> None:
-    """Milvus Lite 3.x once failed ``load`` right after ``flush`` and ``release``
-    (``file seems not fully written``): the store's load survives it, while other
-    threads insert and search."""
+    """Milvus Lite 3.2.2 fails some loads right after ``flush`` and ``release`` while
+    other threads insert (``Failed to read all data for array ... (file seems not fully
+    written?)``; a load tried again succeeds): the store's load survives it."""
     import random
     import threading
 
@@ -382,18 +392,23 @@ def test_flush_release_load_under_concurrent_load(make_settings: Callable[..., S
     def vector() -> list[float]:
         return [rng.uniform(-1, 1) for _ in range(32)]
 
-    def writer() -> None:
+    def writer(tag: str) -> None:
         n = 0
         while not stop.is_set():
             try:
                 rows = [
-                    {"id": f"w{n}-{i}", "text": "row", "vector": vector(), "source": "w.md"}
-                    for i in range(20)
+                    {
+                        "id": f"{tag}{n}-{i}",
+                        "text": "x" * (i * 4),
+                        "vector": vector(),
+                        "source": "w",
+                    }
+                    for i in range(200)
                 ]
                 client.insert(name, rows)
                 n += 1
-            except Exception as exc:  # a write racing a release may be refused: retried
-                if "not loaded" not in str(exc) and "released" not in str(exc).lower():
+            except Exception as exc:  # a write racing a release may be refused
+                if not _refused_while_released(exc):
                     errors.append(exc)
 
     def reader() -> None:
@@ -401,14 +416,15 @@ def test_flush_release_load_under_concurrent_load(make_settings: Callable[..., S
             try:
                 client.search(name, [vector()], anns_field="vector", limit=3)
             except Exception as exc:  # a search between release and load is refused
-                if "not loaded" not in str(exc).lower() and "release" not in str(exc).lower():
+                if not _refused_while_released(exc):
                     errors.append(exc)
 
-    threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+    threads = [threading.Thread(target=writer, args=(tag,)) for tag in "ab"]
+    threads.append(threading.Thread(target=reader))
     for thread in threads:
         thread.start()
     try:
-        for _ in range(15):
+        for _ in range(FLUSH_RELEASE_LOADS):
             client.flush(name)
             client.release_collection(name)
             load_collection(client, name)
@@ -416,5 +432,5 @@ def test_flush_release_load_under_concurrent_load(make_settings: Callable[..., S
         stop.set()
         for thread in threads:
             thread.join(60)
-    assert not errors, errors[:3]
+    assert not errors, [f"{type(e).__name__}: {e}" for e in errors[:3]]
     assert client.query(name, filter="", output_fields=["count(*)"])[0]["count(*)"] > 1
