@@ -1152,7 +1152,11 @@ class IngestLock:
                 _drop_lock(self.client, self.collection)
         else:
             raise IngestLockedError(f"cannot take the ingest lock {self.name}")
-        self._renew()
+        try:
+            self._renew()
+        except Exception:
+            _drop_lock(self.client, self.collection)  # not held without its lease
+            raise
         self._renewer = threading.Thread(target=self._keep, name="ingest-lock", daemon=True)
         self._renewer.start()
         return self

@@ -91,6 +91,29 @@ def lite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     server.stop()
 
 
+@pytest.fixture(
+    params=["milvus-lite server", pytest.param("milvus 2.3.5 server", marks=pytest.mark.server)]
+)
+def server(request: pytest.FixtureRequest) -> Any:
+    """The server a migrate or a server ingest writes to: ``milvus-lite server`` (fast),
+    and a real Milvus standalone server (the ``server`` lane)."""
+    if request.param == "milvus-lite server":
+        return request.getfixturevalue("lite_server")
+    return request.getfixturevalue("milvus_server")
+
+
+def _reset(client: Any, collection: str, own_server: bool) -> None:
+    """Back to before a first run: no collection, no lock, no records (on a server of
+    this module's own, no metadata collection either)."""
+    from milvus_rag.store import drop_collection
+
+    drop_collection(client, collection)
+    if client.has_collection(f"{collection}__ingest_lock"):
+        client.drop_collection(f"{collection}__ingest_lock")
+    if own_server and client.has_collection(META_COLLECTION):
+        client.drop_collection(META_COLLECTION)
+
+
 def _overrides(uri: str, model: Path, collection: str = "killed") -> dict[str, Any]:
     return {
         "milvus": {"uri": uri, "collection": collection},
@@ -202,25 +225,25 @@ def test_kill_during_a_first_lite_ingest(
 
 
 def test_kill_during_a_migrate_to_a_server(
-    context: BaseContext, corpus: Path, tiny_model_dir: Path, tmp_path: Path, lite_server: Any
+    context: BaseContext, corpus: Path, tiny_model_dir: Path, tmp_path: Path, server: Any
 ) -> None:
     from pymilvus import MilvusClient
 
     source = _overrides(str(tmp_path / "source.db"), tiny_model_dir, "moved")
     in_child(context, ingest_report, source, str(corpus))
     clean = in_child(context, collection_rows, source)
-    client = MilvusClient(uri=lite_server.uri)
+    client = MilvusClient(uri=server.uri)
+
+    own = server.name == "milvus-lite server"
 
     def reset() -> None:
-        for name in ("moved", "moved__ingest_lock", META_COLLECTION):
-            if client.has_collection(name):
-                client.drop_collection(name)
+        _reset(client, "moved", own)
 
     def appeared() -> bool:
         return bool(client.has_collection("moved__ingest_lock") or client.has_collection("moved"))
 
     def check(label: str) -> None:
-        report, rows, again = in_child(context, rerun_migrate, source, lite_server.uri)
+        report, rows, again = in_child(context, rerun_migrate, source, server.uri)
         assert report["target_count"] == report["source_count"] == len(clean), label
         _same_rows(rows, clean, label)
         assert again["target_count"] == len(clean), label
@@ -229,7 +252,7 @@ def test_kill_during_a_migrate_to_a_server(
     killed = _rounds(
         context,
         migrate_dying,
-        lambda point: (source, lite_server.uri, point),
+        lambda point: (source, server.uri, point),
         reset,
         appeared,
         check,
@@ -239,23 +262,23 @@ def test_kill_during_a_migrate_to_a_server(
 
 
 def test_kill_during_a_server_ingest(
-    context: BaseContext, corpus: Path, tiny_model_dir: Path, tmp_path: Path, lite_server: Any
+    context: BaseContext, corpus: Path, tiny_model_dir: Path, tmp_path: Path, server: Any
 ) -> None:
     from pymilvus import MilvusClient
 
-    served = _overrides(lite_server.uri, tiny_model_dir, "served")
+    served = _overrides(server.uri, tiny_model_dir, "served")
     clean = in_child(
         context,
         rerun_ingest,
-        _overrides(lite_server.uri, tiny_model_dir, "served_clean"),
+        _overrides(server.uri, tiny_model_dir, "served_clean"),
         str(corpus),
     )[1]
-    client = MilvusClient(uri=lite_server.uri)
+    client = MilvusClient(uri=server.uri)
+
+    own = server.name == "milvus-lite server"
 
     def reset() -> None:
-        for name in ("served", "served__ingest_lock", META_COLLECTION):
-            if client.has_collection(name):
-                client.drop_collection(name)
+        _reset(client, "served", own)
 
     def check(label: str) -> None:
         _, rows, again = in_child(context, rerun_ingest, served, str(corpus))
