@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -195,6 +196,17 @@ def test_concurrent_first_searches_in_a_fresh_process(
 # ----------------------------------------------------------------- the records' home
 
 
+def _properties_or_skip(client: Any, collection: str) -> None:
+    """Skip on an engine without collection properties (Milvus Lite 2.5): no older
+    milvus-rag could keep its records there."""
+    try:
+        client.alter_collection_properties(collection, properties={"milvus_rag.probe": "1"})
+    except Exception as exc:
+        if "UNIMPLEMENTED" in str(exc):
+            pytest.skip("this engine keeps no collection properties")
+        raise
+
+
 def _forget_records(s: Settings) -> None:
     """Remove milvus-rag's records of the collection, as a kill before they were written."""
     from milvus_rag.store import META_COLLECTION
@@ -210,7 +222,7 @@ def test_record_lives_in_the_metadata_collection(make_settings: Callable[..., Se
     s = make_settings()
     _create(s)
     client = connect(s.milvus)
-    rows = client.query(META_COLLECTION, filter="", output_fields=["key", "kind", "payload"])
+    rows = client.query(META_COLLECTION, filter='key != ""', output_fields=["key", "kind"])
     assert {(row["key"], row["kind"]) for row in rows} == {
         (f"{s.milvus.collection}:embedding", "embedding")
     }
@@ -227,6 +239,7 @@ def test_record_in_properties_is_read_and_moved(make_settings: Callable[..., Set
     s = make_settings()
     _create(s)
     client = connect(s.milvus)
+    _properties_or_skip(client, s.milvus.collection)
     record = collection_identity(client, s.milvus.collection)
     _forget_records(s)
     client.alter_collection_properties(
@@ -236,11 +249,13 @@ def test_record_in_properties_is_read_and_moved(make_settings: Callable[..., Set
     client.close()
     open_vector_store(s, embeddings_from_settings(s)).client.close()  # reads only
     client = connect(s.milvus)
-    assert client.query(META_COLLECTION, filter="", output_fields=["key"]) == []
+    everything = 'key != ""'
+    assert client.query(META_COLLECTION, filter=everything, output_fields=["key"]) == []
     open_vector_store(s, embeddings_from_settings(s), create=True, client=client)
-    assert [r["key"] for r in client.query(META_COLLECTION, filter="", output_fields=["key"])] == [
-        f"{s.milvus.collection}:embedding"
+    keys = [
+        r["key"] for r in client.query(META_COLLECTION, filter=everything, output_fields=["key"])
     ]
+    assert keys == [f"{s.milvus.collection}:embedding"]
     assert collection_identity(client, s.milvus.collection) == record
 
 
@@ -291,6 +306,7 @@ def test_ingest_records_in_properties_are_moved(make_settings: Callable[..., Set
     _create(s)
     name = s.milvus.collection
     client = connect(s.milvus)
+    _properties_or_skip(client, name)
     old = {
         "runs": [
             {"origin": "/old", "glob": None, "at": "2026-01-01T00:00:00+00:00", "splitter": "m"}
@@ -369,7 +385,8 @@ FLUSH_RELEASE_LOADS = 20
 def _refused_while_released(exc: Exception) -> bool:
     """The refusal Milvus gives a search racing a release (what this test provokes)."""
     text = str(exc).lower()
-    return "call load()" in text or "not loaded" in text
+    # Milvus Lite 2.5 answers "collection not found" for a released collection.
+    return any(m in text for m in ("call load()", "not loaded", "collection not found"))
 
 
 def test_flush_release_load_under_concurrent_load(make_settings: Callable[..., Settings]) -> None:
