@@ -587,9 +587,13 @@ def record_identity(client: MilvusClient, collection: str, record: dict[str, Any
     _meta_write(client, collection, {_key(collection, "embedding"): ("embedding", record)})
 
 
-def _finish_indexes(client: MilvusClient, settings: Settings, collection: str) -> None:
+def _finish_indexes(
+    client: MilvusClient, settings: Settings, collection: str, identity: dict[str, Any]
+) -> None:
     """Create the indexes a creation killed half-way did not (a collection without its
-    index cannot be loaded)."""
+    index cannot be loaded); never touches a collection without milvus-rag's schema."""
+    if not _milvus_rag_schema(client, collection, int(identity.get("dim", -1))):
+        return
     fields = {f.get("name") for f in client.describe_collection(collection).get("fields", [])}
     wanted = {VECTOR_FIELD: _dense_index(settings), SPARSE_FIELD: _SPARSE_INDEX}
     missing = [
@@ -715,7 +719,7 @@ def ensure_collection(
             )
             hybrid = False
         if exists:
-            _finish_indexes(client, settings, name)
+            _finish_indexes(client, settings, name, identity)
             check_identity(client, settings, identity)
             load_collection(client, name)
             if create:
