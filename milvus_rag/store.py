@@ -1137,13 +1137,15 @@ class IngestLock:
     def __enter__(self) -> IngestLock:
         if not self.enabled:
             return self
+        failure: Exception | None = None
         for _ in range(3):
             try:
                 self._create()
                 break
             except Exception as exc:
+                failure = exc
                 status = ingest_lock_status(self.client, self.collection)
-                if status is None:  # released meanwhile: try again
+                if status is None:  # released meanwhile, or the creation itself failed
                     continue
                 if status.abandoned is None:
                     since = f", running for {status.age:.0f} s" if status.age is not None else ""
@@ -1155,7 +1157,8 @@ class IngestLock:
                 _log.warning("taking over the %s", status.describe())
                 _drop_lock(self.client, self.collection)
         else:
-            raise IngestLockedError(f"cannot take the ingest lock {self.name}")
+            detail = f": {reason(failure)}" if failure is not None else ""
+            raise StoreError(f"cannot take the ingest lock {self.name}{detail}") from failure
         try:
             self._renew()
         except Exception:
