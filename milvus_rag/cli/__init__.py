@@ -30,6 +30,7 @@ from milvus_rag.cli.model import model_app
 from milvus_rag.cli.search import search
 from milvus_rag.cli.serve import serve
 from milvus_rag.cli.sources import sources
+from milvus_rag.cli.unlock import unlock
 
 __all__ = ["app", "main"]
 
@@ -127,6 +128,7 @@ app.add_typer(model_app, name="model")
 app.command("migrate")(migrate)
 app.command("create-user")(create_user)
 app.add_typer(keys_app, name="keys")
+app.command("unlock")(unlock)
 
 
 def main() -> None:
