@@ -1,0 +1,126 @@
+"""Bounded LLM calls: a deadline over the whole call, answers without choices, a capped
+question rewrite, citations that name only retrieved passages, clean streams in an outage.
+
+Through the chains and the server against the real local OpenAI-compatible server, over a
+retriever serving fixed passages (no Milvus: these are fast). Nothing here measures time:
+a dripping endpoint never ends, so only a bounded call can end with the typed error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from milvus_rag.chains import build_rag_chain
+
+from milvus_rag.errors import LLMResponseError, LLMTimeoutError
+from milvus_rag.settings import Settings
+from tests.support.openai_server import FakeOpenAIServer
+
+QUESTION = "Where does Milvus store data?"
+CHAT = {"messages": [{"role": "user", "content": QUESTION}]}
+
+
+class Passages(BaseRetriever):
+    """Two fixed passages, whatever the question."""
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        return [
+            Document(
+                page_content="Milvus stores data in object storage.",
+                metadata={"source": "storage.md", "score": 0.9},
+            ),
+            Document(
+                page_content="Metadata lives in etcd.", metadata={"source": "meta.md", "score": 0.8}
+            ),
+        ]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_sse_exit_event() -> Iterator[None]:
+    """sse-starlette keeps one exit event per process, bound to the first loop that streamed."""
+    from sse_starlette.sse import AppStatus
+
+    AppStatus.should_exit_event = None
+    yield
+    AppStatus.should_exit_event = None
+
+
+def _run(call: str, chain: Any, value: Any) -> Any:
+    if call == "invoke":
+        return chain.invoke(value)
+    if call == "stream":
+        return list(chain.stream(value))
+    if call == "ainvoke":
+        return asyncio.run(chain.ainvoke(value))
+
+    async def consume() -> list[Any]:
+        return [part async for part in chain.astream(value)]
+
+    return asyncio.run(consume())
+
+
+# -- llm.timeout bounds the whole call -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("drip", "call"),
+    [("headers", "invoke"), ("body", "invoke"), ("body", "stream"), ("body", "astream")],
+)
+def test_a_dripping_llm_ends_with_a_timeout(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer, drip: str, call: str
+) -> None:
+    """An endpoint sending a byte (or a token) at a time, forever: each read is quick, so
+    only a deadline over the whole call (connect, headers, body) ends it."""
+    settings = make_settings(llm={"timeout": 2, "max_retries": 2})
+    chain = build_rag_chain(settings, retriever=Passages())
+    llm.script(drip=drip)  # type: ignore[arg-type]
+    with pytest.raises(LLMTimeoutError, match=r"llm\.timeout"):
+        _run(call, chain, QUESTION)
+    assert len(llm.chat_requests()) == 1  # a call past its deadline is not retried
+
+
+# -- an answer without choices ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("call", ["invoke", "ainvoke", "stream"])
+def test_no_choices_is_a_response_error(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer, call: str
+) -> None:
+    chain = build_rag_chain(make_settings(), retriever=Passages())
+    llm.script(body={"choices": []})
+    with pytest.raises(LLMResponseError) as info:
+        _run(call, chain, QUESTION)
+    assert llm.base_url in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", CHAT),
+        ("/v1/chat/completions", {**CHAT, "stream": True}),
+        ("/rag/invoke", {"input": QUESTION}),
+        ("/rag-with-sources/invoke", {"input": QUESTION}),
+    ],
+)
+def test_no_choices_is_502_with_one_line(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer, path: str, body: Any
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from milvus_rag.server import create_app
+
+    app = create_app(make_settings(), retriever=Passages())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        llm.script(body={"choices": []})
+        response = client.post(path, json=body)
+    assert response.status_code == 502, response.text
+    message = response.json()["error"]["message"]
+    assert "no choices" in message and "\n" not in message
