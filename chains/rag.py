@@ -212,9 +212,27 @@ def _answer(prompt: ChatPromptTemplate, llm: Runnable[Any, Any]) -> Runnable[Any
     return RunnableLambda(route, name="answer").with_types(output_type=str)
 
 
-def _condense(llm: Runnable[Any, Any], history_turns: int) -> Runnable[Any, str]:
-    """State -> the standalone question: the question itself when there is no history."""
-    rewrite = (CONDENSE_PROMPT | llm | StrOutputParser()).with_config(
+def _capped(llm: Runnable[Any, Any], max_tokens: int) -> Runnable[Any, Any]:
+    """``llm`` asked for at most ``max_tokens`` tokens (a chat model, bound or not; any
+    other runnable as it is: it may not take the option)."""
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import RunnableBinding
+
+    if isinstance(llm, BaseChatModel) or (
+        isinstance(llm, RunnableBinding) and isinstance(llm.bound, BaseChatModel)
+    ):
+        return llm.bind(max_tokens=max_tokens)
+    return llm
+
+
+def _condense(llm: Runnable[Any, Any], history_turns: int, limit: int) -> Runnable[Any, str]:
+    """State -> the standalone question: the question itself when there is no history.
+
+    The rewrite is a question: its call asks for at most ``limit`` tokens, and the
+    standalone question is held to ``limit`` characters (the server's question limit,
+    ``server.max_question_chars``), whatever the endpoint sends back.
+    """
+    rewrite = (CONDENSE_PROMPT | _capped(llm, limit) | StrOutputParser()).with_config(
         run_name="condense_question", tags=[CONDENSE_TAG]
     )
 
@@ -229,14 +247,14 @@ def _condense(llm: Runnable[Any, Any], history_turns: int) -> Runnable[Any, str]
         if values is None:
             return str(state["question"])
         reply = rewrite.invoke(values, config)
-        return neutralize(standalone_question(reply, state["question"]))
+        return neutralize(standalone_question(reply, state["question"], limit))
 
     async def arun(state: dict[str, Any], config: RunnableConfig) -> str:
         values = inputs(state)
         if values is None:
             return str(state["question"])
         reply = await rewrite.ainvoke(values, config)
-        return neutralize(standalone_question(reply, state["question"]))
+        return neutralize(standalone_question(reply, state["question"], limit))
 
     return RunnableLambda(run, afunc=arun, name="standalone_question")
 
@@ -270,9 +288,10 @@ def _state(
     citations: bool | None,
 ) -> Runnable[Any, dict[str, Any]]:
     """Input -> ``{"question" (standalone), "chat_history", "citations", "system", "context"}``."""
-    from milvus_rag.settings import AnswerSettings
+    from milvus_rag.settings import AnswerSettings, ServerSettings
 
     answer = settings.answer if settings is not None else AnswerSettings()
+    limit = (settings.server if settings is not None else ServerSettings()).max_question_chars
     default_citations = answer.citations if citations is None else citations
 
     def normalise(value: Any) -> dict[str, Any]:
@@ -284,7 +303,7 @@ def _state(
     input_type: Any = str | QuestionInput
     return (
         RunnableLambda(normalise, name="inputs").with_types(input_type=input_type)
-        | RunnablePassthrough.assign(question=_condense(condense_llm, answer.history_turns))
+        | RunnablePassthrough.assign(question=_condense(condense_llm, answer.history_turns, limit))
         | RunnablePassthrough.assign(context=itemgetter("question") | retriever)
     )
 

@@ -124,3 +124,34 @@ def test_no_choices_is_502_with_one_line(
     assert response.status_code == 502, response.text
     message = response.json()["error"]["message"]
     assert "no choices" in message and "\n" not in message
+
+
+# -- the history rewrite is capped ------------------------------------------------------
+
+HISTORY = [
+    ("user", "How is data stored in Milvus?"),
+    ("assistant", "In object storage, with metadata in etcd."),
+]
+
+
+def _question_sent(request: dict[str, Any]) -> str:
+    user = request["body"]["messages"][-1]["content"]
+    return str(user.split("<question>\n", 1)[1].split("\n</question>", 1)[0])
+
+
+@pytest.mark.parametrize("call", ["invoke", "astream"])
+def test_a_huge_rewrite_is_held_to_the_question_limit(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer, call: str
+) -> None:
+    settings = make_settings(server={"max_question_chars": 300})
+    chain = build_rag_chain(settings, retriever=Passages())
+    llm.script(answer="Where is the data flushed to? " + "spam " * 400_000)  # about 2 MB
+    answer = _run(call, chain, {"question": "And flushed?", "chat_history": HISTORY})
+    assert "".join(answer) == llm.answer
+    rewrite, answered = llm.chat_requests()
+    # The rewrite call asks for no more (langchain-openai sends max_tokens under its new name).
+    cap = rewrite["body"].get("max_completion_tokens", rewrite["body"].get("max_tokens"))
+    assert cap == 300
+    question = _question_sent(answered)
+    assert question.startswith("Where is the data flushed to?") and len(question) <= 300
+    assert len(answered["raw"]) < 10_000  # the answer request stays small
