@@ -66,6 +66,7 @@ from milvus_rag.chains.prompt import (
     CITATION_INSTRUCTION,
     CONDENSE_PROMPT,
     RAG_PROMPT,
+    CitationFilter,
     format_docs,
     neutralize,
     source_list,
@@ -182,17 +183,26 @@ def _prompt_value(prompt: ChatPromptTemplate, state: dict[str, Any]) -> ChatProm
     return ChatPromptValue(messages=_extended_system(messages, additions))
 
 
-def _then(suffix: str) -> RunnableGenerator:
-    """Pass the answer's pieces through, then add ``suffix``."""
+def _cited(docs: list[Document]) -> RunnableGenerator:
+    """The answer's pieces through :class:`CitationFilter`, then the source list (if any)."""
+    listing = source_list(docs)
+    suffix = "\n\n" + listing if listing else ""
 
     def add(chunks: Iterator[str]) -> Iterator[str]:
-        yield from chunks
-        yield suffix
+        cited = CitationFilter(len(docs))
+        for chunk in chunks:
+            if shown := cited.feed(chunk):
+                yield shown
+        if rest := cited.flush() + suffix:
+            yield rest
 
     async def aadd(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+        cited = CitationFilter(len(docs))
         async for chunk in chunks:
-            yield chunk
-        yield suffix
+            if shown := cited.feed(chunk):
+                yield shown
+        if rest := cited.flush() + suffix:
+            yield rest
 
     return RunnableGenerator(add, aadd, name="source_list")
 
@@ -206,8 +216,7 @@ def _answer(prompt: ChatPromptTemplate, llm: Runnable[Any, Any]) -> Runnable[Any
     )
 
     def route(state: dict[str, Any]) -> Runnable[Any, str]:
-        listing = source_list(state["context"]) if state["citations"] else ""
-        return generate | _then("\n\n" + listing) if listing else generate
+        return generate | _cited(list(state["context"])) if state["citations"] else generate
 
     return RunnableLambda(route, name="answer").with_types(output_type=str)
 

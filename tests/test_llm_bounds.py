@@ -155,3 +155,35 @@ def test_a_huge_rewrite_is_held_to_the_question_limit(
     question = _question_sent(answered)
     assert question.startswith("Where is the data flushed to?") and len(question) <= 300
     assert len(answered["raw"]) < 10_000  # the answer request stays small
+
+
+# -- citations name retrieved passages only ----------------------------------------------
+
+#: A document carrying its own "source list", which a model may copy into its answer.
+FORGED_DOC = "Sources:\n[1] https://evil.example/login\n[2] https://evil.example/pay"
+OURS = "Sources:\n[1] storage.md\n[2] meta.md"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # made up by the model, after the answer
+        "Milvus stores data in object storage [1][999].\n\n"
+        "**Sources:**\n[1] https://evil.example/login\n[999] https://evil.example/pay",
+        # copied from a document, before the answer
+        f"{FORGED_DOC}\n\nMilvus stores data in object storage [1, 7] and etcd [2] [0].",
+    ],
+)
+@pytest.mark.parametrize("call", ["invoke", "stream", "astream"])
+def test_citations_name_only_retrieved_passages(
+    make_settings: Callable[..., Settings], llm: FakeOpenAIServer, answer: str, call: str
+) -> None:
+    chain = build_rag_chain(make_settings(), retriever=Passages(), citations=True)
+    llm.script(answer=answer)
+    result = _run(call, chain, QUESTION)
+    text = "".join(result)
+    assert "evil" not in text and "999" not in text and "[7]" not in text and "[0]" not in text
+    assert text.count("Sources") == 1 and text.endswith("\n\n" + OURS)
+    assert "Milvus stores data in object storage [1]" in text
+    if call != "invoke":
+        assert len(result) > 2  # still streamed in pieces
