@@ -40,8 +40,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from operator import itemgetter
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.documents import Document
@@ -50,11 +49,11 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompt_values import ChatPromptValue
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import (
+    AddableDict,
     Runnable,
     RunnableConfig,
     RunnableGenerator,
     RunnableLambda,
-    RunnablePassthrough,
 )
 from milvus_rag.chains.history import (
     messages_from,
@@ -309,12 +308,23 @@ def _state(
             state["citations"] = default_citations
         return state
 
+    # One step, not ``RunnablePassthrough.assign``s: when a stream of those fails (the
+    # rewrite's LLM call), LangChain leaves tasks whose exceptions are never retrieved.
+    condense = _condense(condense_llm, answer.history_turns, limit)
+
+    def complete(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        question = condense.invoke(state, config)
+        return {**state, "question": question, "context": retriever.invoke(question, config)}
+
+    async def acomplete(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        question = await condense.ainvoke(state, config)
+        context = await retriever.ainvoke(question, config)
+        return {**state, "question": question, "context": context}
+
     input_type: Any = str | QuestionInput
-    return (
-        RunnableLambda(normalise, name="inputs").with_types(input_type=input_type)
-        | RunnablePassthrough.assign(question=_condense(condense_llm, answer.history_turns, limit))
-        | RunnablePassthrough.assign(context=itemgetter("question") | retriever)
-    )
+    return RunnableLambda(normalise, name="inputs").with_types(
+        input_type=input_type
+    ) | RunnableLambda(complete, afunc=acomplete, name="question_and_context")
 
 
 def _build(
@@ -383,8 +393,44 @@ def build_rag_chain_with_sources(
     state, answer = _build(
         settings, retriever, llm, embeddings, expr, prompt, citations, condense_llm
     )
-    chain = state | RunnablePassthrough.assign(answer=answer).pick(["answer", "context"])
+    chain = state | _with_sources(answer)
     return chain.with_config(run_name="milvus_rag_with_sources")
+
+
+def _with_sources(answer: Runnable[Any, str]) -> Runnable[Any, dict[str, Any]]:
+    """State -> ``{"answer", "context"}``: the context first, then the answer in pieces.
+
+    A generator rather than ``RunnablePassthrough.assign``, whose task for the answer
+    is left unretrieved when the state's stream fails.
+    """
+
+    def whole(states: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        for part in states:
+            state.update(part)
+        return state
+
+    def pieces(states: Iterator[dict[str, Any]], config: RunnableConfig) -> Iterator[Any]:
+        state = whole(states)
+        yield AddableDict(context=state["context"])
+        for piece in answer.stream(state, config):
+            yield AddableDict(answer=piece)
+
+    async def apieces(
+        states: AsyncIterator[dict[str, Any]], config: RunnableConfig
+    ) -> AsyncIterator[Any]:
+        state = whole([part async for part in states])
+        yield AddableDict(context=state["context"])
+        async for piece in answer.astream(state, config):
+            yield AddableDict(answer=piece)
+
+    generator: Runnable[Any, Any] = RunnableGenerator(pieces, apieces, name="answer_with_sources")  # type: ignore[arg-type]
+    return generator.with_types(output_type=_WithSources)
+
+
+class _WithSources(BaseModel):
+    answer: str
+    context: list[Document]
 
 
 def build_retrieval_chain(

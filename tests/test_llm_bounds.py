@@ -9,6 +9,7 @@ a dripping endpoint never ends, so only a bounded call can end with the typed er
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -187,3 +188,40 @@ def test_citations_name_only_retrieved_passages(
     assert "Milvus stores data in object storage [1]" in text
     if call != "invoke":
         assert len(result) > 2  # still streamed in pieces
+
+
+# -- streams failing in an LLM outage leave no task behind ------------------------------
+
+
+def test_streams_in_an_outage_leave_no_unretrieved_task(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each stream that fails is one 502 and one access-log line: no ``Task exception was
+    never retrieved`` (LangChain's parallel steps used to leave two per stream)."""
+    import gc
+
+    from fastapi.testclient import TestClient
+
+    from milvus_rag.server import create_app
+    from tests.support.openai_server import closed_port
+
+    down = f"http://127.0.0.1:{closed_port()}/v1"
+    app = create_app(make_settings(llm={"base_url": down}), retriever=Passages())
+    history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    requests = [
+        ("/v1/chat/completions", {"messages": [*history, CHAT["messages"][0]], "stream": True}),
+        ("/v1/chat/completions", {**CHAT, "stream": True}),
+        ("/rag/stream", {"input": {"question": QUESTION, "chat_history": history}}),
+        ("/rag-with-sources/stream", {"input": {"question": QUESTION, "chat_history": history}}),
+        ("/rag-with-sources/stream", {"input": QUESTION}),
+    ]
+    caplog.set_level(logging.INFO)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path, body in requests:
+            assert client.post(path, json=body).status_code == 502
+            gc.collect()  # an unretrieved task exception is reported when its task is freed
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    access = [r for r in caplog.records if r.name == "milvus_rag.server.access"]
+    assert [(r.route, r.status) for r in access] == [(path, 502) for path, _ in requests]  # type: ignore[attr-defined]
