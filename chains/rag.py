@@ -398,34 +398,55 @@ def build_rag_chain_with_sources(
 
 
 def _with_sources(answer: Runnable[Any, str]) -> Runnable[Any, dict[str, Any]]:
-    """State -> ``{"answer", "context"}``: the context first, then the answer in pieces.
+    """State -> ``{"answer", "context"}``: streamed, the context first, then the answer in
+    pieces; invoked, the answer in one call (so the endpoint reports its usage).
 
-    A generator rather than ``RunnablePassthrough.assign``, whose task for the answer
-    is left unretrieved when the state's stream fails.
+    Not ``RunnablePassthrough.assign``: when the state's stream fails (the rewrite's LLM
+    call in an outage), its task for the answer is left with an unretrieved exception.
     """
+    return _AnswerWithSources(answer).with_types(output_type=_WithSources)
 
-    def whole(states: Iterable[dict[str, Any]]) -> dict[str, Any]:
-        state: dict[str, Any] = {}
-        for part in states:
-            state.update(part)
-        return state
 
-    def pieces(states: Iterator[dict[str, Any]], config: RunnableConfig) -> Iterator[Any]:
-        state = whole(states)
-        yield AddableDict(context=state["context"])
-        for piece in answer.stream(state, config):
-            yield AddableDict(answer=piece)
+def _whole(states: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    for part in states:
+        state.update(part)
+    return state
 
-    async def apieces(
-        states: AsyncIterator[dict[str, Any]], config: RunnableConfig
-    ) -> AsyncIterator[Any]:
-        state = whole([part async for part in states])
-        yield AddableDict(context=state["context"])
-        async for piece in answer.astream(state, config):
-            yield AddableDict(answer=piece)
 
-    generator: Runnable[Any, Any] = RunnableGenerator(pieces, apieces, name="answer_with_sources")  # type: ignore[arg-type]
-    return generator.with_types(output_type=_WithSources)
+class _AnswerWithSources(RunnableGenerator):
+    """See :func:`_with_sources`."""
+
+    def __init__(self, answer: Runnable[Any, str]) -> None:
+        self.answer = answer
+
+        def pieces(states: Iterator[dict[str, Any]], config: RunnableConfig) -> Iterator[Any]:
+            state = _whole(states)
+            yield AddableDict(context=state["context"])
+            for piece in answer.stream(state, config):
+                yield AddableDict(answer=piece)
+
+        async def apieces(
+            states: AsyncIterator[dict[str, Any]], config: RunnableConfig
+        ) -> AsyncIterator[Any]:
+            state = _whole([part async for part in states])
+            yield AddableDict(context=state["context"])
+            async for piece in answer.astream(state, config):
+                yield AddableDict(answer=piece)
+
+        super().__init__(pieces, apieces, name="answer_with_sources")  # type: ignore[arg-type]
+
+    def _whole_answer(self, state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        return {"answer": self.answer.invoke(state, config), "context": state["context"]}
+
+    async def _awhole_answer(self, state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        return {"answer": await self.answer.ainvoke(state, config), "context": state["context"]}
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self._call_with_config(self._whole_answer, input, config)  # type: ignore[arg-type]
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return await self._acall_with_config(self._awhole_answer, input, config)  # type: ignore[arg-type]
 
 
 class _WithSources(BaseModel):
