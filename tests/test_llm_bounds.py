@@ -194,14 +194,10 @@ def test_citations_name_only_retrieved_passages(
 
 
 def test_streams_in_an_outage_leave_no_unretrieved_task(
-    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each stream that fails is one 502 and one access-log line: no ``Task exception was
     never retrieved`` (LangChain's parallel steps used to leave two per stream)."""
-    import gc
-
-    from fastapi.testclient import TestClient
-
     from milvus_rag.server import create_app
     from tests.support.openai_server import closed_port
 
@@ -215,13 +211,31 @@ def test_streams_in_an_outage_leave_no_unretrieved_task(
         ("/rag-with-sources/stream", {"input": {"question": QUESTION, "chat_history": history}}),
         ("/rag-with-sources/stream", {"input": QUESTION}),
     ]
-    caplog.set_level(logging.INFO)
+    # Its own handler on each logger: other tests (the CLI, uvicorn's config) may have
+    # stopped their propagation or disabled them.
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append  # type: ignore[method-assign]
+    for name in ("asyncio", "milvus_rag.server", "milvus_rag.server.access"):
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "level", logging.INFO)
+        monkeypatch.setattr(logger, "propagate", False)
+        monkeypatch.setattr(logger, "disabled", False)
+        monkeypatch.setattr(logger, "handlers", [handler])
+    _stream_in_outage(app, requests)
+    assert not [r for r in records if "never retrieved" in r.getMessage()]
+    assert not [r for r in records if r.levelno >= logging.ERROR]
+    access = [r for r in records if r.name == "milvus_rag.server.access"]
+    assert [(r.route, r.status) for r in access] == [(path, 502) for path, _ in requests]  # type: ignore[attr-defined]
+
+
+def _stream_in_outage(app: Any, requests: list[tuple[str, Any]]) -> None:
+    import gc
+
+    from fastapi.testclient import TestClient
+
     with TestClient(app, raise_server_exceptions=False) as client:
         for path, body in requests:
             assert client.post(path, json=body).status_code == 502
             gc.collect()  # an unretrieved task exception is reported when its task is freed
     gc.collect()
-    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    access = [r for r in caplog.records if r.name == "milvus_rag.server.access"]
-    assert [(r.route, r.status) for r in access] == [(path, 502) for path, _ in requests]  # type: ignore[attr-defined]
