@@ -216,13 +216,20 @@ def test_streams_in_an_outage_leave_no_unretrieved_task(
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.INFO)
     handler.emit = records.append  # type: ignore[method-assign]
-    for name in ("asyncio", "milvus_rag.server", "milvus_rag.server.access"):
-        logger = logging.getLogger(name)
-        monkeypatch.setattr(logger, "level", logging.INFO)
+    loggers = [
+        logging.getLogger(n) for n in ("asyncio", "milvus_rag.server", "milvus_rag.server.access")
+    ]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
         monkeypatch.setattr(logger, "propagate", False)
         monkeypatch.setattr(logger, "disabled", False)
         monkeypatch.setattr(logger, "handlers", [handler])
-    _stream_in_outage(app, requests)
+        logger.setLevel(logging.INFO)  # setLevel, not the attribute: it clears level caches
+    try:
+        _stream_in_outage(app, requests)
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
     assert not [r for r in records if "never retrieved" in r.getMessage()]
     assert not [r for r in records if r.levelno >= logging.ERROR]
     access = [r for r in records if r.name == "milvus_rag.server.access"]
