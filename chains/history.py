@@ -116,12 +116,16 @@ def transcript(messages: Iterable[BaseMessage]) -> str:
 _LABELS = ("standalone question:", "rewritten question:", "question:")
 
 
-def standalone_question(reply: str, fallback: str) -> str:
+def standalone_question(reply: str, fallback: str, limit: int | None = None) -> str:
     """The rewrite step's reply as one question (``fallback`` when it is empty).
 
     Strips a leading label (``Standalone question:``) and wrapping quotes, and
     joins lines, so the reply can be retrieved on and placed in the answer prompt.
+    With ``limit``, the question is cut to at most that many characters (a rewrite
+    is no longer than a question may be).
     """
+    if limit is not None:  # whitespace collapses below: a generous prefix is enough
+        reply = reply[: 8 * limit + 64]
     text = " ".join(reply.split())
     lowered = text.lower()
     for label in _LABELS:
@@ -130,4 +134,6 @@ def standalone_question(reply: str, fallback: str) -> str:
             break
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'`":
         text = text[1:-1].strip()
+    if limit is not None:
+        text = text[:limit].rstrip()
     return text or fallback

@@ -40,8 +40,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from operator import itemgetter
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.documents import Document
@@ -50,11 +49,11 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompt_values import ChatPromptValue
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import (
+    AddableDict,
     Runnable,
     RunnableConfig,
     RunnableGenerator,
     RunnableLambda,
-    RunnablePassthrough,
 )
 from milvus_rag.chains.history import (
     messages_from,
@@ -66,6 +65,7 @@ from milvus_rag.chains.prompt import (
     CITATION_INSTRUCTION,
     CONDENSE_PROMPT,
     RAG_PROMPT,
+    CitationFilter,
     format_docs,
     neutralize,
     source_list,
@@ -195,17 +195,26 @@ def _prompt_value(prompt: ChatPromptTemplate, state: dict[str, Any]) -> ChatProm
     return ChatPromptValue(messages=_extended_system(messages, additions))
 
 
-def _then(suffix: str) -> RunnableGenerator[Any, Any]:
-    """Pass the answer's pieces through, then add ``suffix``."""
+def _cited(docs: list[Document]) -> RunnableGenerator[Any, Any]:
+    """The answer's pieces through :class:`CitationFilter`, then the source list (if any)."""
+    listing = source_list(docs)
+    suffix = "\n\n" + listing if listing else ""
 
     def add(chunks: Iterator[str]) -> Iterator[str]:
-        yield from chunks
-        yield suffix
+        cited = CitationFilter(len(docs))
+        for chunk in chunks:
+            if shown := cited.feed(chunk):
+                yield shown
+        if rest := cited.flush() + suffix:
+            yield rest
 
     async def aadd(chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+        cited = CitationFilter(len(docs))
         async for chunk in chunks:
-            yield chunk
-        yield suffix
+            if shown := cited.feed(chunk):
+                yield shown
+        if rest := cited.flush() + suffix:
+            yield rest
 
     return RunnableGenerator(add, aadd, name="source_list")
 
@@ -219,8 +228,7 @@ def _answer(prompt: ChatPromptTemplate, llm: Runnable[Any, Any]) -> Runnable[Any
     )
 
     def route(state: dict[str, Any]) -> Runnable[Any, str]:
-        listing = source_list(state["context"]) if state["citations"] else ""
-        return generate | _then("\n\n" + listing) if listing else generate
+        return generate | _cited(list(state["context"])) if state["citations"] else generate
 
     return RunnableLambda(route, name="answer").with_types(output_type=str)
 
@@ -230,11 +238,29 @@ def _watched(llm: Runnable[Any, Any], call: str) -> Runnable[Any, Any]:
     return llm.with_config(callbacks=[LLMWatcher(call)])
 
 
-def _condense(llm: Runnable[Any, Any], history_turns: int) -> Runnable[Any, str]:
-    """State -> the standalone question: the question itself when there is no history."""
-    rewrite = (CONDENSE_PROMPT | _watched(llm, "rewrite") | StrOutputParser()).with_config(
-        run_name="condense_question", tags=[CONDENSE_TAG]
-    )
+def _capped(llm: Runnable[Any, Any], max_tokens: int) -> Runnable[Any, Any]:
+    """``llm`` asked for at most ``max_tokens`` tokens (a chat model, bound or not; any
+    other runnable as it is: it may not take the option)."""
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import RunnableBinding
+
+    if isinstance(llm, BaseChatModel) or (
+        isinstance(llm, RunnableBinding) and isinstance(llm.bound, BaseChatModel)
+    ):
+        return llm.bind(max_tokens=max_tokens)
+    return llm
+
+
+def _condense(llm: Runnable[Any, Any], history_turns: int, limit: int) -> Runnable[Any, str]:
+    """State -> the standalone question: the question itself when there is no history.
+
+    The rewrite is a question: its call asks for at most ``limit`` tokens, and the
+    standalone question is held to ``limit`` characters (the server's question limit,
+    ``server.max_question_chars``), whatever the endpoint sends back.
+    """
+    rewrite = (
+        CONDENSE_PROMPT | _capped(_watched(llm, "rewrite"), limit) | StrOutputParser()
+    ).with_config(run_name="condense_question", tags=[CONDENSE_TAG])
 
     def inputs(state: dict[str, Any]) -> dict[str, str] | None:
         turns = recent_turns(state["chat_history"], history_turns)
@@ -248,7 +274,7 @@ def _condense(llm: Runnable[Any, Any], history_turns: int) -> Runnable[Any, str]
             return str(state["question"])
         with step("history_rewrite"):
             reply = rewrite.invoke(values, config)
-        return str(neutralize(standalone_question(reply, state["question"])))
+        return str(neutralize(standalone_question(reply, state["question"], limit)))
 
     async def arun(state: dict[str, Any], config: RunnableConfig) -> str:
         values = inputs(state)
@@ -256,7 +282,7 @@ def _condense(llm: Runnable[Any, Any], history_turns: int) -> Runnable[Any, str]
             return str(state["question"])
         with step("history_rewrite"):
             reply = await rewrite.ainvoke(values, config)
-        return str(neutralize(standalone_question(reply, state["question"])))
+        return str(neutralize(standalone_question(reply, state["question"], limit)))
 
     return RunnableLambda(run, afunc=arun, name="standalone_question")
 
@@ -290,9 +316,10 @@ def _state(
     citations: bool | None,
 ) -> Runnable[Any, dict[str, Any]]:
     """Input -> ``{"question" (standalone), "chat_history", "citations", "system", "context"}``."""
-    from milvus_rag.settings import AnswerSettings
+    from milvus_rag.settings import AnswerSettings, ServerSettings
 
     answer = settings.answer if settings is not None else AnswerSettings()
+    limit = (settings.server if settings is not None else ServerSettings()).max_question_chars
     default_citations = answer.citations if citations is None else citations
 
     def normalise(value: Any) -> dict[str, Any]:
@@ -301,12 +328,23 @@ def _state(
             state["citations"] = default_citations
         return state
 
+    # One step, not ``RunnablePassthrough.assign``s: when a stream of those fails (the
+    # rewrite's LLM call), LangChain leaves tasks whose exceptions are never retrieved.
+    condense = _condense(condense_llm, answer.history_turns, limit)
+
+    def complete(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        question = condense.invoke(state, config)
+        return {**state, "question": question, "context": retriever.invoke(question, config)}
+
+    async def acomplete(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        question = await condense.ainvoke(state, config)
+        context = await retriever.ainvoke(question, config)
+        return {**state, "question": question, "context": context}
+
     input_type: Any = QuestionInput
-    return (
-        RunnableLambda(normalise, name="inputs").with_types(input_type=input_type)
-        | RunnablePassthrough.assign(question=_condense(condense_llm, answer.history_turns))
-        | RunnablePassthrough.assign(context=itemgetter("question") | retriever)
-    )
+    return RunnableLambda(normalise, name="inputs").with_types(
+        input_type=input_type
+    ) | RunnableLambda(complete, afunc=acomplete, name="question_and_context")
 
 
 def _build(
@@ -375,8 +413,65 @@ def build_rag_chain_with_sources(
     state, answer = _build(
         settings, retriever, llm, embeddings, expr, prompt, citations, condense_llm
     )
-    chain = state | RunnablePassthrough.assign(answer=answer).pick(["answer", "context"])
+    chain = state | _with_sources(answer)
     return _named(chain, "milvus_rag_with_sources")
+
+
+def _with_sources(answer: Runnable[Any, str]) -> Runnable[Any, dict[str, Any]]:
+    """State -> ``{"answer", "context"}``: streamed, the context first, then the answer in
+    pieces; invoked, the answer in one call (so the endpoint reports its usage).
+
+    Not ``RunnablePassthrough.assign``: when the state's stream fails (the rewrite's LLM
+    call in an outage), its task for the answer is left with an unretrieved exception.
+    """
+    return _AnswerWithSources(answer).with_types(output_type=_WithSources)
+
+
+def _whole(states: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    for part in states:
+        state.update(part)
+    return state
+
+
+class _AnswerWithSources(RunnableGenerator[Any, Any]):
+    """See :func:`_with_sources`."""
+
+    def __init__(self, answer: Runnable[Any, str]) -> None:
+        self.answer = answer
+
+        def pieces(states: Iterator[dict[str, Any]], config: RunnableConfig) -> Iterator[Any]:
+            state = _whole(states)
+            yield AddableDict(context=state["context"])
+            for piece in answer.stream(state, config):
+                yield AddableDict(answer=piece)
+
+        async def apieces(
+            states: AsyncIterator[dict[str, Any]], config: RunnableConfig
+        ) -> AsyncIterator[Any]:
+            state = _whole([part async for part in states])
+            yield AddableDict(context=state["context"])
+            async for piece in answer.astream(state, config):
+                yield AddableDict(answer=piece)
+
+        super().__init__(pieces, apieces, name="answer_with_sources")  # type: ignore[arg-type]
+
+    def _whole_answer(self, state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        return {"answer": self.answer.invoke(state, config), "context": state["context"]}
+
+    async def _awhole_answer(self, state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        return {"answer": await self.answer.ainvoke(state, config), "context": state["context"]}
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return self._call_with_config(self._whole_answer, input, config)  # type: ignore[arg-type]
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return await self._acall_with_config(self._awhole_answer, input, config)  # type: ignore[arg-type]
+
+
+class _WithSources(BaseModel):
+    answer: str
+    context: list[Document]
 
 
 def build_retrieval_chain(

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
@@ -40,7 +42,7 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_openai import ChatOpenAI
-from pydantic import PrivateAttr
+from pydantic import PrivateAttr, model_validator
 
 from milvus_rag.errors import (
     ConfigError,
@@ -219,6 +221,176 @@ def _cause(exc: BaseException) -> str:
     return (text[0] if text else type(root).__name__)[:160]
 
 
+#: When the current chat model call must end (``time.monotonic()``), or None: set by
+#: :class:`EndpointChatOpenAI` around each step of a call, read by every socket
+#: operation of its HTTP clients (:func:`_bounded_client`).
+_DEADLINE: ContextVar[float | None] = ContextVar("milvus_rag_llm_deadline", default=None)
+
+
+class _DeadlinePassed(Exception):
+    """The call's ``llm.timeout`` is over (raised by a socket operation; never retried)."""
+
+
+def _left(timeout: float | None) -> float | None:
+    """``timeout`` cut to what is left of the current call's deadline."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _DeadlinePassed
+    return left if timeout is None else min(timeout, left)
+
+
+def _within(op: Callable[..., Any], *args: Any, timeout: float | None, **kwargs: Any) -> Any:
+    """``op(*args, timeout=...)`` ending by the current call's deadline."""
+    try:
+        return op(*args, timeout=_left(timeout), **kwargs)
+    except _DeadlinePassed:
+        raise
+    except Exception as exc:
+        if _over():
+            raise _DeadlinePassed from exc
+        raise
+
+
+async def _awithin(
+    op: Callable[..., Awaitable[Any]], *args: Any, timeout: float | None, **kwargs: Any
+) -> Any:
+    """The async twin of :func:`_within`."""
+    try:
+        return await op(*args, timeout=_left(timeout), **kwargs)
+    except _DeadlinePassed:
+        raise
+    except Exception as exc:
+        if _over():
+            raise _DeadlinePassed from exc
+        raise
+
+
+def _passed(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, the end of a call's deadline."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, _DeadlinePassed):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _over() -> bool:
+    deadline = _DEADLINE.get()
+    return deadline is not None and time.monotonic() >= deadline
+
+
+class _BoundedStream:
+    """A network stream (httpcore's interface) whose reads and writes end by the deadline."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return bytes(_within(self._stream.read, max_bytes, timeout=timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        _within(self._stream.write, buffer, timeout=timeout)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> _BoundedStream:
+        tls = _within(self._stream.start_tls, ssl_context, server_hostname, timeout=timeout)
+        return _BoundedStream(tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _AsyncBoundedStream:
+    """The async twin of :class:`_BoundedStream`."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return bytes(await _awithin(self._stream.read, max_bytes, timeout=timeout))
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await _awithin(self._stream.write, buffer, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> _AsyncBoundedStream:
+        tls = await _awithin(self._stream.start_tls, ssl_context, server_hostname, timeout=timeout)
+        return _AsyncBoundedStream(tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _BoundedBackend:
+    """httpcore's sync network backend, opening :class:`_BoundedStream` streams."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    def connect_tcp(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        return _BoundedStream(_within(self._backend.connect_tcp, *args, timeout=timeout, **kwargs))
+
+    def connect_unix_socket(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        stream = _within(self._backend.connect_unix_socket, *args, timeout=timeout, **kwargs)
+        return _BoundedStream(stream)
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+class _AsyncBoundedBackend:
+    """httpcore's async network backend, opening :class:`_AsyncBoundedStream` streams."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    async def connect_tcp(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        stream = await _awithin(self._backend.connect_tcp, *args, timeout=timeout, **kwargs)
+        return _AsyncBoundedStream(stream)
+
+    async def connect_unix_socket(
+        self, *args: Any, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
+        stream = await _awithin(self._backend.connect_unix_socket, *args, timeout=timeout, **kwargs)
+        return _AsyncBoundedStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+def _bounded_client(client: Any, is_async: bool) -> Any:
+    """``client`` (an httpx client) with every socket operation held to the call's deadline.
+
+    The connection pools of its transports (the default one and those of the proxies it
+    found in the environment) open their connections through :class:`_BoundedBackend`.
+    """
+    transports = [getattr(client, "_transport", None), *getattr(client, "_mounts", {}).values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if (
+            pool is not None
+            and backend is not None
+            and not isinstance(backend, (_BoundedBackend, _AsyncBoundedBackend))
+        ):
+            pool._network_backend = (_AsyncBoundedBackend if is_async else _BoundedBackend)(backend)
+    return client
+
+
 class EndpointChatOpenAI(ChatOpenAI):
     """``ChatOpenAI`` raising :class:`~milvus_rag.errors.LLMError` subclasses.
 
@@ -248,6 +420,26 @@ class EndpointChatOpenAI(ChatOpenAI):
     _loop: Any = PrivateAttr(default=None)
     _loop_http: Any = PrivateAttr(default=None)
 
+    @model_validator(mode="after")
+    def _bounded_sync_client(self) -> EndpointChatOpenAI:
+        """The sync client's sockets held to each call's deadline (``llm.timeout``); the
+        async one gets its pool per event loop (:meth:`_bind_to_running_loop`)."""
+        if self.http_client is None and self.root_client is not None:
+            from openai import DefaultHttpxClient
+
+            http = _bounded_client(DefaultHttpxClient(), is_async=False)
+            self.root_client = self.root_client.copy(http_client=http)
+            self.client = self.root_client.chat.completions
+        return self
+
+    def _deadline(self) -> float | None:
+        """When a call starting now must end: ``llm.timeout`` covers connecting, the
+        headers and the whole body, streamed or not, retries included."""
+        timeout = self.request_timeout
+        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+            return time.monotonic() + float(timeout)
+        return None
+
     def _bind_to_running_loop(self) -> None:
         """Give the async client a connection pool of the running event loop.
 
@@ -263,7 +455,7 @@ class EndpointChatOpenAI(ChatOpenAI):
         loop = asyncio.get_running_loop()
         if self._loop is not None and self._loop() is loop:
             return
-        self._loop_http = DefaultAsyncHttpxClient()
+        self._loop_http = _bounded_client(DefaultAsyncHttpxClient(), is_async=True)
         self.root_async_client = self.root_async_client.copy(http_client=self._loop_http)
         self.async_client = self.root_async_client.chat.completions
         self._loop = weakref.ref(loop)
@@ -299,22 +491,40 @@ class EndpointChatOpenAI(ChatOpenAI):
             result = super()._create_chat_result(response, generation_info)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             raise response_error(self._base_url(), _described(response, exc)) from exc
+        if not result.generations:  # ``"choices": []``: content filters answer this way
+            raise LLMResponseError(
+                f"LLM endpoint {self._base_url()} answered with no choices (no answer at all, "
+                "as content filters do); rephrase the question, or check the endpoint's filters"
+            )
         for generation in result.generations:
             _mark_endpoint(generation.message, self._base_url())
         return result
 
     def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
+        token = _DEADLINE.set(self._deadline())
         try:
             return super()._generate(*args, **kwargs)
         except LLMError:
             raise
         except Exception as exc:
             raise self._mapped(exc) from exc
+        finally:
+            _DEADLINE.reset(token)
 
     def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        # The deadline is set around each step only: between steps the caller runs.
+        deadline = self._deadline()
         chunks = 0
+        stream = cast(Generator[ChatGenerationChunk], super()._stream(*args, **kwargs))
         try:
-            for chunk in super()._stream(*args, **kwargs):
+            while True:
+                token = _DEADLINE.set(deadline)
+                try:
+                    chunk = next(stream)
+                except StopIteration:
+                    break
+                finally:
+                    _DEADLINE.reset(token)
                 if not chunks:
                     _mark_endpoint(chunk.message, self._base_url())
                 chunks += 1
@@ -323,23 +533,37 @@ class EndpointChatOpenAI(ChatOpenAI):
             raise
         except Exception as exc:
             raise self._mapped(exc) from exc
+        finally:
+            stream.close()
         if not chunks:
             raise self._empty_stream()
 
     async def _agenerate(self, *args: Any, **kwargs: Any) -> ChatResult:
         self._bind_to_running_loop()
+        token = _DEADLINE.set(self._deadline())
         try:
             return await super()._agenerate(*args, **kwargs)
         except LLMError:
             raise
         except Exception as exc:
             raise self._mapped(exc) from exc
+        finally:
+            _DEADLINE.reset(token)
 
     async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         self._bind_to_running_loop()
+        deadline = self._deadline()
         chunks = 0
+        stream = cast(AsyncGenerator[ChatGenerationChunk], super()._astream(*args, **kwargs))
         try:
-            async for chunk in super()._astream(*args, **kwargs):
+            while True:
+                token = _DEADLINE.set(deadline)
+                try:
+                    chunk = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    _DEADLINE.reset(token)
                 if not chunks:
                     _mark_endpoint(chunk.message, self._base_url())
                 chunks += 1
@@ -348,12 +572,18 @@ class EndpointChatOpenAI(ChatOpenAI):
             raise
         except Exception as exc:
             raise self._mapped(exc) from exc
+        finally:
+            await stream.aclose()
         if not chunks:
             raise self._empty_stream()
 
     def _empty_stream(self) -> LLMResponseError:
         # An HTML page (or any body without ``data:`` events) parses as an empty stream.
-        return response_error(self._base_url(), "the stream held no chat completion chunks")
+        return response_error(
+            self._base_url(),
+            "the stream held no chat completion chunks: no choices, as content filters answer, "
+            "or not an OpenAI stream",
+        )
 
     def _mapped(self, exc: Exception) -> Exception:
         import openai
@@ -361,6 +591,12 @@ class EndpointChatOpenAI(ChatOpenAI):
         refused = header_error(exc, self.key_env)
         if refused is not None:
             return refused
+        if _passed(exc):
+            return LLMTimeoutError(
+                f"LLM endpoint {self._base_url()} did not finish answering within "
+                f"{self.request_timeout:g} s (llm.timeout bounds the whole answer); raise "
+                "llm.timeout or check the endpoint"
+            )
         if isinstance(exc, openai.OpenAIError):
             return self._error(exc)
         if isinstance(exc, json.JSONDecodeError):  # a JSON content type, or an SSE event, not JSON

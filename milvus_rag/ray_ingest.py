@@ -21,7 +21,9 @@ core embeds (README, "Past one machine"); it also means a Milvus Lite file
 works (the single-node mode): only the driver ever opens it.
 
 Without ``ingest.ray_address`` a local Ray starts with this machine's cores and
-stops at the end; with it, the job joins that cluster (every node needs
+stops at the end, and never outlives this process: a small watchdog process kills
+the Ray processes this one started if it dies without stopping them (``kill -9``);
+with it, the job joins that cluster (every node needs
 ``milvus-rag[ray]`` and the model at the same ``embedding.model_dir``). A Ray
 already initialised in this process (a notebook, tests) is used as it is.
 
@@ -43,6 +45,8 @@ import logging
 import os
 import re
 import socket
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -192,6 +196,7 @@ class _RaySession:
     def __init__(self, address: str | None) -> None:
         self.address = address
         self.started = False
+        self.watchdog: subprocess.Popen[bytes] | None = None
         self.ray = require_ray()
 
     def start(self) -> None:
@@ -211,11 +216,99 @@ class _RaySession:
                     "--ray-address / ingest.ray_address"
                 ) from exc
             self.started = True
+            if not self.address:
+                self.watchdog = _watch_driver()
 
     def stop(self) -> None:
         if self.started:
             self.ray.shutdown()
             self.started = False
+        if self.watchdog is not None:
+            self.watchdog.kill()
+            self.watchdog.wait()
+            self.watchdog = None
+
+
+#: The watchdog (run with ``python -c``, standard library only): while the driver (argv[1])
+#: lives, it notes the driver's descendant processes that are Ray's; once the driver is
+#: gone, it ends those still running (SIGTERM, then SIGKILL). A process is known by its
+#: pid and start time, so a reused pid is never hit.
+_WATCHDOG = r"""
+import os, signal, sys, time
+
+def stat(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[1]), fields[19], fields[0]
+    except (OSError, IndexError, ValueError):
+        return None
+
+def is_ray(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"ray" in f.read()
+    except OSError:
+        return False
+
+def alive(pid, started):
+    found = stat(pid)
+    return found is not None and found[1] == started and found[2] != b"Z"
+
+driver, me = int(sys.argv[1]), os.getpid()
+first = stat(driver)
+if first is None:
+    sys.exit(0)
+tracked = {}
+while alive(driver, first[1]):
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            found = stat(int(name))
+            if found is not None:
+                parents[int(name)] = found
+    for pid, (ppid, started, state) in parents.items():
+        seen, up = set(), ppid
+        while up not in (driver, 0, 1) and up in parents and up not in seen:
+            seen.add(up)
+            up = parents[up][0]
+        if up == driver and pid != me and state != b"Z" and pid not in tracked and is_ray(pid):
+            tracked[pid] = started
+    time.sleep(0.5)
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    left = [pid for pid, started in tracked.items() if alive(pid, started)]
+    for pid in left:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+    for _ in range(20):
+        if not any(alive(pid, tracked[pid]) for pid in left):
+            break
+        time.sleep(0.25)
+"""
+
+
+def _watch_driver() -> subprocess.Popen[bytes] | None:
+    """Start the watchdog that ends this process's local Ray once this process is gone.
+
+    Linux only (it reads ``/proc``); elsewhere nothing is started.
+    """
+    if not os.path.isdir("/proc/self"):
+        return None
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid())],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # not in the driver's group: its signals are not ours
+        )
+    except OSError as exc:
+        _log.warning(
+            "no watchdog for the local Ray (%s): a killed ingest may leave it running", exc
+        )
+        return None
 
 
 def _quiet(ray: ModuleType) -> None:

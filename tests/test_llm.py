@@ -273,6 +273,26 @@ def test_ask_error_after_part_of_the_answer(ask_config: Path, llm: FakeOpenAISer
     assert err.startswith("error: ") and "\n" not in err and llm.base_url in err
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", [[], ["--no-stream"], ["--json"]])
+def test_ask_no_choices_is_one_line(
+    ask_config: Path, llm: FakeOpenAIServer, flags: list[str]
+) -> None:
+    """``{"choices": []}`` (content filters answer so): one line, exit 1, no traceback."""
+    from typer.testing import CliRunner
+
+    from milvus_rag.cli import app
+
+    llm.script(body={"choices": []})
+    result = CliRunner().invoke(
+        app, ["ask", "Where does Milvus store data?", *flags, "-c", str(ask_config)]
+    )
+    assert result.exit_code == 1, result.output
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in result.output
+    assert "no choices" in err and llm.base_url in err
+
+
 class TestEndpointChatOpenAIStandard(ChatModelUnitTests):
     """LangChain's standard unit suite for the project's chat model."""
 

@@ -9,6 +9,7 @@ tolerance, sync state), so that either engine's rerun says nothing changed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -447,3 +448,99 @@ def test_a_killed_driver_converges_on_rerun(
     assert_same_collection(on(lite_server, "driver_killed", "ray"), clean)
     again = run(None)
     assert again is not None and "nothing changed" in again.stdout + again.stderr, again.stdout
+
+
+def _ray_descendants(root: int) -> dict[int, tuple[bytes, str]]:
+    """The living processes under ``root`` that are Ray's: pid -> (start time, title)."""
+    table: dict[int, tuple[int, bytes, bytes]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            table[int(name)] = (int(fields[1]), fields[19], fields[0])
+        except (OSError, IndexError, ValueError):
+            continue
+    found: dict[int, tuple[bytes, str]] = {}
+    for pid, (ppid, started, state) in table.items():
+        up, seen = ppid, set()
+        while up in table and up != root and up not in seen:
+            seen.add(up)
+            up = table[up][0]
+        if up != root or state == b"Z":
+            continue
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "ray" in title:
+            found[pid] = (started, title)
+    return found
+
+
+def _still_running(processes: dict[int, tuple[bytes, str]]) -> list[str]:
+    """Those of ``processes`` still running (not reused pids, not zombies)."""
+    left = []
+    for pid, (started, title) in processes.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[19] == started and fields[0] != b"Z":
+            left.append(f"{pid} {title[:80]}")
+    return left
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_a_killed_ray_ingest_leaves_no_ray_process(
+    tmp_path: Path, tiny_model_dir: Path, llm: Any, corpus: Path
+) -> None:
+    """``kill -9`` of an ``--engine ray`` ingest mid-run: the local Ray it started (its
+    agents included) is gone within 30 s."""
+    import yaml
+
+    from tests.conftest import base_config
+
+    pytest.importorskip("ray.data")
+    config = base_config(tmp_path / "killed.db", tiny_model_dir, llm)
+    config["ingest"] = {"ray_embed_batch": 1, "ray_file_batch": 1}  # many small tasks
+    path = tmp_path / "ray.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = [sys.executable, "-m", "milvus_rag.cli", "ingest", str(corpus)]
+    driver = subprocess.Popen(
+        [*command, "--engine", "ray", "-c", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    seen: dict[int, tuple[bytes, str]] = {}
+    try:
+        # Mid-run: Ray's agents are up and its workers are parsing or embedding.
+        while driver.poll() is None:
+            seen.update(_ray_descendants(driver.pid))
+            titles = [title for _, title in seen.values()]
+            agents = any("DashboardAgent" in t for t in titles)
+            if agents and any("MapBatches" in t or "MapWorker" in t for t in titles):
+                break
+            time.sleep(0.1)
+        assert driver.poll() is None, "the ingest ended before it could be killed mid-run"
+        seen.update(_ray_descendants(driver.pid))
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        left = _still_running(seen)
+        for _ in range(300):  # up to 30 s, done as soon as none is left
+            if not left:
+                break
+            time.sleep(0.1)
+            left = _still_running(seen)
+        assert not left, f"Ray processes outlived their driver: {left}"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        for pid in seen:  # whatever the outcome, leave nothing behind
+            if _still_running({pid: seen[pid]}):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)

@@ -583,7 +583,8 @@ def test_client_options_reach_the_answer_call_only(
     assert answer["temperature"] == 0.25
     assert answer["max_completion_tokens"] == 7  # ChatOpenAI's name for max_tokens
     assert answer["stop"] == ["\n\n", "END"]
-    assert not {"temperature", "max_completion_tokens", "max_tokens", "stop"} & set(rewrite)
+    assert not {"temperature", "max_tokens", "stop"} & set(rewrite)
+    assert rewrite["max_completion_tokens"] == 4000  # its own cap: server.max_question_chars
 
     llm.reset()  # nothing stays bound for the next request
     client.post("/v1/chat/completions", json={**CHAT, "stop": "END", "max_completion_tokens": 3})

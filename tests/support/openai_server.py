@@ -5,14 +5,16 @@
 paths: ``POST /v1/chat/completions`` (plain JSON and SSE streaming) and
 ``GET /v1/models``.  Tests can script one-shot behaviours (error statuses,
 custom headers/bodies, an HTML page answered with 200, a stream failing
-midway, delays) that are consumed in order, one per request; ``delay`` gives
-every other request a fixed latency (load tests, benchmarks).
+midway, delays, a response that drips forever) that are consumed in order, one
+per request; ``delay`` gives every other request a fixed latency (load tests,
+benchmarks).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import json
 import re
 import socket
@@ -20,10 +22,11 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 __all__ = ["DEFAULT_ANSWER", "HTML_PAGE", "FakeOpenAIServer", "ScriptedBehaviour", "closed_port"]
 
@@ -78,6 +81,10 @@ class ScriptedBehaviour:
     ``answer`` overrides the assistant text of a success reply.
     ``error_after`` makes a streamed reply send that many content chunks, then
     an in-band ``{"error": ...}`` event, and end.
+    ``drip`` makes the reply never end, one piece every ``drip_every`` seconds (so no
+    read timeout ever fires): ``"headers"`` drips the status line and headers a byte
+    at a time; ``"body"`` sends the headers, then drips the body: a JSON completion a
+    byte at a time, or (streamed) one content chunk per piece.
     """
 
     status: int = 200
@@ -87,6 +94,8 @@ class ScriptedBehaviour:
     answer: str | None = None
     content_type: str | None = None
     error_after: int | None = None
+    drip: Literal["headers", "body"] | None = None
+    drip_every: float = 0.5
 
 
 def _content_text(content: Any) -> str:
@@ -160,6 +169,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if behaviour.delay > 0 and owner._stopping.wait(behaviour.delay):
                 self.close_connection = True
+                return
+            if behaviour.drip is not None:
+                self.close_connection = True
+                self._drip(body, behaviour)
                 return
             self._respond(method, path, body, behaviour)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
@@ -236,6 +249,46 @@ class _Handler(BaseHTTPRequestHandler):
                 f"Invalid URL ({method} {path})", "invalid_request_error", "unknown_url"
             )
             self._send_json(404, err, headers)
+
+    def _drip(self, body: Any, behaviour: ScriptedBehaviour) -> None:
+        """Answer forever, a piece at a time, until the client leaves or the server stops."""
+        owner = self.server.owner
+        streamed = isinstance(body, dict) and bool(body.get("stream"))
+        if behaviour.drip == "headers":
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Drip: "
+            pieces: Iterator[bytes] = (
+                bytes([byte]) for byte in itertools.chain(head, itertools.repeat(ord("a")))
+            )
+        elif streamed:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            events = owner._stream_events(body, "drip")
+            role, content = events[0], events[1]
+            pieces = (
+                f"{len(data):x}\r\n".encode() + data + b"\r\n"
+                for data in itertools.chain(
+                    [b"data: " + role.encode() + b"\n\n"],
+                    itertools.repeat(b"data: " + content.encode() + b"\n\n"),
+                )
+            )
+        else:
+            payload = json.dumps(owner._completion(body if isinstance(body, dict) else {}, "drip"))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(10**9))  # the body never completes
+            self.end_headers()
+            self.wfile.flush()
+            pieces = (
+                bytes([byte])
+                for byte in itertools.chain(payload.encode(), itertools.repeat(ord(" ")))
+            )
+        for piece in pieces:
+            self.wfile.write(piece)
+            self.wfile.flush()
+            if owner._stopping.wait(behaviour.drip_every):
+                return
 
     def _write_chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
@@ -383,6 +436,7 @@ class FakeOpenAIServer:
         answer: str | None = None,
         content_type: str | None = None,
         error_after: int | None = None,
+        drip: Literal["headers", "body"] | None = None,
     ) -> ScriptedBehaviour:
         """Queue a one-shot behaviour for the next unscripted request."""
         behaviour = ScriptedBehaviour(
@@ -393,6 +447,7 @@ class FakeOpenAIServer:
             answer=answer,
             content_type=content_type,
             error_after=error_after,
+            drip=drip,
         )
         with self._lock:
             self._script.append(behaviour)
