@@ -71,6 +71,7 @@ def _run(call: str, chain: Any, value: Any) -> Any:
 # -- llm.timeout bounds the whole call -------------------------------------------------
 
 
+@pytest.mark.timeout(300)  # the server drips forever: without the deadline, a failure not a hang
 @pytest.mark.parametrize(
     ("drip", "call"),
     [("headers", "invoke"), ("body", "invoke"), ("body", "stream"), ("body", "astream")],
