@@ -255,7 +255,9 @@ def parse_file(
     notes: tuple[str, ...] = ()
     if _use_unstructured(fmt, use_unstructured):
         try:
-            text, found = run_in_worker(_UNSTRUCTURED_PARSERS[fmt], data, parse_timeout)
+            text, found = run_in_worker(
+                _UNSTRUCTURED_PARSERS[fmt], data, parse_timeout, PARSER_MODULES
+            )
             return ParsedFile(text, fmt, found)
         except _ParserFailure as exc:
             if use_unstructured:
@@ -263,7 +265,7 @@ def parse_file(
             notes = (one_line(f"unstructured failed ({exc}); used the built-in parser"),)
     parser = _BUILTIN_PARSERS[fmt]
     if fmt in _WORKER_FORMATS:
-        text, found = run_in_worker(parser, data, parse_timeout)
+        text, found = run_in_worker(parser, data, parse_timeout, PARSER_MODULES)
     else:
         try:
             text, found = parser(data)

@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 from milvus_rag.loaders.parser_base import Parser, UnreadableFile, describe, one_line
@@ -110,13 +110,11 @@ def _recv_frame(stream: IO[bytes], limit: int | None = None) -> bytes | None:
     return payload
 
 
-def _worker_modules() -> list[tuple[str, str | None]]:
-    """(module name, file) for the worker to load: errors, parser base, this module, parsers."""
-    # The parser modules come from the table of formats, in its order (each imports only
-    # modules loaded before it). Imported here, in the parent only: formats imports this module.
-    from milvus_rag.loaders.formats import PARSER_MODULES
-
-    names = [SourceError.__module__, UnreadableFile.__module__, __name__, *PARSER_MODULES]
+def _worker_modules(parsers: Sequence[str]) -> list[tuple[str, str | None]]:
+    """(module name, file) for the worker to load: errors, parser base, this module, then
+    ``parsers`` in their order (each imports only modules loaded before it; the caller,
+    :mod:`~milvus_rag.loaders.formats`, gives its table's, so this module imports none of them)."""
+    names = [SourceError.__module__, UnreadableFile.__module__, __name__, *parsers]
     return [(n, getattr(sys.modules.get(n), "__file__", None)) for n in names]
 
 
@@ -269,7 +267,7 @@ def _run_with_deadline(action: Callable[[], Any], timeout: float | None) -> tupl
 class _Worker:
     """One sandbox interpreter, reused across jobs until it times out, crashes or ages."""
 
-    def __init__(self) -> None:
+    def __init__(self, parsers: Sequence[str]) -> None:
         self.jobs = 0
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker
         extra: dict[str, Any] = {}
@@ -293,7 +291,7 @@ class _Worker:
         self._in: IO[bytes] = self.proc.stdin
         self._out: IO[bytes] = self.proc.stdout
         paths = [p for p in sys.path if isinstance(p, str)]
-        modules = _worker_modules()
+        modules = _worker_modules(parsers)
         init = json.dumps({"path": paths, "modules": modules, "main": __name__}).encode()
 
         def handshake() -> bytes | None:
@@ -402,7 +400,7 @@ def _max_idle() -> int:
     return max(2, os.cpu_count() or 2)
 
 
-def _acquire_worker() -> _Worker:
+def _acquire_worker(parsers: Sequence[str]) -> _Worker:
     with _pool_lock:
         while _idle:
             worker = _idle.pop()
@@ -410,7 +408,7 @@ def _acquire_worker() -> _Worker:
                 return worker
             _workers.discard(worker)
             worker.kill()
-    worker = _Worker()
+    worker = _Worker(parsers)
     with _pool_lock:
         _workers.add(worker)
     return worker
@@ -455,10 +453,16 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_workers_after_fork)
 
 
-def run_in_worker(parser: Parser, data: bytes, timeout: float) -> tuple[str, tuple[str, ...]]:
-    """Run ``parser(data)`` in a sandbox worker; UnreadableFile on failure or timeout."""
+def run_in_worker(
+    parser: Parser, data: bytes, timeout: float, parsers: Sequence[str] = ()
+) -> tuple[str, tuple[str, ...]]:
+    """Run ``parser(data)`` in a sandbox worker; UnreadableFile on failure or timeout.
+
+    A new worker loads ``parsers`` (module names, in order) up front; without them, the
+    parser's own module.
+    """
     module, qualname = _reference(parser)
-    worker = _acquire_worker()
+    worker = _acquire_worker(tuple(parsers) or (module,))
     try:
         reply = worker.run(module, qualname, data, timeout)
     except BaseException:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from milvus_rag.errors import ConfigError
-from milvus_rag.store import SOURCE_FIELD
+from milvus_rag.schema import SOURCE_FIELD
 
 __all__ = [
     "Expr",

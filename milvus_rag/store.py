@@ -45,6 +45,24 @@ from milvus_rag.errors import (
     StoreLockedError,
     StoreUnavailableError,
 )
+from milvus_rag.schema import (
+    BOOKKEEPING_FIELDS,
+    CHUNK_COUNT_FIELD,
+    CHUNK_SET_FIELD,
+    CHUNKER_FIELD,
+    FORMAT_FIELD,
+    HEADING_FIELD,
+    ID_FIELD,
+    ORIGIN_FIELD,
+    POSITION_FIELD,
+    SCOPE_MAX_LENGTH,
+    SOURCE_FIELD,
+    SOURCE_HASH_FIELD,
+    SPARSE_FIELD,
+    TEXT_FIELD,
+    VECTOR_FIELD,
+    VIEW_FIELD,
+)
 from milvus_rag.scopes import DEFAULT_SCOPE, SCOPE_FIELD
 
 if TYPE_CHECKING:
@@ -113,29 +131,6 @@ __all__ = [
 ]
 
 # The schema's field names (metadata fields live in the dynamic field).
-ID_FIELD = "id"
-TEXT_FIELD = "text"
-VECTOR_FIELD = "vector"
-SPARSE_FIELD = "sparse"
-#: Longest scope name (milvus_rag.keys checks names).
-SCOPE_MAX_LENGTH = 64
-SOURCE_FIELD = "source"
-"""The file's path relative to its source root (``en/faq/a.md``)."""
-ORIGIN_FIELD = "origin"
-"""The source root: the ingested folder's, file's or zip's absolute path, or the URL."""
-POSITION_FIELD = "position"
-HEADING_FIELD = "heading"
-VIEW_FIELD = "view"
-FORMAT_FIELD = "format"
-SOURCE_HASH_FIELD = "source_hash"
-CHUNKER_FIELD = "chunker"
-CHUNK_COUNT_FIELD = "chunk_count"
-CHUNK_SET_FIELD = "chunk_set"
-#: Row fields that are ingest bookkeeping (see ``milvus_rag.sync``): they stay in Milvus
-#: and never reach a retrieved document (``origin`` only when asked: retrieval.include_origin).
-BOOKKEEPING_FIELDS = frozenset(
-    {SOURCE_HASH_FIELD, CHUNKER_FIELD, CHUNK_COUNT_FIELD, CHUNK_SET_FIELD, VIEW_FIELD}
-)
 IDENTITY_PROPERTY = "milvus_rag.embedding"
 #: The ``view`` of a row holding a chunk's own text. A chunk may have other views (the
 #: markdown splitter embeds a question heading apart): extra rows, counted as views.

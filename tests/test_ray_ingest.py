@@ -343,7 +343,7 @@ def test_a_job_that_keeps_failing_is_one_typed_error_and_loses_nothing(
     on: Callable[..., Settings],
     tmp_path: Path,
 ) -> None:
-    import milvus_rag.ray_ingest as ray_ingest
+    import milvus_rag.sync.ray as ray_ingest
 
     source = write_corpus(tmp_path / "docs")
     settings = on(None, "failing", "ray")

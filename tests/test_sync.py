@@ -236,24 +236,24 @@ def test_second_concurrent_ingest_is_refused(
     lite_server: object,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from milvus_rag.sync import _Writer
+    from milvus_rag.sync.run import Writer
 
     s = make_settings(milvus={"uri": lite_server.uri})  # type: ignore[attr-defined]
     root = _docs(tmp_path / "docs", FILES)
     entered, release = threading.Event(), threading.Event()
-    original = _Writer.flush
+    original = Writer.flush
 
-    def slow_flush(self: _Writer) -> None:
+    def slow_flush(self: Writer) -> None:
         entered.set()
         release.wait(30)
         original(self)
 
-    monkeypatch.setattr(_Writer, "flush", slow_flush)
+    monkeypatch.setattr(Writer, "flush", slow_flush)
     errors: list[BaseException] = []
     first = threading.Thread(target=lambda: _run(ingest, root, s, errors))
     first.start()
     assert entered.wait(60)
-    monkeypatch.setattr(_Writer, "flush", original)
+    monkeypatch.setattr(Writer, "flush", original)
     with pytest.raises(IngestLockedError, match="another ingest"):
         ingest(root, s)
     release.set()

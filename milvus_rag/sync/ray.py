@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from milvus_rag.embeddings import MilvusModelEmbeddings
     from milvus_rag.loaders.documents import Splitter
     from milvus_rag.settings import EmbeddingSettings, IngestSettings, Settings
-    from milvus_rag.sync import FilesStep, IngestRun, PendingFile
+    from milvus_rag.sync.run import FilesStep, IngestRun, PendingFile
 
 __all__ = ["ACTOR_CPUS", "PARSE_CPUS", "RayEngine", "require_ray"]
 
@@ -128,7 +128,7 @@ class _Job:
 
 
 def _ray_files(run: IngestRun, session: _RaySession) -> None:
-    from milvus_rag.sync import read_file
+    from milvus_rag.sync.plan import read_file
 
     settings = run.settings
     blocks = _Blocks(session.ray, settings.ingest.ray_file_batch)
@@ -398,7 +398,7 @@ _SPLITTERS: dict[str, Splitter] = {}
 def _splitter(job: _Job) -> Splitter:
     """The driver's splitter, rebuilt once per worker process."""
     from milvus_rag.embeddings import embeddings_from_settings
-    from milvus_rag.sync import splitter_for
+    from milvus_rag.sync.plan import splitter_for
 
     key = f"{job.splitter}\0{job.chunker}\0{job.ingest.model_dump_json()}"
     if key in _SPLITTERS:
@@ -418,7 +418,7 @@ def _plan_block(table: Any, job: _Job) -> dict[str, np.ndarray]:
     """Stage 1: a block of files -> one file record each, then one record per new row."""
     import numpy as np
 
-    from milvus_rag.sync import FileRead, plan_file
+    from milvus_rag.sync.plan import FileRead, plan_file
 
     try:
         split = _splitter(job)
@@ -524,7 +524,8 @@ class _OpenFile:
 
 def _write(run: IngestRun, dataset: Any) -> None:
     """Hand the embedded rows to the writer; track each file until its rows are all in."""
-    from milvus_rag.sync import ChunkRow, FilePlan, PendingFile, settle_file
+    from milvus_rag.sync.plan import ChunkRow, FilePlan, settle_file
+    from milvus_rag.sync.run import PendingFile
 
     open_files: dict[str, _OpenFile] = {}
 
