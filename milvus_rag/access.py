@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from milvus_rag.errors import ConfigError, StoreError, StoreUnavailableError
 
@@ -116,7 +116,7 @@ def create_user(
         StoreError: Milvus refused an operation, or the user cannot sign in with its
             token (it existed already, with another password).
     """
-    from milvus_rag.store import connect
+    from milvus_rag.store import connect, grant_user
 
     if milvus.is_lite:
         raise ConfigError(
@@ -140,25 +140,9 @@ def create_user(
             f"(MILVUS_ADMIN_TOKEN): {_reason(exc.__cause__ or exc)}"
         ) from exc
     try:
-        # The user first: if Milvus refuses it (a password too short), nothing is left behind.
-        step = "list users"
-        created = user not in _names(client.list_users())
-        if created:
-            step = f"create user {user}"
-            client.create_user(user, password)
-        step = "list roles"
-        if user not in _names(client.list_roles()):
-            step = f"create role {user}"
-            client.create_role(user)
-        for object_type, privilege in PRIVILEGES:
-            step = f"grant {privilege} to role {user}"
-            client.grant_privilege(user, object_type, privilege, "*", db_name=db_name)
-        step = f"grant role {user} to user {user}"
-        client.grant_role(user, user)
-        step = f"describe role {user}"
-        granted = client.describe_role(user).get("privileges") or []
-    except Exception as exc:
-        raise StoreError(f"Milvus at {milvus.uri} refused to {step}: {_reason(exc)}") from exc
+        created, granted = grant_user(client, user, password, PRIVILEGES, db_name)
+    except StoreError as exc:
+        raise StoreError(f"Milvus at {milvus.uri} {exc}") from exc
     finally:
         client.close()
     _check_sign_in(milvus, user, created)
@@ -166,18 +150,8 @@ def create_user(
     return UserReport(user, user, created, len(held & set(PRIVILEGES)))
 
 
-def _names(listed: Any) -> set[str]:
-    """Names from ``list_roles`` / ``list_users`` (strings, or mappings naming them)."""
-    names = set()
-    for item in listed or []:
-        if isinstance(item, dict):
-            item = item.get("role_name") or item.get("user_name") or item.get("name")
-        names.add(str(item))
-    return names
-
-
 def _check_sign_in(milvus: MilvusSettings, user: str, created: bool) -> None:
-    from milvus_rag.store import connect
+    from milvus_rag.store import connect, list_collections
 
     try:
         client = connect(milvus)
@@ -190,7 +164,7 @@ def _check_sign_in(milvus: MilvusSettings, user: str, created: bool) -> None:
         )
         raise StoreError(f"user {user} cannot sign in with MILVUS_RAG_MILVUS__TOKEN{hint}") from exc
     try:
-        client.list_collections()
+        list_collections(client)
     except Exception as exc:
         raise StoreError(f"user {user} cannot list collections: {_reason(exc)}") from exc
     finally:

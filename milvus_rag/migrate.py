@@ -152,12 +152,16 @@ def _copy(
         IngestLock,
         collection_identity,
         ensure_collection,
+        flush_collection,
+        has_collection,
         has_sparse_field,
+        iter_rows,
         load_collection,
+        upsert_rows,
     )
 
     name = settings.milvus.collection
-    if not src.has_collection(name):
+    if not has_collection(src, name):
         raise EmptyCollectionError(
             f"collection {name} does not exist in {settings.milvus.uri}: nothing to migrate"
         )
@@ -187,20 +191,14 @@ def _copy(
                 f"target {problem}; `milvus-rag migrate --recreate` replaces it with the copy"
             ) from exc
         load_collection(src, name)
-        iterator = src.query_iterator(
-            name, batch_size=settings.ingest.write_batch, filter="", output_fields=["*"]
-        )
-        try:
-            while rows := iterator.next():
-                for row in rows:
-                    row.pop(SPARSE_FIELD, None)  # the target's BM25 function rebuilds it
-                dst.upsert(target.collection, rows)
-                report.copied += len(rows)
-                if on_batch is not None:
-                    on_batch(len(rows))
-        finally:
-            iterator.close()
-        dst.flush(target.collection)
+        for rows in iter_rows(src, name, page=settings.ingest.write_batch):
+            for row in rows:
+                row.pop(SPARSE_FIELD, None)  # the target's BM25 function rebuilds it
+            upsert_rows(dst, target.collection, rows)
+            report.copied += len(rows)
+            if on_batch is not None:
+                on_batch(len(rows))
+        flush_collection(dst, target.collection)
 
 
 def _stop_words(client: MilvusClient, collection: str) -> str | list[str]:

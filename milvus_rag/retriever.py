@@ -53,6 +53,7 @@ from milvus_rag.store import (
     SOURCE_FIELD,
     SPARSE_FIELD,
     VECTOR_FIELD,
+    fetch_vectors,
     row_fields,
     search_rows,
 )
@@ -384,8 +385,7 @@ class MilvusRAGRetriever(BaseRetriever):
             best.setdefault(_chunk_key(doc), (doc, score))
         pairs = list(best.values())
         ids = [doc.metadata.get(ID_FIELD) for doc, _ in pairs]
-        rows = store.client.get(store.collection_name, ids=ids, output_fields=[VECTOR_FIELD])
-        by_id = {row[ID_FIELD]: row[VECTOR_FIELD] for row in rows}
+        by_id = fetch_vectors(store.client, store.collection_name, ids)
         vectors = [by_id[i] for i in ids]
         chosen = maximal_marginal_relevance(
             np.array(query_vector), vectors, lambda_mult=self.lambda_mult, k=k

@@ -29,7 +29,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,12 +108,20 @@ __all__ = [
     "count_chunks",
     "count_entities",
     "create_collection",
+    "delete_ids",
     "delete_sources",
     "drop_collection",
     "ensure_collection",
+    "fetch_vectors",
+    "flush_collection",
+    "grant_user",
+    "has_collection",
     "has_sparse_field",
     "ingest_lock_status",
     "ingest_records",
+    "insert_rows",
+    "iter_rows",
+    "list_collections",
     "list_sources",
     "load_collection",
     "metadata_keys",
@@ -127,6 +135,7 @@ __all__ = [
     "stored_analyzer",
     "supports_bm25",
     "supports_filter_templates",
+    "upsert_rows",
     "views_note",
 ]
 
@@ -1433,3 +1442,113 @@ def _process_gone(owner: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+# -- rows: every read and write of the collection's rows goes through these ---------------
+
+
+def has_collection(client: MilvusClient, collection: str) -> bool:
+    """Whether ``collection`` exists."""
+    return bool(client.has_collection(collection))
+
+
+def list_collections(client: MilvusClient) -> list[str]:
+    """The collections the client may see (a cheap call that needs a signed-in user)."""
+    return [str(name) for name in client.list_collections()]
+
+
+def insert_rows(client: MilvusClient, collection: str, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` (their vectors included)."""
+    client.insert(collection, rows)
+
+
+def upsert_rows(client: MilvusClient, collection: str, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace ``rows`` by id (a resumed copy writes each row once)."""
+    client.upsert(collection, rows)
+
+
+def delete_ids(client: MilvusClient, collection: str, ids: Sequence[str]) -> None:
+    """Delete the rows with these ids, in pages."""
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), _PAGE):
+        client.delete(collection, ids=ordered[start : start + _PAGE])
+
+
+def flush_collection(client: MilvusClient, collection: str) -> None:
+    """Seal what was written (searches and a reopened Lite file see it)."""
+    client.flush(collection)
+
+
+def iter_rows(
+    client: MilvusClient,
+    collection: str,
+    *,
+    filter: str = "",
+    output_fields: Sequence[str] = ("*",),
+    page: int = _PAGE,
+) -> Iterator[list[dict[str, Any]]]:
+    """The rows matching ``filter``, in pages of at most ``page`` rows (a query
+    iterator, closed however the caller stops)."""
+    iterator = client.query_iterator(
+        collection, batch_size=page, filter=filter, output_fields=list(output_fields)
+    )
+    try:
+        while batch := iterator.next():
+            yield batch
+    finally:
+        iterator.close()
+
+
+def fetch_vectors(
+    client: MilvusClient, collection: str, ids: Sequence[Any]
+) -> dict[Any, list[float]]:
+    """The dense vectors of the rows with these ids, by id."""
+    rows = client.get(collection, ids=list(ids), output_fields=[VECTOR_FIELD])
+    return {row[ID_FIELD]: row[VECTOR_FIELD] for row in rows}
+
+
+def grant_user(
+    client: MilvusClient,
+    user: str,
+    password: str,
+    privileges: Sequence[tuple[str, str]],
+    db_name: str,
+) -> tuple[bool, list[dict[str, Any]]]:
+    """Milvus RBAC: the user (created unless it exists), a role of its name holding
+    ``privileges`` on every collection of ``db_name``, granted to it. Returns whether the
+    user was created and the privileges its role holds.
+
+    Raises:
+        StoreError: Milvus refused a step (the message names it).
+    """
+    step = "list users"
+    try:
+        # The user first: if Milvus refuses it (a password too short), nothing is left behind.
+        created = user not in _names(client.list_users())
+        if created:
+            step = f"create user {user}"
+            client.create_user(user, password)
+        step = "list roles"
+        if user not in _names(client.list_roles()):
+            step = f"create role {user}"
+            client.create_role(user)
+        for object_type, privilege in privileges:
+            step = f"grant {privilege} to role {user}"
+            client.grant_privilege(user, object_type, privilege, "*", db_name=db_name)
+        step = f"grant role {user} to user {user}"
+        client.grant_role(user, user)
+        step = f"describe role {user}"
+        granted = client.describe_role(user).get("privileges") or []
+    except Exception as exc:
+        raise StoreError(f"refused to {step}: {reason(exc)}") from exc
+    return created, list(granted)
+
+
+def _names(listed: Any) -> set[str]:
+    """Names from ``list_roles`` / ``list_users`` (strings, or mappings naming them)."""
+    names = set()
+    for item in listed or []:
+        if isinstance(item, dict):
+            item = item.get("role_name") or item.get("user_name") or item.get("name")
+        names.add(str(item))
+    return names

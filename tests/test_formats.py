@@ -200,7 +200,7 @@ def test_every_format_list_is_derived_from_the_table() -> None:
     assert sources._DOCUMENT_SUFFIXES == SUPPORTED_SUFFIXES
     assert {t: f.suffixes[0] for f in rows for t in f.content_types} == sources._DOCUMENT_TYPES
     # The worker loads every parser module of the table, after its own modules.
-    loaded = [name for name, _ in parser_worker._worker_modules()]
+    loaded = [name for name, _ in parser_worker._worker_modules(formats.PARSER_MODULES)]
     assert loaded[-len(formats.PARSER_MODULES) :] == list(formats.PARSER_MODULES)
     for row in rows:
         assert row.parser.__module__ in formats.PARSER_MODULES

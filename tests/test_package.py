@@ -324,3 +324,82 @@ def test_mcp_and_model_download_exports() -> None:
     assert sorted(milvus_rag.model_download.__all__) == sorted(
         ["DEFAULT_DOWNLOAD", "DownloadedModel", "download_model"]
     )
+
+
+def _package_files() -> list[Path]:
+    return [
+        *(REPO / "milvus_rag").rglob("*.py"),
+        *(REPO / "chains").glob("*.py"),
+        *(REPO / "loaders").glob("*.py"),
+    ]
+
+
+def test_only_the_store_calls_a_milvus_client() -> None:
+    # Every Milvus call (rows, collections, users) goes through milvus_rag/store.py: a module
+    # elsewhere calling a MilvusClient method on a client fails here. Closing one is fine.
+    import ast
+
+    from pymilvus import MilvusClient
+
+    methods = {name for name in dir(MilvusClient) if not name.startswith("_")} - {"close"}
+    found = []
+    for path in _package_files():
+        if path == REPO / "milvus_rag" / "store.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            receiver = ast.unparse(node.func.value)
+            is_client = receiver.endswith("client") or receiver in ("src", "dst")
+            if is_client and node.func.attr in methods:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno} {receiver}.{node.func.attr}")
+    assert not found, found
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    # Imports inside functions count; those only for type checking do not.
+    import ast
+
+    modules: dict[str, Path] = {}
+    for base, package in (
+        (REPO / "milvus_rag", "milvus_rag"),
+        (REPO / "chains", "milvus_rag.chains"),
+        (REPO / "loaders", "milvus_rag.loaders"),
+    ):
+        for path in base.rglob("*.py"):
+            parts = [p for p in path.relative_to(base).with_suffix("").parts if p != "__init__"]
+            modules[".".join([package, *parts])] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text())
+        typing_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for inner in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            graph[name] |= {
+                t for t in targets if t in modules and t != name and not name.startswith(t + ".")
+            }
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            current = todo.pop()
+            for nxt in graph[current] - seen:
+                if nxt == goal:
+                    return True
+                seen.add(nxt)
+                todo.append(nxt)
+        return False
+
+    cycles = sorted(f"{a} -> {b}" for a in graph for b in graph[a] if reaches(b, a))
+    assert not cycles, cycles

@@ -202,6 +202,7 @@ def collection_check(client: MilvusClient, settings: Settings, *, model_ok: bool
         check_identity,
         chunk_count,
         count_chunks,
+        has_collection,
         has_sparse_field,
         load_collection,
     )
@@ -209,7 +210,7 @@ def collection_check(client: MilvusClient, settings: Settings, *, model_ok: bool
     name = settings.milvus.collection
     ingest = "run `milvus-rag ingest SOURCE` (or set milvus.collection, --collection)"
     try:
-        if not client.has_collection(name):
+        if not has_collection(client, name):
             return Check("collection", "fail", f"collection {name} does not exist", ingest)
         load_collection(client, name)
         chunks, views = count_chunks(client, name)

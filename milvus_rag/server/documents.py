@@ -173,11 +173,11 @@ async def document_job(
 
 def _listing(settings: Settings, source: str | None) -> list[Any]:
     from milvus_rag.filters import eq
-    from milvus_rag.store import SOURCE_FIELD, connect, list_sources
+    from milvus_rag.store import SOURCE_FIELD, connect, has_collection, list_sources
 
     client = connect(settings.milvus)
     try:
-        if not client.has_collection(settings.milvus.collection):
+        if not has_collection(client, settings.milvus.collection):
             return []
         expr = str(eq(SOURCE_FIELD, source)) if source is not None else None
         return list_sources(client, settings.milvus.collection, expr)

@@ -80,6 +80,12 @@ def _check(ok: bool, message: str, *, required: bool = True) -> dict[str, Any]:
     return {"ok": ok, "required": required, "message": message}
 
 
+_NO_LITE_FILE = (
+    "there is no Milvus Lite database at {uri}: run `milvus-rag ingest SOURCE` first, "
+    "or fix milvus.uri"
+)
+
+
 def _milvus_checks(settings: Settings, retriever: Any) -> dict[str, dict[str, Any]]:
     """Milvus reachable, the collection present and not empty, its identity matching."""
     from milvus_rag.retriever import MilvusRAGRetriever
@@ -87,18 +93,21 @@ def _milvus_checks(settings: Settings, retriever: Any) -> dict[str, dict[str, An
     if not isinstance(retriever, MilvusRAGRetriever):
         return {"retriever": _check(True, f"{type(retriever).__name__}: not checked")}
     from milvus_rag.embeddings import embeddings_from_settings
-    from milvus_rag.store import chunk_count, connect, count_chunks, ensure_collection, reason
+    from milvus_rag.store import (
+        chunk_count,
+        connect,
+        count_chunks,
+        ensure_collection,
+        has_collection,
+        reason,
+    )
 
     settings = retriever.settings or settings
     milvus, name = settings.milvus, settings.milvus.collection
     skipped = _check(False, "not checked: Milvus cannot be reached")
     checks = {"milvus": skipped, "collection": skipped, "identity": skipped}
     if milvus.is_lite and not Path(milvus.uri).expanduser().exists():  # connecting creates it
-        checks["milvus"] = _check(
-            False,
-            f"there is no Milvus Lite database at {milvus.uri}: run `milvus-rag ingest SOURCE` "
-            "first, or fix milvus.uri",
-        )
+        checks["milvus"] = _check(False, _NO_LITE_FILE.format(uri=milvus.uri))
         return checks
     try:
         client = connect(milvus)
@@ -107,7 +116,7 @@ def _milvus_checks(settings: Settings, retriever: Any) -> dict[str, dict[str, An
         return checks
     try:
         checks["milvus"] = _check(True, f"{milvus.uri} is reachable")
-        if not client.has_collection(name):
+        if not has_collection(client, name):
             checks["collection"] = _check(
                 False, f"collection {name} does not exist: run `milvus-rag ingest SOURCE` first"
             )

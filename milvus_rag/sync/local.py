@@ -16,6 +16,9 @@ from milvus_rag.store import (
     ORIGIN_FIELD,
     SOURCE_FIELD,
     IngestLock,
+    delete_ids,
+    flush_collection,
+    iter_rows,
 )
 
 if TYPE_CHECKING:
@@ -51,20 +54,14 @@ def _stored_state(
     """What ``collection`` holds of ``origin`` in ``scope`` (rows stored before scopes
     belong to the default scope), by source path."""
     state: dict[str, StoredFile] = {}
-    iterator = client.query_iterator(
-        collection, batch_size=4096, filter=eq(ORIGIN_FIELD, origin), output_fields=STATE_FIELDS
+    rows = iter_rows(
+        client, collection, filter=str(eq(ORIGIN_FIELD, origin)), output_fields=STATE_FIELDS
     )
-    try:
-        while True:
-            batch = iterator.next()
-            if not batch:
-                break
-            for row in batch:
-                if (row.get(SCOPE_FIELD) or DEFAULT_SCOPE) != scope:
-                    continue  # another scope's copy: not this ingest's to touch
-                state.setdefault(str(row.get(SOURCE_FIELD)), StoredFile()).add(row)
-    finally:
-        iterator.close()
+    for batch in rows:
+        for row in batch:
+            if (row.get(SCOPE_FIELD) or DEFAULT_SCOPE) != scope:
+                continue  # another scope's copy: not this ingest's to touch
+            state.setdefault(str(row.get(SOURCE_FIELD)), StoredFile()).add(row)
     return state
 
 
@@ -171,7 +168,7 @@ def _sync(
             for path, stored in run.state.items():
                 if path in seen or (glob and not glob_match(path, glob)):
                     continue
-                client.delete(collection, ids=sorted(stored.ids))
+                delete_ids(client, collection, sorted(stored.ids))
                 report.deleted += 1
                 report.chunks_deleted += len(stored.ids - stored.views)
                 report.views_deleted += len(stored.views)
@@ -184,7 +181,7 @@ def _sync(
             chunker=run.split.fingerprint,
         )
         if report.changed:
-            client.flush(collection)
+            flush_collection(client, collection)
 
 
 def _local_files(run: IngestRun) -> None:

@@ -14,6 +14,8 @@ from milvus_rag.store import (
     TEXT_VIEW,
     VECTOR_FIELD,
     VIEW_FIELD,
+    delete_ids,
+    insert_rows,
 )
 
 if TYPE_CHECKING:
@@ -102,7 +104,7 @@ class Writer:
         views = sum(1 for row in self.rows if row.fields.get(VIEW_FIELD, TEXT_VIEW) != TEXT_VIEW)
         chunks = len(self.rows) - views
         with telemetry.step("ingest.write", collection=self.collection, chunks=chunks, views=views):
-            self.client.insert(self.collection, [row.fields for row in self.rows])
+            insert_rows(self.client, self.collection, [row.fields for row in self.rows])
         self.report.chunks_written += len(self.rows) - views
         self.report.views_written += views
         self.progress.chunks_written(len(self.rows))
@@ -117,7 +119,7 @@ class Writer:
         self.files = [p for p in self.files if p.remaining > 0]
         for pending in done:
             if pending.stale:
-                self.client.delete(self.collection, ids=sorted(pending.stale))
+                delete_ids(self.client, self.collection, sorted(pending.stale))
                 views = len(pending.stale & self.view_ids)
                 self.report.chunks_deleted += len(pending.stale) - views
                 self.report.views_deleted += views
