@@ -28,6 +28,7 @@ import logging
 import os
 import socket
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,8 @@ __all__ = [
     "has_sparse_field",
     "ingest_records",
     "list_sources",
+    "lite_engine",
+    "lite_file_engine",
     "load_collection",
     "open_vector_store",
     "reason",
@@ -124,11 +127,61 @@ def connect(milvus: MilvusSettings) -> MilvusClient:
         parent = Path(args["uri"]).parent
         if not parent.is_dir():
             raise StoreUnavailableError(f"milvus.uri {milvus.uri}: folder {parent} does not exist")
+        _check_lite_engine(milvus, Path(args["uri"]))
     _quiet_lite_logger()
     try:
-        return MilvusClient(**args)
+        with warnings.catch_warnings():
+            # Milvus Lite 2.5.1 imports pkg_resources, which warns on every import.
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+            return MilvusClient(**args)
     except Exception as exc:
         raise _connect_error(milvus, exc) from exc
+
+
+def lite_engine() -> str | None:
+    """The installed Milvus Lite's version (``"2.5.1"``, ``"3.2.2"``), ``None`` without one.
+
+    Milvus Lite 2.x is the compiled Milvus engine (one SQLite-backed file); 3.x is
+    a pure-Python engine (a folder). Neither reads the other's database.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("milvus-lite")
+    except PackageNotFoundError:
+        return None
+
+
+def lite_file_engine(path: Path) -> str | None:
+    """The Milvus Lite generation that wrote ``path``: ``"2"``, ``"3"``, or ``None``.
+
+    ``None`` when there is nothing there yet (or an empty file), or the layout is
+    neither: Milvus Lite 2.x keeps a SQLite file, 3.x a folder.
+    """
+    try:
+        if path.is_dir():
+            return "3" if any(path.iterdir()) else None
+        if not path.is_file() or path.stat().st_size == 0:
+            return None
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return None
+    return "2" if head.startswith(b"SQLite format 3") else None
+
+
+def _check_lite_engine(milvus: MilvusSettings, path: Path) -> None:
+    """Refuse, in one line, a Lite database that another Milvus Lite generation wrote."""
+    installed = lite_engine()
+    written = lite_file_engine(path)
+    if installed is None or written is None or installed.split(".")[0] == written:
+        return
+    raise StoreUnavailableError(
+        f"Milvus Lite database {milvus.uri} was written by Milvus Lite {written}.x, which this "
+        f"install's Milvus Lite {installed} cannot read (README: Which Milvus Lite): ingest "
+        "again into a new milvus.uri, or copy it with `milvus-rag migrate --to SERVER_URI` "
+        f"from an install with Milvus Lite {written}.x, then migrate from that server here"
+    )
 
 
 def _connect_error(milvus: MilvusSettings, exc: BaseException) -> StoreError:
@@ -196,10 +249,15 @@ def _server_version(client: MilvusClient) -> tuple[int, int] | None:
     """(major, minor) of a Milvus server; ``None`` for Milvus Lite or when unknown."""
     import re
 
+    rpc_log = logging.getLogger("pymilvus.decorators")
+    level = rpc_log.level
+    rpc_log.setLevel(logging.CRITICAL)  # Milvus Lite 2.5 answers UNIMPLEMENTED, logged at ERROR
     try:
         version = str(client.get_server_version())
     except Exception:
         return None
+    finally:
+        rpc_log.setLevel(level)
     if version.startswith("milvus_lite"):
         return None
     match = re.search(r"(\d+)\.(\d+)", version)
