@@ -153,6 +153,7 @@ def _copy(
         collection_identity,
         ensure_collection,
         has_sparse_field,
+        load_collection,
     )
 
     name = settings.milvus.collection
@@ -179,7 +180,7 @@ def _copy(
         report.hybrid = ensure_collection(
             dst, target_settings, lambda: identity, create=True, recreate=recreate, mode=mode
         )
-        src.load_collection(name)
+        load_collection(src, name)
         iterator = src.query_iterator(
             name, batch_size=settings.ingest.write_batch, filter="", output_fields=["*"]
         )

@@ -28,8 +28,10 @@ import logging
 import os
 import socket
 import threading
+import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,10 +59,15 @@ __all__ = [
     "IDENTITY_PROPERTY",
     "ID_FIELD",
     "INGESTS_PROPERTY",
+    "LOAD_ATTEMPTS",
+    "LOCK_LEASE_SECONDS",
+    "LOCK_OWNERLESS_SECONDS",
+    "META_COLLECTION",
     "SPARSE_FIELD",
     "TEXT_FIELD",
     "VECTOR_FIELD",
     "IngestLock",
+    "LockStatus",
     "StoredSource",
     "check_identity",
     "collection_identity",
@@ -72,6 +79,7 @@ __all__ = [
     "drop_collection",
     "ensure_collection",
     "has_sparse_field",
+    "ingest_lock_status",
     "ingest_records",
     "list_sources",
     "lite_engine",
@@ -79,7 +87,9 @@ __all__ = [
     "load_collection",
     "open_vector_store",
     "reason",
+    "record_identity",
     "record_ingest",
+    "release_ingest_lock",
     "row_fields",
     "search_rows",
     "stored_analyzer",
@@ -227,15 +237,40 @@ def _quiet_lite_logger() -> None:
 
 
 def reason(exc: BaseException) -> str:
-    """The first line of an exception's message (at most 200 characters), for one-line errors."""
+    """The first line of an exception's message (at most 200 characters), for one-line errors.
+
+    A gRPC error (its text is a multi-line ``<_InactiveRpcError ...>`` dump) gives its
+    status code's name and its details instead: ``PERMISSION_DENIED: ...``.
+    """
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if callable(code) and callable(details):
+        try:
+            status, text = code(), details()
+        except Exception:  # not a finished RPC's error after all
+            status, text = None, None
+        if status is not None or text:
+            name = getattr(status, "name", None) or str(status or "gRPC error")
+            return f"{name}: {str(text or '').strip()}".strip(": ").splitlines()[0][:200]
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return str(message).strip().splitlines()[0][:200]
 
 
 def collection_identity(client: MilvusClient, collection: str) -> dict[str, Any] | None:
-    """The embedding record stored on ``collection``, or ``None`` if it has none."""
+    """The embedding record of ``collection``, or ``None`` if it has none.
+
+    Read from the metadata collection (:data:`META_COLLECTION`); a collection made by
+    an older milvus-rag keeps it in its properties, read as a fallback.
+    """
+    record = _meta_rows(client, collection).get(_key(collection, "embedding"))
+    if record is None:
+        record = _property_record(client, collection, IDENTITY_PROPERTY)
+    return record if record else None
+
+
+def _property_record(client: MilvusClient, collection: str, key: str) -> dict[str, Any] | None:
+    """A JSON record kept in a collection property (where milvus-rag before 0.x kept it)."""
     properties = client.describe_collection(collection).get("properties") or {}
-    raw = properties.get(IDENTITY_PROPERTY)
+    raw = properties.get(key)
     if not raw:
         return None
     try:
@@ -243,6 +278,119 @@ def collection_identity(client: MilvusClient, collection: str) -> dict[str, Any]
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+# --------------------------------------------------------------------------- metadata
+
+#: The collection beside the data (one per database) that holds milvus-rag's records
+#: about each collection: its embedding record, its ingest runs, its ingest lock's lease.
+#: Every engine has collections, upsert and query (Milvus Lite 2.5 has no collection
+#: properties), so this works on all of them.
+META_COLLECTION = "milvus_rag_meta"
+_META_KEY = "key"
+_META_COLLECTION_FIELD = "collection"
+_META_KIND = "kind"
+_META_PAYLOAD = "payload"
+_META_VECTOR = "v"  # Milvus requires a vector field
+_META_FIELDS = [_META_KEY, _META_COLLECTION_FIELD, _META_KIND, _META_PAYLOAD]
+_META_MAX_PAYLOAD = 65535
+
+
+def _key(collection: str, kind: str, name: str = "") -> str:
+    return f"{collection}:{kind}:{name}" if name else f"{collection}:{kind}"
+
+
+def _ensure_meta(client: MilvusClient) -> None:
+    """Create (or finish creating) and load the metadata collection.
+
+    Each step is checked on its own, so a process killed half-way through a
+    creation leaves something the next call completes.
+    """
+    from pymilvus import DataType
+
+    if not client.has_collection(META_COLLECTION):
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field(_META_KEY, DataType.VARCHAR, is_primary=True, max_length=512)
+        schema.add_field(_META_COLLECTION_FIELD, DataType.VARCHAR, max_length=256)
+        schema.add_field(_META_KIND, DataType.VARCHAR, max_length=32)
+        schema.add_field(_META_PAYLOAD, DataType.VARCHAR, max_length=_META_MAX_PAYLOAD)
+        schema.add_field(_META_VECTOR, DataType.FLOAT_VECTOR, dim=2)
+        try:
+            client.create_collection(META_COLLECTION, schema=schema, consistency_level="Strong")
+        except Exception:
+            if not client.has_collection(META_COLLECTION):  # not a lost race: a real failure
+                raise
+    if not client.list_indexes(META_COLLECTION):
+        params = client.prepare_index_params()
+        params.add_index(field_name=_META_VECTOR, index_type="FLAT", metric_type="L2")
+        try:
+            client.create_index(META_COLLECTION, params)
+        except Exception:
+            if not client.list_indexes(META_COLLECTION):
+                raise
+    load_collection(client, META_COLLECTION)
+
+
+def _meta_rows(
+    client: MilvusClient, collection: str, kind: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """The records of ``collection`` (of one ``kind``): key -> payload."""
+    from milvus_rag.filters import all_of, eq
+
+    if not client.has_collection(META_COLLECTION):
+        return {}
+    _ensure_meta(client)
+    expr = all_of(eq(_META_COLLECTION_FIELD, collection), kind and eq(_META_KIND, kind))
+    rows = client.query(
+        META_COLLECTION,
+        filter=str(expr),
+        output_fields=_META_FIELDS,
+        consistency_level="Strong",
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        try:
+            payload = json.loads(row[_META_PAYLOAD])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if isinstance(payload, dict):
+            out[str(row[_META_KEY])] = payload
+    return out
+
+
+def _meta_write(client: MilvusClient, collection: str, records: dict[str, tuple[str, Any]]) -> None:
+    """Upsert records: key -> (kind, JSON-ready payload)."""
+    if not records:
+        return
+    _ensure_meta(client)
+    rows = []
+    for key, (kind, payload) in records.items():
+        text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+        if len(text.encode()) > _META_MAX_PAYLOAD:
+            raise StoreError(f"a milvus-rag record of collection {collection} is too large")
+        rows.append(
+            {
+                _META_KEY: key,
+                _META_COLLECTION_FIELD: collection,
+                _META_KIND: kind,
+                _META_PAYLOAD: text,
+                _META_VECTOR: [0.0, 0.0],
+            }
+        )
+    client.upsert(META_COLLECTION, rows)
+
+
+def _meta_delete(client: MilvusClient, keys: list[str]) -> None:
+    if keys and client.has_collection(META_COLLECTION):
+        _ensure_meta(client)
+        client.delete(META_COLLECTION, ids=keys)
+
+
+def _meta_forget(client: MilvusClient, collection: str) -> None:
+    """Delete the records of ``collection`` (it is dropped, or about to be created);
+    its ingest lock's lease stays with the lock."""
+    keys = [key for key in _meta_rows(client, collection) if key != _key(collection, "lock")]
+    _meta_delete(client, sorted(keys))
 
 
 def _server_version(client: MilvusClient) -> tuple[int, int] | None:
@@ -385,19 +533,46 @@ def search_rows(
     return out
 
 
+#: Attempts at loading a collection, and the first pause between two (doubled each time).
+LOAD_ATTEMPTS = 4
+LOAD_BACKOFF_SECONDS = 0.25
+
+
 def load_collection(client: MilvusClient, collection: str) -> None:
-    """Load ``collection`` unless it is loaded (a killed writer leaves Milvus Lite's released)."""
+    """Load ``collection`` unless it is loaded (a killed writer leaves Milvus Lite's released).
+
+    Never releases a loaded collection. A failed load is tried again
+    (:data:`LOAD_ATTEMPTS` in all, short pauses between): Milvus Lite 3.x can fail
+    to read segment files a flush has just written (``file seems not fully written``).
+
+    Raises:
+        StoreError: the collection could not be loaded (one line, the last reason).
+    """
+
     from pymilvus.client.types import LoadState
 
     state = client.get_load_state(collection).get("state")
-    if state != LoadState.Loaded:
-        client.load_collection(collection)
+    if state == LoadState.Loaded:
+        return
+    for attempt in range(LOAD_ATTEMPTS):
+        try:
+            client.load_collection(collection)
+            return
+        except Exception as exc:
+            if attempt + 1 == LOAD_ATTEMPTS:
+                raise StoreError(
+                    f"collection {collection} could not be loaded ({LOAD_ATTEMPTS} attempts): "
+                    f"{reason(exc)}"
+                ) from exc
+            _log.debug("loading %s failed (%s); trying again", collection, reason(exc))
+            time.sleep(LOAD_BACKOFF_SECONDS * 2**attempt)
 
 
 def drop_collection(client: MilvusClient, collection: str) -> None:
-    """Drop ``collection`` if it exists."""
+    """Drop ``collection`` if it exists, and forget milvus-rag's records of it."""
     if client.has_collection(collection):
         client.drop_collection(collection)
+    _meta_forget(client, collection)
 
 
 def _dense_index(settings: Settings) -> dict[str, Any]:
@@ -453,21 +628,86 @@ def create_collection(
             )
         )
     name = settings.milvus.collection
+    # The record goes first: a kill at any instant leaves no collection (the next run
+    # creates it, replacing the record), or a collection with its record.
+    _meta_forget(client, name)
+    record_identity(client, name, dict(identity, metric=settings.milvus.metric))
     client.create_collection(
         name,
         schema=schema,
         index_params=_index_params(client, settings, hybrid),
         consistency_level=settings.milvus.consistency,
     )
-    record = dict(identity, metric=settings.milvus.metric)
-    client.alter_collection_properties(name, properties={IDENTITY_PROPERTY: json.dumps(record)})
+
+
+def record_identity(client: MilvusClient, collection: str, record: dict[str, Any]) -> None:
+    """Store ``record`` as the embedding record of ``collection`` (see :func:`check_identity`)."""
+    _meta_write(client, collection, {_key(collection, "embedding"): ("embedding", record)})
+
+
+def _finish_indexes(client: MilvusClient, settings: Settings, collection: str) -> None:
+    """Create the indexes a creation killed half-way did not (a collection without its
+    index cannot be loaded)."""
+    fields = {f.get("name") for f in client.describe_collection(collection).get("fields", [])}
+    wanted = {VECTOR_FIELD: _dense_index(settings), SPARSE_FIELD: _SPARSE_INDEX}
+    missing = [
+        f for f in wanted if f in fields and not client.list_indexes(collection, field_name=f)
+    ]
+    if missing:
+        params = client.prepare_index_params()
+        for field in missing:
+            params.add_index(field_name=field, **wanted[field])
+        client.create_index(collection, params)
+
+
+def _milvus_rag_schema(client: MilvusClient, collection: str, dim: int) -> bool:
+    """True when ``collection`` has milvus-rag's fields, its vectors ``dim`` wide."""
+    from pymilvus import DataType
+
+    described = client.describe_collection(collection)
+    fields = {f.get("name"): f for f in described.get("fields", [])}
+    key, text, vector = (fields.get(n) for n in (ID_FIELD, TEXT_FIELD, VECTOR_FIELD))
+    return (
+        key is not None
+        and bool(key.get("is_primary"))
+        and key.get("type") == DataType.VARCHAR
+        and text is not None
+        and text.get("type") == DataType.VARCHAR
+        and vector is not None
+        and vector.get("type") == DataType.FLOAT_VECTOR
+        and int((vector.get("params") or {}).get("dim", -1)) == dim
+        and bool(described.get("enable_dynamic_field"))
+    )
+
+
+def _unfinished_creation(client: MilvusClient, collection: str, identity: dict[str, Any]) -> bool:
+    """True for an empty collection with milvus-rag's schema and no embedding record: a
+    creation by a milvus-rag killed before it recorded the model (releases before the
+    record moved to :data:`META_COLLECTION` wrote it second). Nothing in it can belong
+    to another model, so it is finished, not refused. A collection that holds chunks
+    and no record is refused: its vectors' model cannot be told."""
+    if not _milvus_rag_schema(client, collection, int(identity.get("dim", -1))):
+        return False
+    load_collection(client, collection)
+    return count_entities(client, collection) == 0
 
 
 def check_identity(client: MilvusClient, settings: Settings, identity: dict[str, Any]) -> None:
-    """Refuse a collection built by another embedding model, dimension or metric."""
+    """Refuse a collection built by another embedding model, dimension or metric.
+
+    An empty collection with milvus-rag's schema and no record (an unfinished
+    creation) passes; :func:`ensure_collection` records it when it writes.
+    """
     name = settings.milvus.collection
     stored = collection_identity(client, name)
     if stored is None:
+        if _unfinished_creation(client, name, identity):
+            return
+        if _milvus_rag_schema(client, name, int(identity.get("dim", -1))):
+            raise EmbeddingMismatchError(
+                f"collection {name} holds chunks but no embedding record, so the model that "
+                "built them is unknown; recreate it (ingest --recreate, or migrate --recreate)"
+            )
         raise EmbeddingMismatchError(
             f"collection {name} was not created by milvus-rag (no embedding record); "
             "re-ingest with --recreate"
@@ -533,8 +773,11 @@ def ensure_collection(
             )
             hybrid = False
         if exists:
+            _finish_indexes(client, settings, name)
             check_identity(client, settings, identity)
             load_collection(client, name)
+            if create:
+                _complete_record(client, settings, identity)
             if hybrid and not has_sparse_field(client, name):
                 raise SchemaMismatchError(
                     f"collection {name} was built for dense search and has no BM25 field; "
@@ -550,6 +793,19 @@ def ensure_collection(
         raise
     except Exception as exc:
         raise StoreError(f"{_describe_uri(settings.milvus)}: {reason(exc)}") from exc
+
+
+def _complete_record(client: MilvusClient, settings: Settings, identity: dict[str, Any]) -> None:
+    """Before a write: record an unfinished creation's identity, and move a record kept in
+    the collection's properties (older milvus-rag) to :data:`META_COLLECTION`."""
+    name = settings.milvus.collection
+    if _key(name, "embedding") in _meta_rows(client, name, "embedding"):
+        return
+    record = _property_record(client, name, IDENTITY_PROPERTY)
+    if record is None:
+        _log.info("collection %s: completing its creation (no embedding record yet)", name)
+        record = dict(identity, metric=settings.milvus.metric)
+    record_identity(client, name, record)
 
 
 def open_vector_store(
@@ -754,7 +1010,7 @@ def delete_sources(client: MilvusClient, collection: str, sources: list[StoredSo
     for start in range(0, len(ids), _PAGE):
         client.delete(collection, ids=ids[start : start + _PAGE])
     client.flush(collection)
-    records = ingest_records(client, collection)
+    records = _ingest_rows(client, collection)
     recorded = {run["origin"] for run in records["runs"]}
     gone = {
         origin
@@ -764,8 +1020,15 @@ def delete_sources(client: MilvusClient, collection: str, sources: list[StoredSo
         )
     }
     if gone:
-        records["runs"] = [run for run in records["runs"] if run["origin"] not in gone]
-        _write_records(client, collection, records)
+        _meta_write(client, collection, _legacy_writes(collection, records, gone))
+        _meta_delete(
+            client,
+            [
+                key
+                for key, run in zip(records["keys"], records["runs"], strict=True)
+                if key is not None and run["origin"] in gone
+            ],
+        )
     return len(ids)
 
 
@@ -775,18 +1038,71 @@ def ingest_records(client: MilvusClient, collection: str) -> dict[str, Any]:
     {"runs": [{"origin": ..., "glob": ... or None, "at": ISO time, "splitter": ...}],
      "chunkers": {chunker fingerprint: splitter name}}
     """
-    properties = client.describe_collection(collection).get("properties") or {}
-    try:
-        record = json.loads(properties.get(INGESTS_PROPERTY) or "{}")
-    except ValueError:
-        record = {}
-    if not isinstance(record, dict):
-        record = {}
-    runs = record.get("runs")
-    record["runs"] = [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
-    if not isinstance(record.get("chunkers"), dict):
-        record["chunkers"] = {}
-    return record
+    return {key: value for key, value in _ingest_rows(client, collection).items() if key != "keys"}
+
+
+def _ingest_rows(client: MilvusClient, collection: str) -> dict[str, Any]:
+    """:func:`ingest_records` plus ``keys``: each run's record key (``None`` for records
+    still in the collection's properties, where milvus-rag before the metadata
+    collection kept them)."""
+    rows = _meta_rows(client, collection)
+    runs = [(k, v) for k, v in rows.items() if k.startswith(_key(collection, "run", ""))]
+    chunkers = [v for k, v in rows.items() if k.startswith(_key(collection, "chunker", ""))]
+    if runs or chunkers:
+        runs.sort(key=lambda item: (int(item[1].get("n", 0)), item[0]))
+        return {
+            "runs": [{k: v for k, v in run.items() if k != "n"} for _, run in runs],
+            "chunkers": {
+                str(c.get("fingerprint")): str(c.get("splitter"))
+                for c in chunkers
+                if c.get("fingerprint")
+            },
+            "keys": [key for key, _ in runs],
+        }
+    record = _property_record(client, collection, INGESTS_PROPERTY) or {}
+    old = record.get("runs")
+    legacy = [r for r in old if isinstance(r, dict)] if isinstance(old, list) else []
+    kept = record.get("chunkers")
+    return {
+        "runs": legacy,
+        "chunkers": kept if isinstance(kept, dict) else {},
+        "keys": [None] * len(legacy),
+    }
+
+
+def _run_key(collection: str, origin: str, glob: str | None) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps([origin, glob]).encode()).hexdigest()[:40]
+    return _key(collection, "run", digest)
+
+
+def _chunker_key(collection: str, chunker: str) -> str:
+    import hashlib
+
+    return _key(collection, "chunker", hashlib.sha256(chunker.encode()).hexdigest()[:40])
+
+
+def _legacy_writes(
+    collection: str, found: dict[str, Any], skip: set[str] | None = None
+) -> dict[str, tuple[str, Any]]:
+    """The records an older milvus-rag kept in the collection's properties, as records of
+    :data:`META_COLLECTION` (runs of the ``skip`` origins left out); none when the
+    records are there already."""
+
+    if not any(key is None for key in found["keys"]):
+        return {}
+    writes: dict[str, tuple[str, Any]] = {}
+    base = time.time_ns() - len(found["runs"])
+    for number, run in enumerate(found["runs"]):
+        if skip and run.get("origin") in skip:
+            continue
+        key = _run_key(collection, str(run.get("origin")), run.get("glob"))
+        writes[key] = ("run", dict(run, n=base + number))
+    for fingerprint, name in found["chunkers"].items():
+        payload = {"fingerprint": fingerprint, "splitter": name}
+        writes[_chunker_key(collection, fingerprint)] = ("chunker", payload)
+    return writes
 
 
 def record_ingest(
@@ -799,94 +1115,239 @@ def record_ingest(
     chunker: str,
     at: str | None = None,
 ) -> None:
-    """Record on the collection that ``origin`` (the files matching ``glob``) was just
-    ingested with ``splitter``; ``at`` defaults to now (ISO 8601, UTC).
+    """Record that ``origin`` (the files matching ``glob``) was just ingested into
+    ``collection`` with ``splitter``; ``at`` defaults to now (ISO 8601, UTC).
 
-    Kept in the collection property :data:`INGESTS_PROPERTY` (chunks are not touched),
-    one run per origin and glob (the latest), read back by :func:`ingest_records`;
-    ``milvus-rag sources`` shows it.
+    Kept in :data:`META_COLLECTION` (chunks are not touched), one run per origin and
+    glob (the latest, :data:`MAX_RECORDED_RUNS` at most), read back by
+    :func:`ingest_records`; ``milvus-rag sources`` shows it.
     """
     from datetime import datetime, timezone
 
-    records = ingest_records(client, collection)
-    runs = [r for r in records["runs"] if (r.get("origin"), r.get("glob")) != (origin, glob)]
+    found = _ingest_rows(client, collection)
+    writes = _legacy_writes(collection, found)
     when = at or datetime.now(timezone.utc).isoformat(timespec="seconds")
-    runs.append({"origin": origin, "glob": glob, "at": when, "splitter": splitter})
-    records["runs"] = runs[-MAX_RECORDED_RUNS:]
-    records["chunkers"][chunker] = splitter
-    _write_records(client, collection, records)
+    run = {"origin": origin, "glob": glob, "at": when, "splitter": splitter, "n": time.time_ns()}
+    writes[_run_key(collection, origin, glob)] = ("run", run)
+    payload = {"fingerprint": chunker, "splitter": splitter}
+    writes[_chunker_key(collection, chunker)] = ("chunker", payload)
+    _meta_write(client, collection, writes)
+    keys = [k for k in found["keys"] if k is not None and k not in writes] + [
+        k for k in writes if writes[k][0] == "run"
+    ]
+    _meta_delete(client, keys[:-MAX_RECORDED_RUNS])
 
 
-def _write_records(client: MilvusClient, collection: str, records: dict[str, Any]) -> None:
-    client.alter_collection_properties(
-        collection, properties={INGESTS_PROPERTY: json.dumps(records, ensure_ascii=False)}
-    )
+#: Seconds an ingest lock stays valid without renewal; its holder renews it every
+#: quarter of that while it runs.
+LOCK_LEASE_SECONDS = 120.0
+#: A lock that names no owner (a server that keeps no collection description) counts
+#: as abandoned once it is older than this.
+LOCK_OWNERLESS_SECONDS = 60.0
+_LOCK_SUFFIX = "__ingest_lock"
+
+
+@dataclass
+class LockStatus:
+    """An ingest lock found on a collection (see :func:`ingest_lock_status`)."""
+
+    collection: str
+    owner: str | None  # "host:pid" of the ingest holding it; None when unknown
+    age: float | None  # seconds since it was taken; None when unknown
+    renewed: float | None  # seconds since its holder last renewed it
+    abandoned: str | None  # why it counts as abandoned (taken over by the next ingest)
+
+    def describe(self) -> str:
+        """One line: who holds it, since when."""
+        who = self.owner or "an unknown owner"
+        since = f" for {self.age:.0f} s" if self.age is not None else ""
+        state = f"; abandoned: {self.abandoned}" if self.abandoned else ""
+        return f"ingest lock on collection {self.collection} held by {who}{since}{state}"
 
 
 class IngestLock:
     """One ingest per collection at a time.
 
     Milvus Lite already allows one process per database file. On a server, the
-    lock is a marker collection: creating a collection is atomic, so a second
-    ingest fails to create it and is refused. A lock left by a killed process on
-    this host is broken when that process is gone.
+    lock is a marker collection whose description names its owner (host:pid) and
+    the time it was taken: creating a collection is atomic, so a second ingest fails
+    to create it and is refused, and the owner is there from the first write. The
+    holder renews a lease (:data:`LOCK_LEASE_SECONDS`) in :data:`META_COLLECTION`
+    while it runs. A lock whose process is gone (same host), whose lease expired,
+    or that names no owner and is older than :data:`LOCK_OWNERLESS_SECONDS` is
+    abandoned: the next ingest takes it over, with one warning.
+    ``milvus-rag unlock`` releases one by hand.
     """
 
     def __init__(self, client: MilvusClient, settings: Settings) -> None:
         self.client = client
         self.enabled = not settings.milvus.is_lite
-        self.name = f"{settings.milvus.collection}__ingest_lock"
+        self.collection = settings.milvus.collection
+        self.name = f"{self.collection}{_LOCK_SUFFIX}"
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
 
     def __enter__(self) -> IngestLock:
         if not self.enabled:
             return self
-        for _ in range(2):
+        for _ in range(3):
             try:
                 self._create()
-                return self
+                break
             except Exception as exc:
-                holder = self._holder()
-                if holder is None or not self._stale(holder):
+                status = ingest_lock_status(self.client, self.collection)
+                if status is None:  # released meanwhile: try again
+                    continue
+                if status.abandoned is None:
+                    since = f", running for {status.age:.0f} s" if status.age is not None else ""
                     raise IngestLockedError(
-                        f"another ingest ({holder or 'unknown'}) is writing collection "
-                        f"{self.name.removesuffix('__ingest_lock')}; wait for it to finish"
+                        f"another ingest ({status.owner or 'unknown'}{since}) is writing "
+                        f"collection {self.collection}; wait for it to finish (if it is gone, "
+                        "`milvus-rag unlock` releases its lock)"
                     ) from exc
-                self.client.drop_collection(self.name)
-        raise IngestLockedError(f"cannot take the ingest lock {self.name}")
+                _log.warning("taking over the %s", status.describe())
+                _drop_lock(self.client, self.collection)
+        else:
+            raise IngestLockedError(f"cannot take the ingest lock {self.name}")
+        self._renew()
+        self._renewer = threading.Thread(target=self._keep, name="ingest-lock", daemon=True)
+        self._renewer.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            try:
-                self.client.drop_collection(self.name)
-            except Exception:
-                _log.warning("could not release the ingest lock %s", self.name)
+        if not self.enabled:
+            return
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join()
+        try:
+            _drop_lock(self.client, self.collection)
+        except Exception:
+            _log.warning("could not release the ingest lock %s", self.name)
 
     def _create(self) -> None:
+        """Create the marker collection, its owner and time in the same call.
+
+        The stamp is the collection's description and, for engines that keep no
+        description (Milvus Lite), the name of a field.
+        """
         from pymilvus import DataType
 
-        schema = self.client.create_schema(auto_id=False, description=self.owner)
+        at = round(time.time(), 3)
+        stamp = json.dumps({"owner": self.owner, "at": at})
+        schema = self.client.create_schema(auto_id=False, description=stamp)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("v", DataType.FLOAT_VECTOR, dim=2)
+        schema.add_field(_stamp_field(self.owner, at), DataType.INT64)
         self.client.create_collection(self.name, schema=schema)
-        self.client.alter_collection_properties(self.name, properties={"owner": self.owner})
 
-    def _holder(self) -> str | None:
-        try:
-            props = self.client.describe_collection(self.name).get("properties") or {}
-        except Exception:
-            return None
-        owner = props.get("owner")
-        return str(owner) if owner else None
+    def _renew(self) -> None:
 
-    def _stale(self, holder: str) -> bool:
-        host, _, pid = holder.rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit():
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
+        lease = {"owner": self.owner, "renewed": time.time()}
+        _meta_write(self.client, self.collection, {_key(self.collection, "lock"): ("lock", lease)})
+
+    def _keep(self) -> None:
+        while not self._stop.wait(LOCK_LEASE_SECONDS / 4):
+            try:
+                self._renew()
+            except Exception as exc:  # the next renewal may get through
+                _log.debug("could not renew the ingest lock %s: %s", self.name, reason(exc))
+
+
+def ingest_lock_status(client: MilvusClient, collection: str) -> LockStatus | None:
+    """The ingest lock held on ``collection`` (a server's; Milvus Lite has none), or None."""
+
+    name = f"{collection}{_LOCK_SUFFIX}"
+    try:
+        described = client.describe_collection(name)
+    except Exception:
+        return None
+    now = time.time()
+    owner, taken = _lock_stamp(described)
+    age = now - taken if taken is not None else _created_age(described, now)
+    lease = _meta_rows(client, collection, "lock").get(_key(collection, "lock"), {})
+    times = [
+        t
+        for t in (taken, lease.get("renewed") if owner and lease.get("owner") == owner else None)
+        if isinstance(t, (int, float))
+    ]
+    renewed = now - max(times) if times else None
+    abandoned = None
+    if owner is None:
+        if age is None or age > LOCK_OWNERLESS_SECONDS:
+            abandoned = "it names no owner"
+    elif _process_gone(owner):
+        abandoned = "its process is gone"
+    elif renewed is not None and renewed > LOCK_LEASE_SECONDS:
+        abandoned = f"its lease expired (last renewed {renewed:.0f} s ago)"
+    return LockStatus(collection, owner, age, renewed, abandoned)
+
+
+def release_ingest_lock(client: MilvusClient, collection: str) -> LockStatus | None:
+    """Release the ingest lock of ``collection`` whoever holds it; what was released."""
+    status = ingest_lock_status(client, collection)
+    if status is not None:
+        _drop_lock(client, collection)
+    return status
+
+
+def _drop_lock(client: MilvusClient, collection: str) -> None:
+    name = f"{collection}{_LOCK_SUFFIX}"
+    if client.has_collection(name):
+        client.drop_collection(name)
+    _meta_delete(client, [_key(collection, "lock")])
+
+
+_STAMP_PREFIX = "owner_"
+
+
+def _stamp_field(owner: str, at: float) -> str:
+    """A field name holding ``owner`` and ``at`` (hex of ``at|owner``, within Milvus's
+    255-character name limit)."""
+    return _STAMP_PREFIX + f"{at:.3f}|{owner}".encode()[:120].hex()
+
+
+def _lock_stamp(described: dict[str, Any]) -> tuple[str | None, float | None]:
+    """(owner, time taken) of a lock: from its stamp field or its description; older
+    locks hold only the owner, in the description or in a property."""
+    for field in described.get("fields", []):
+        name = str(field.get("name", ""))
+        if name.startswith(_STAMP_PREFIX):
+            try:
+                when, _, who = bytes.fromhex(name[len(_STAMP_PREFIX) :]).decode().partition("|")
+                return (who or None), float(when)
+            except ValueError:
+                continue
+    text = str(described.get("description") or "")
+    try:
+        stamp = json.loads(text)
+    except ValueError:
+        stamp = None
+    if isinstance(stamp, dict):
+        owner, at = stamp.get("owner"), stamp.get("at")
+        return (str(owner) if owner else None, float(at) if isinstance(at, (int, float)) else None)
+    legacy = text or str((described.get("properties") or {}).get("owner") or "")
+    return (legacy if ":" in legacy else None), None
+
+
+def _created_age(described: dict[str, Any], now: float) -> float | None:
+    """Seconds since a collection was created, from Milvus's hybrid timestamp."""
+    stamp = described.get("created_timestamp")
+    if not isinstance(stamp, int) or stamp <= 0:
+        return None
+    return max(0.0, now - (stamp >> 18) / 1000)
+
+
+def _process_gone(owner: str) -> bool:
+    """True when ``owner`` (host:pid) is a process of this host that no longer runs."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
         return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

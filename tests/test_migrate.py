@@ -124,12 +124,10 @@ def test_refusals(source: Settings, tmp_path: Path, make_settings: Callable[...,
     # A target built with another embedding model is refused, then replaced on --recreate.
     target = _target(source, str(tmp_path / "copy.db"))
     client = connect(target)
-    from milvus_rag.store import IDENTITY_PROPERTY
+    from milvus_rag.store import record_identity
 
     migrate(source, target)
-    client.alter_collection_properties(
-        target.collection, properties={IDENTITY_PROPERTY: '{"model": "other", "dim": 3}'}
-    )
+    record_identity(client, target.collection, {"model": "other", "dim": 3})
     client.close()
     with pytest.raises(EmbeddingMismatchError, match="--recreate"):
         migrate(source, target)

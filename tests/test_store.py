@@ -190,3 +190,121 @@ def test_concurrent_first_searches_in_a_fresh_process(
         )
         assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
+
+
+# ----------------------------------------------------------------- the records' home
+
+
+def _forget_records(s: Settings) -> None:
+    """Remove milvus-rag's records of the collection, as a kill before they were written."""
+    from milvus_rag.store import META_COLLECTION
+
+    client = connect(s.milvus)
+    client.delete(META_COLLECTION, filter=f'collection == "{s.milvus.collection}"')
+    client.close()
+
+
+def test_record_lives_in_the_metadata_collection(make_settings: Callable[..., Settings]) -> None:
+    from milvus_rag.store import META_COLLECTION
+
+    s = make_settings()
+    _create(s)
+    client = connect(s.milvus)
+    rows = client.query(META_COLLECTION, filter="", output_fields=["key", "kind", "payload"])
+    assert {(row["key"], row["kind"]) for row in rows} == {
+        (f"{s.milvus.collection}:embedding", "embedding")
+    }
+    assert client.describe_collection(s.milvus.collection).get("properties", {}) == {}
+
+
+def test_record_in_properties_is_read_and_moved(make_settings: Callable[..., Settings]) -> None:
+    """A collection of an older milvus-rag keeps its record in properties: it still opens,
+    and the next write moves the record to the metadata collection."""
+    import json
+
+    from milvus_rag.store import IDENTITY_PROPERTY, META_COLLECTION
+
+    s = make_settings()
+    _create(s)
+    client = connect(s.milvus)
+    record = collection_identity(client, s.milvus.collection)
+    _forget_records(s)
+    client.alter_collection_properties(
+        s.milvus.collection, properties={IDENTITY_PROPERTY: json.dumps(record)}
+    )
+    assert collection_identity(client, s.milvus.collection) == record
+    client.close()
+    open_vector_store(s, embeddings_from_settings(s)).client.close()  # reads only
+    client = connect(s.milvus)
+    assert client.query(META_COLLECTION, filter="", output_fields=["key"]) == []
+    open_vector_store(s, embeddings_from_settings(s), create=True, client=client)
+    assert [r["key"] for r in client.query(META_COLLECTION, filter="", output_fields=["key"])] == [
+        f"{s.milvus.collection}:embedding"
+    ]
+    assert collection_identity(client, s.milvus.collection) == record
+
+
+def test_unfinished_creation_is_completed(make_settings: Callable[..., Settings]) -> None:
+    """An empty collection with milvus-rag's schema and no record (a kill between the
+    creation and the record, in older releases) is finished by the next write."""
+    from milvus_rag.store import create_collection
+
+    s = make_settings()
+    identity = embeddings_from_settings(s).identity()
+    client = connect(s.milvus)
+    create_collection(client, s, identity, hybrid=False)
+    _forget_records(s)
+    assert collection_identity(client, s.milvus.collection) is None
+    store = open_vector_store(s, embeddings_from_settings(s), create=True, client=client)
+    store.add_texts(["hello milvus"], metadatas=[{"source": "a.md"}], ids=["a"])
+    assert collection_identity(client, s.milvus.collection) == dict(identity, metric="IP")
+
+
+def test_collection_without_its_index_is_finished(make_settings: Callable[..., Settings]) -> None:
+    """A creation killed after the collection and before its index: the next run indexes it."""
+    from milvus_rag.store import VECTOR_FIELD, create_collection
+
+    s = make_settings()
+    client = connect(s.milvus)
+    create_collection(client, s, embeddings_from_settings(s).identity(), hybrid=False)
+    client.release_collection(s.milvus.collection)
+    client.drop_index(s.milvus.collection, VECTOR_FIELD)
+    _create(s)
+    assert client.list_indexes(s.milvus.collection, field_name=VECTOR_FIELD)
+
+
+def test_chunks_without_a_record_are_refused(make_settings: Callable[..., Settings]) -> None:
+    s = make_settings()
+    _create(s)
+    _forget_records(s)
+    with pytest.raises(EmbeddingMismatchError, match="no embedding record") as info:
+        open_vector_store(s, embeddings_from_settings(s), create=True)
+    assert "migrate --recreate" in str(info.value)
+
+
+def test_ingest_records_in_properties_are_moved(make_settings: Callable[..., Settings]) -> None:
+    import json
+
+    from milvus_rag.store import INGESTS_PROPERTY, ingest_records, record_ingest
+
+    s = make_settings()
+    _create(s)
+    name = s.milvus.collection
+    client = connect(s.milvus)
+    old = {
+        "runs": [
+            {"origin": "/old", "glob": None, "at": "2026-01-01T00:00:00+00:00", "splitter": "m"}
+        ],
+        "chunkers": {"fp-old": "m"},
+    }
+    client.alter_collection_properties(name, properties={INGESTS_PROPERTY: json.dumps(old)})
+    assert ingest_records(client, name) == old
+    record_ingest(client, name, origin="/new", glob="*.md", splitter="m", chunker="fp", at="x")
+    records = ingest_records(client, name)
+    assert [run["origin"] for run in records["runs"]] == ["/old", "/new"]
+    assert records["chunkers"] == {"fp-old": "m", "fp": "m"}
+    record_ingest(client, name, origin="/old", glob=None, splitter="t", chunker="fp", at="y")
+    assert [(r["origin"], r["at"]) for r in ingest_records(client, name)["runs"]] == [
+        ("/new", "x"),
+        ("/old", "y"),
+    ]
