@@ -18,7 +18,7 @@ from milvus_rag.settings import Settings, load_settings
 from milvus_rag.store import connect
 from milvus_rag.sync import ingest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.contract]
 
 SYNONYMS = [("car", "automobile"), ("repair", "fix"), ("fast", "quick")]
 CORPUS = {

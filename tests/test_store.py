@@ -19,7 +19,7 @@ from milvus_rag.errors import (
 from milvus_rag.settings import Settings
 from milvus_rag.store import collection_identity, connect, open_vector_store
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.contract]
 
 
 def _create(s: Settings) -> None:
