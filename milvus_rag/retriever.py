@@ -171,7 +171,9 @@ class MilvusRAGRetriever(BaseRetriever):
             raise ConfigError("MilvusRAGRetriever needs a vector_store or settings")
         if self.embeddings is None:
             self.embeddings = embeddings_from_settings(self.settings)
-        return open_vector_store(self.settings, self.embeddings, mode=self.mode)
+        # The settings' own mode is passed as None: a default hybrid adapts to a dense collection.
+        mode = None if self.mode == self.settings.retrieval.mode else self.mode
+        return open_vector_store(self.settings, self.embeddings, mode=mode)
 
     def _search_kwargs(self, k: int) -> dict[str, Any]:
         if k > self.max_k:

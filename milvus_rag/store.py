@@ -746,11 +746,15 @@ def ensure_collection(
         recreate: drop the collection first (implies ``create``); the model is
             loaded before anything is dropped.
         mode: ``dense`` or ``hybrid``; defaults to ``settings.retrieval.mode``.
-            Hybrid falls back to dense, with one warning, on servers without BM25.
+            Hybrid falls back to dense, with one warning, on servers without BM25,
+            and, when ``mode`` is not given, on a dense collection (one warning says
+            hybrid needs a re-ingest); a ``mode="hybrid"`` given raises instead.
 
     Raises:
         EmbeddingMismatchError, SchemaMismatchError, EmptyCollectionError, StoreError.
     """
+    # retrieval.mode (hybrid by default) adapts to a dense collection; a mode passed does not.
+    explicit = mode is not None
     mode = mode or settings.retrieval.mode
     name = settings.milvus.collection
     identify = embeddings if callable(embeddings) else embeddings.identity
@@ -779,11 +783,19 @@ def ensure_collection(
             if create:
                 _complete_record(client, settings, identity)
             if hybrid and not has_sparse_field(client, name):
-                raise SchemaMismatchError(
-                    f"collection {name} was built for dense search and has no BM25 field; "
-                    "recreate it for hybrid search (ingest --recreate --mode hybrid, or "
-                    "migrate --recreate)"
+                if explicit:
+                    raise SchemaMismatchError(
+                        f"collection {name} was built for dense search and has no BM25 field; "
+                        "recreate it for hybrid search (ingest --recreate --mode hybrid, or "
+                        "migrate --recreate)"
+                    )
+                _log.warning(
+                    "collection %s was built for dense search: it is %s dense; hybrid, the "
+                    "default mode, needs a re-ingest (ingest --recreate)",
+                    name,
+                    "written" if create else "searched",
                 )
+                hybrid = False
             if hybrid and create:
                 _warn_if_analyzer_differs(client, settings)
         else:
