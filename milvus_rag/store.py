@@ -861,10 +861,21 @@ def open_vector_store(
         raise StoreError(f"{_describe_uri(settings.milvus)}: {reason(exc)}") from exc
 
 
+class _NoAsyncClientNotice(logging.Filter):
+    """langchain-milvus 0.3 warns, outside an event loop, that its async client is not
+    made: milvus-rag searches through the sync client only (in threads when async)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to initialize AsyncMilvusClient")
+
+
 def _langchain_store(settings: Settings, embeddings: Any, *, hybrid: bool) -> Milvus:
     from langchain_milvus import BM25BuiltInFunction, Milvus
 
     _before_first_search()
+    lc_log = logging.getLogger("langchain_milvus.vectorstores.milvus")
+    if not any(isinstance(f, _NoAsyncClientNotice) for f in lc_log.filters):
+        lc_log.addFilter(_NoAsyncClientNotice())
     dense_index = _dense_index(settings)
     dense_search: dict[str, Any] = {"metric_type": settings.milvus.metric, "params": {}}
     common: dict[str, Any] = {
