@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -84,6 +85,7 @@ __all__ = [
     "list_sources",
     "lite_engine",
     "lite_file_engine",
+    "lite_serve_command",
     "load_collection",
     "open_vector_store",
     "reason",
@@ -162,6 +164,23 @@ def lite_engine() -> str | None:
         return None
 
 
+def lite_serve_command(uri: str, port: int = 19530) -> str:
+    """The command (in backquotes) that serves the Lite database ``uri`` on ``port``.
+
+    Milvus Lite 3.x has ``milvus-lite server``; 2.x serves a file through its ``Server``.
+    """
+    import shlex
+
+    path = str(Path(uri).expanduser())
+    if (lite_engine() or "3").startswith("2."):
+        code = (
+            "from milvus_lite.server import Server; "
+            f'Server({json.dumps(path)}, "127.0.0.1:{port}").start(); input()'
+        )
+        return f"`python -c {shlex.quote(code)}`"
+    return f"`milvus-lite server --data-dir {shlex.quote(path)} --port {port}`"
+
+
 def lite_file_engine(path: Path) -> str | None:
     """The Milvus Lite generation that wrote ``path``: ``"2"``, ``"3"``, or ``None``.
 
@@ -199,8 +218,8 @@ def _connect_error(milvus: MilvusSettings, exc: BaseException) -> StoreError:
         if _lite_file_locked(Path(milvus.uri).expanduser()):
             return StoreLockedError(
                 f"Milvus Lite database {milvus.uri} is open in another process; stop that "
-                "process, or serve the file with `milvus-lite server` and set milvus.uri to "
-                "its http:// address"
+                f"process, or serve the file with {lite_serve_command(milvus.uri)} and set "
+                "milvus.uri to its http:// address"
             )
         return StoreUnavailableError(
             f"Milvus Lite database {milvus.uri} cannot be opened ({reason(exc)})"
@@ -215,18 +234,24 @@ def _lite_file_locked(path: Path) -> bool:
     """True when another process holds Milvus Lite's lock on ``path``."""
     import fcntl
 
-    # milvus-lite 3.x: the database is a folder holding an flock-ed LOCK file.
+    # milvus-lite 3.x: the database is a folder holding an flock-ed LOCK file;
+    # 2.x: a file beside it, .NAME.lock, held with a POSIX lock (lockf), which flock
+    # does not see.
     candidates = [path / "LOCK", path.parent / f".{path.name}.lock", path]
     for candidate in candidates:
         if not candidate.exists() or candidate.is_dir():
             continue
         try:
-            with candidate.open("rb") as handle:
+            with candidate.open("rb+") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 fcntl.flock(handle, fcntl.LOCK_UN)
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(handle, fcntl.LOCK_UN)
         except BlockingIOError:
             return True
-        except OSError:
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EAGAIN):  # lockf's "held by another"
+                return True
             continue
     return False
 
