@@ -140,6 +140,9 @@ def connect(milvus: MilvusSettings) -> MilvusClient:
         if not parent.is_dir():
             raise StoreUnavailableError(f"milvus.uri {milvus.uri}: folder {parent} does not exist")
         _check_lite_engine(milvus, Path(args["uri"]))
+        if (lite_engine() or "").startswith("2.") and _lite_file_locked(Path(args["uri"])):
+            # Checked first: Milvus Lite 2.x's failed open deletes the holder's lock file.
+            raise _connect_error(milvus, RuntimeError("locked"))
     _quiet_lite_logger()
     try:
         with warnings.catch_warnings():
