@@ -8,8 +8,8 @@ At each size (10k, 100k, 1M by default) in Milvus Lite (each engine given by
 ``--lite-python``: a venv's Python with Milvus Lite 2.5.1 or 3.x, in its own
 process) and in the real Milvus 2.3.5 server (PyPI ``milvus``, a fresh server
 per size): insert rows/s in ``ingest.write_batch`` batches, memory (RSS of the
-process that holds the data: the Lite child process / the server's process
-tree), search latency p50 / p99 at k = 3, one query at a time, with FLAT, the
+process tree that holds the data: the Lite child process and its engine process /
+the server's process tree), search latency p50 / p99 at k = 3, one query at a time, with FLAT, the
 default (hybrid) mode's search where the engine has BM25 (dense + BM25 at once), and
 on the server with HNSW and IVF_FLAT, each with its recall@3 against FLAT.
 Every (backend, size) runs in its own child process. Sizes run smallest first;
@@ -87,6 +87,21 @@ def _rss_mib(pids: list[int]) -> float:
         except OSError:
             continue
     return total / 1024
+
+
+def _tree_pids(root: int) -> list[int]:
+    """``root`` and its descendants."""
+    parents: dict[int, int] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(pid)] = int(stat[1])
+    tree = {root}
+    for _ in range(8):  # a few levels deep is plenty
+        tree |= {pid for pid, parent in parents.items() if parent in tree}
+    return sorted(tree)
 
 
 def _session_pids(sid: int) -> list[int]:
@@ -204,8 +219,8 @@ def run_storage(
     queries = _vectors(np.random.default_rng(11), centres, QUERIES)
 
     def rss() -> float:
-        if server_sid is None:
-            return _rss_mib([os.getpid()])
+        if server_sid is None:  # Milvus Lite 2.x runs its engine in a child process
+            return _rss_mib(_tree_pids(os.getpid()))
         return _rss_mib(_session_pids(server_sid))
 
     began = time.perf_counter()
@@ -377,9 +392,13 @@ def print_storage(results: list[dict[str, Any]]) -> None:
     print("search: k=3, one query at a time, Bounded consistency (Strong: FLAT only);")
     print("hybrid: the default mode's search, BM25 (in a thread) while FLAT dense searches;")
     print("insert/s: into the default schema (hybrid where the engine has BM25)")
+
+    def recall(value: Any) -> str:
+        return value if isinstance(value, str) else f"{value:.3f}"
+
     head = (
         f"{'engine':<19}{'rows':>9}{'insert/s':>10}{'RSS MiB':>9}{'search':>12}"
-        f"{'p50 ms':>8}{'p99 ms':>8}{'recall@3':>10}{'build s':>9}"
+        f"{'p50 ms':>10}{'p99 ms':>10}{'recall@3':>10}{'build s':>9}"
     )
     print(head)
     for r in results:
@@ -389,16 +408,16 @@ def print_storage(results: list[dict[str, Any]]) -> None:
             continue
         print(
             f"{engine:<19}{r['rows']:>9}{r['insert_rows_per_s']:>10}{r['rss_mib']:>9}"
-            f"{'FLAT':>12}{r['FLAT']['p50_ms']:>8}{r['FLAT']['p99_ms']:>8}{'1.000':>10}{'':>9}"
+            f"{'FLAT':>12}{r['FLAT']['p50_ms']:>10}{r['FLAT']['p99_ms']:>10}{'1.000':>10}{'':>9}"
         )
         rows = [("FLAT Strong", {**r["FLAT_strong"], "recall_at_3": 1.0, "build_s": ""})]
         if "hybrid" in r:
-            rows.append(("hybrid", {**r["hybrid"], "recall_at_3": float("nan"), "build_s": ""}))
+            rows.append(("hybrid", {**r["hybrid"], "recall_at_3": "-", "build_s": ""}))
         rows += [(index, r[index]) for index in INDEXES if index in r]
         for index, f in rows:
             print(
-                f"{'':<19}{'':>9}{'':>10}{f.get('rss_mib', ''):>9}{index:>12}{f['p50_ms']:>8}"
-                f"{f['p99_ms']:>8}{f['recall_at_3']:>10.3f}{f['build_s']:>9}"
+                f"{'':<19}{'':>9}{'':>10}{f.get('rss_mib', ''):>9}{index:>12}{f['p50_ms']:>10}"
+                f"{f['p99_ms']:>10}{recall(f['recall_at_3']):>10}{f['build_s']:>9}"
             )
         for note in r.get("notes", []):
             print(f"{'':<19}{'':>9}  {note} projected")
