@@ -177,9 +177,15 @@ def _copy(
     )
     mode = "hybrid" if has_sparse_field(src, name) else "dense"
     with IngestLock(dst, target_settings):
-        report.hybrid = ensure_collection(
-            dst, target_settings, lambda: identity, create=True, recreate=recreate, mode=mode
-        )
+        try:
+            report.hybrid = ensure_collection(
+                dst, target_settings, lambda: identity, create=True, recreate=recreate, mode=mode
+            )
+        except EmbeddingMismatchError as exc:  # its advice is ingest's: give migrate's
+            problem = str(exc).partition("; ")[0]
+            raise EmbeddingMismatchError(
+                f"target {problem}; `milvus-rag migrate --recreate` replaces it with the copy"
+            ) from exc
         load_collection(src, name)
         iterator = src.query_iterator(
             name, batch_size=settings.ingest.write_batch, filter="", output_fields=["*"]

@@ -351,8 +351,8 @@ def _ensure_meta(client: MilvusClient) -> None:
     if not client.list_indexes(META_COLLECTION):
         params = client.prepare_index_params()
         params.add_index(field_name=_META_VECTOR, index_type="FLAT", metric_type="L2")
-        try:
-            client.create_index(META_COLLECTION, params)
+        try:  # no wait for the build (pymilvus polls every 0.5 s): loading waits for it
+            client.create_index(META_COLLECTION, params, sync=False)
         except Exception:
             if not client.list_indexes(META_COLLECTION):
                 raise
@@ -1261,7 +1261,11 @@ class IngestLock:
                 _drop_lock(self.client, self.collection)
         else:
             raise IngestLockedError(f"cannot take the ingest lock {self.name}")
-        self._renew()
+        try:
+            self._renew()
+        except Exception:
+            _drop_lock(self.client, self.collection)  # not held without its lease
+            raise
         self._renewer = threading.Thread(target=self._keep, name="ingest-lock", daemon=True)
         self._renewer.start()
         return self
@@ -1277,15 +1281,15 @@ class IngestLock:
         except Exception:
             _log.warning("could not release the ingest lock %s", self.name)
 
-    def _create(self) -> None:
-        """Create the marker collection, its owner and time in the same call.
+    def _create(self, at: float | None = None) -> None:
+        """Create the marker collection, its owner and time (``at``: now) in the same call.
 
         The stamp is the collection's description and, for engines that keep no
         description (Milvus Lite), the name of a field.
         """
         from pymilvus import DataType
 
-        at = round(time.time(), 3)
+        at = round(time.time() if at is None else at, 3)
         stamp = json.dumps({"owner": self.owner, "at": at})
         schema = self.client.create_schema(auto_id=False, description=stamp)
         schema.add_field("id", DataType.INT64, is_primary=True)

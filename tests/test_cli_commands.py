@@ -31,6 +31,7 @@ MILVUS_COMMANDS = [
     "delete",
     "chat",
     "doctor",
+    "unlock",
 ]
 
 

@@ -179,3 +179,28 @@ def test_cli_migrate(source: Settings, tmp_path: Path) -> None:
     )
     assert bad.exit_code == 2
     assert "Traceback" not in bad.output and len(bad.output.strip().splitlines()) == 1
+
+
+def test_target_left_without_its_record_is_completed(source: Settings, tmp_path: Path) -> None:
+    """A migrate killed between creating the target and recording it (older releases):
+    the empty target is completed by the next run; a target with chunks and no record
+    is refused with migrate's own way out, never "re-ingest"."""
+    from milvus_rag.store import META_COLLECTION, create_collection
+
+    target = _target(source, str(tmp_path / "copy.db"))
+    client = connect(target)
+    record = collection_identity(connect(source.milvus), source.milvus.collection)
+    assert record is not None
+    identity = {k: v for k, v in record.items() if k != "metric"}
+    create_collection(client, _with_milvus(source, target), identity, hybrid=True)
+    client.delete(META_COLLECTION, filter=f'collection == "{target.collection}"')
+    client.close()
+    assert migrate(source, target).target_count == count_rows(source)
+    client = connect(target)
+    assert collection_identity(client, target.collection) == record
+    client.delete(META_COLLECTION, filter=f'collection == "{target.collection}"')
+    client.close()
+    with pytest.raises(EmbeddingMismatchError, match="no embedding record") as info:
+        migrate(source, target)
+    assert "migrate --recreate" in str(info.value) and "re-ingest" not in str(info.value)
+    assert migrate(source, target, recreate=True).target_count == count_rows(source)

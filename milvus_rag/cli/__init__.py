@@ -27,6 +27,7 @@ from milvus_rag.cli.migrate import migrate
 from milvus_rag.cli.search import search
 from milvus_rag.cli.serve import serve
 from milvus_rag.cli.sources import sources
+from milvus_rag.cli.unlock import unlock
 
 __all__ = ["app", "main"]
 
@@ -121,6 +122,7 @@ app.add_typer(config_app, name="config")
 app.command("serve")(serve)
 app.command("migrate")(migrate)
 app.command("create-user")(create_user)
+app.command("unlock")(unlock)
 
 
 def main() -> None:

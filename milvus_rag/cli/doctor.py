@@ -180,6 +180,9 @@ def milvus_checks(settings: Settings, *, model_ok: bool) -> list[Check]:
         kind = "Milvus Lite database" if milvus.is_lite else "Milvus at"
         checks = [Check("milvus", "ok", f"{kind} {milvus.uri} is reachable")]
         checks.append(collection_check(client, settings, model_ok=model_ok))
+        lock = lock_check(client, settings)
+        if lock is not None:
+            checks.append(lock)
         return checks
     finally:
         client.close()
@@ -231,6 +234,29 @@ def collection_check(client: MilvusClient, settings: Settings, *, model_ok: bool
         "ok",
         f"collection {name}: {chunks} chunks, {mode}, built by the configured model",
     )
+
+
+def lock_check(client: MilvusClient, settings: Settings) -> Check | None:
+    """An ingest lock on the collection (a server's): its owner and age; an abandoned
+    one fails with the way out. None when no lock is held."""
+    from milvus_rag.store import ingest_lock_status
+
+    if settings.milvus.is_lite:
+        return None
+    try:
+        status = ingest_lock_status(client, settings.milvus.collection)
+    except Exception:
+        return None
+    if status is None:
+        return None
+    if status.abandoned:
+        return Check(
+            "lock",
+            "fail",
+            status.describe(),
+            "the next ingest takes it over; `milvus-rag unlock` releases it now",
+        )
+    return Check("lock", "ok", f"{status.describe()} (an ingest is running)")
 
 
 def llm_checks(llm: LLMSettings, offline: bool) -> list[Check]:
