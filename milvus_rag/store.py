@@ -27,9 +27,11 @@ import errno
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,7 +120,22 @@ def connection_args(milvus: MilvusSettings) -> dict[str, Any]:
         args["uri"] = str(path)
     if milvus.token is not None:
         args["token"] = milvus.token.get_secret_value()
+    if _clients_share_connections():
+        # pymilvus before 2.6.10 gives every client of one URI the same connection, and
+        # closing any of them closes it for all: each client gets its own.
+        args["alias"] = f"milvus-rag-{uuid.uuid4().hex}"
     return args
+
+
+def _clients_share_connections() -> bool:
+    """True for pymilvus before 2.6.10 (one connection per URI, shared by its clients)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        parts = [int(p) for p in re.findall(r"\d+", version("pymilvus"))[:3]]
+    except (PackageNotFoundError, ValueError):
+        return False
+    return parts < [2, 6, 10]
 
 
 def _describe_uri(milvus: MilvusSettings) -> str:
@@ -140,8 +157,10 @@ def connect(milvus: MilvusSettings) -> MilvusClient:
         if not parent.is_dir():
             raise StoreUnavailableError(f"milvus.uri {milvus.uri}: folder {parent} does not exist")
         _check_lite_engine(milvus, Path(args["uri"]))
-        if (lite_engine() or "").startswith("2.") and _lite_file_locked(Path(args["uri"])):
-            # Checked first: Milvus Lite 2.x's failed open deletes the holder's lock file.
+        path = Path(args["uri"])
+        # Checked first on 2.x: its failed open deletes the holder's lock file.
+        two = (lite_engine() or "").startswith("2.")
+        if two and not _served_here(path) and _lite_file_locked(path):
             raise _connect_error(milvus, RuntimeError("locked"))
     _quiet_lite_logger()
     try:
@@ -231,6 +250,22 @@ def _connect_error(milvus: MilvusSettings, exc: BaseException) -> StoreError:
         f"Milvus at {milvus.uri} cannot be reached ({reason(exc)}); check that the server "
         "is running and milvus.uri / MILVUS_RAG_MILVUS__TOKEN are right"
     )
+
+
+def _served_here(path: Path) -> bool:
+    """True when this process already serves the Milvus Lite 2.x file ``path``.
+
+    Its lock is then a POSIX lock of this process, which closing any descriptor of the
+    lock file would release (and so stop the engine): it must not be probed.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+            from milvus_lite.server_manager import server_manager_instance
+    except Exception:
+        return False
+    served = getattr(server_manager_instance, "_servers", {})
+    return str(path.absolute().resolve()) in served
 
 
 def _lite_file_locked(path: Path) -> bool:
