@@ -708,9 +708,13 @@ def record_identity(client: MilvusClient, collection: str, record: dict[str, Any
     _meta_write(client, collection, {_key(collection, "embedding"): ("embedding", record)})
 
 
-def _finish_indexes(client: MilvusClient, settings: Settings, collection: str) -> None:
+def _finish_indexes(
+    client: MilvusClient, settings: Settings, collection: str, identity: dict[str, Any]
+) -> None:
     """Create the indexes a creation killed half-way did not (a collection without its
-    index cannot be loaded)."""
+    index cannot be loaded); never touches a collection without milvus-rag's schema."""
+    if not _milvus_rag_schema(client, collection, int(identity.get("dim", -1))):
+        return
     fields = {f.get("name") for f in client.describe_collection(collection).get("fields", [])}
     wanted = {VECTOR_FIELD: _dense_index(settings), SPARSE_FIELD: _SPARSE_INDEX}
     missing = [
@@ -840,7 +844,7 @@ def ensure_collection(
             )
             hybrid = False
         if exists:
-            _finish_indexes(client, settings, name)
+            _finish_indexes(client, settings, name, identity)
             check_identity(client, settings, identity)
             load_collection(client, name)
             if create:
@@ -1277,13 +1281,15 @@ class IngestLock:
     def __enter__(self) -> IngestLock:
         if not self.enabled:
             return self
+        failure: Exception | None = None
         for _ in range(3):
             try:
                 self._create()
                 break
             except Exception as exc:
+                failure = exc
                 status = ingest_lock_status(self.client, self.collection)
-                if status is None:  # released meanwhile: try again
+                if status is None:  # released meanwhile, or the creation itself failed
                     continue
                 if status.abandoned is None:
                     since = f", running for {status.age:.0f} s" if status.age is not None else ""
@@ -1295,7 +1301,8 @@ class IngestLock:
                 _log.warning("taking over the %s", status.describe())
                 _drop_lock(self.client, self.collection)
         else:
-            raise IngestLockedError(f"cannot take the ingest lock {self.name}")
+            detail = f": {reason(failure)}" if failure is not None else ""
+            raise StoreError(f"cannot take the ingest lock {self.name}{detail}") from failure
         try:
             self._renew()
         except Exception:
