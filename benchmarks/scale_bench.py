@@ -4,11 +4,13 @@ Part 1, ``storage`` (no embedding cost): synthetic chunks with milvus-rag's own
 schema (``store.create_collection``): 384-d vectors drawn around 1,000 random
 centres (embeddings cluster; uniform noise on the sphere would make every
 approximate index look bad) and normalised, short texts, a ``source`` field.
-At each size (10k, 100k, 1M by default) in Milvus Lite (a file, in this
+At each size (10k, 100k, 1M by default) in Milvus Lite (each engine given by
+``--lite-python``: a venv's Python with Milvus Lite 2.5.1 or 3.x, in its own
 process) and in the real Milvus 2.3.5 server (PyPI ``milvus``, a fresh server
 per size): insert rows/s in ``ingest.write_batch`` batches, memory (RSS of the
-process that holds the data: the Lite child process / the server's process
-tree), search latency p50 / p99 at k = 3, one query at a time, with FLAT, and
+process tree that holds the data: the Lite child process and its engine process /
+the server's process tree), search latency p50 / p99 at k = 3, one query at a time, with FLAT, the
+default (hybrid) mode's search where the engine has BM25 (dense + BM25 at once), and
 on the server with HNSW and IVF_FLAT, each with its recall@3 against FLAT.
 Every (backend, size) runs in its own child process. Sizes run smallest first;
 a size whose time, extrapolated from the smaller ones, would pass ``--budget``
@@ -23,7 +25,8 @@ scaling per core.
 
 Usage::
 
-    python benchmarks/scale_bench.py storage --sizes 10000 100000 1000000 --budget 900
+    python benchmarks/scale_bench.py storage --sizes 10000 100000 1000000 --budget 900 \
+        --lite-python venv-2.5/bin/python --lite-python venv-3x/bin/python
     python benchmarks/scale_bench.py ingest --model-dir ../shared/models/all-MiniLM-L6-v2-onnx
 """
 
@@ -54,6 +57,8 @@ WARMUP = 10
 #: Strong consistency waits for the server's time tick: fewer queries tell that.
 STRONG_QUERIES = 30
 CENTRES = 1000
+#: Words of a synthetic chunk's text (BM25 indexes them in hybrid collections).
+TEXT_WORDS = 40
 #: Approximate indexes on the server and their search parameters.
 INDEXES = {
     "HNSW": ({"M": 16, "efConstruction": 200}, {"ef": 64}),
@@ -84,6 +89,21 @@ def _rss_mib(pids: list[int]) -> float:
     return total / 1024
 
 
+def _tree_pids(root: int) -> list[int]:
+    """``root`` and its descendants."""
+    parents: dict[int, int] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(pid)] = int(stat[1])
+    tree = {root}
+    for _ in range(8):  # a few levels deep is plenty
+        tree |= {pid for pid, parent in parents.items() if parent in tree}
+    return sorted(tree)
+
+
 def _session_pids(sid: int) -> list[int]:
     """The processes of a session (the server was started in its own)."""
     pids = []
@@ -101,7 +121,12 @@ def _latencies(
 ) -> tuple[Any, list]:
     import numpy as np
 
-    search = {"limit": 3, "search_params": params, "consistency_level": consistency}
+    search = {
+        "limit": 3,
+        "anns_field": "vector",
+        "search_params": params,
+        "consistency_level": consistency,
+    }
     for query in queries[:WARMUP]:
         client.search(name, [query.tolist()], **search)
     seconds, hits = [], []
@@ -112,6 +137,42 @@ def _latencies(
         hits.append([hit["id"] for hit in found])
     ms = np.array(seconds) * 1000
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}, hits
+
+
+def _vocabulary(rng: Any, size: int = 5000) -> Any:
+    """Made-up words; texts draw them Zipf-distributed, as natural language does."""
+    import numpy as np
+
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    return np.array(["".join(rng.choice(letters, rng.integers(3, 10))) for _ in range(size)])
+
+
+def _hybrid_latencies(client: Any, name: str, queries: Any, texts: list[str]) -> dict[str, float]:
+    """The default (hybrid) mode's search, as the retriever runs it: the BM25 search of
+    the text in a worker thread while the dense search runs; both 3 rows with their text."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from milvus_rag.store import SPARSE_FIELD, VECTOR_FIELD, search_rows
+
+    fields = ["id", "text", "$meta"]
+    with ThreadPoolExecutor(1) as pool:
+
+        def one(vector: Any, text: str) -> None:
+            sparse = pool.submit(search_rows, client, name, SPARSE_FIELD, text, 3, None, fields)
+            search_rows(client, name, VECTOR_FIELD, vector.tolist(), 3, None, fields)
+            sparse.result()
+
+        for vector, text in list(zip(queries, texts, strict=True))[:WARMUP]:
+            one(vector, text)
+        seconds = []
+        for vector, text in zip(queries, texts, strict=True):
+            started = time.perf_counter()
+            one(vector, text)
+            seconds.append(time.perf_counter() - started)
+    ms = np.array(seconds) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
 def _recall(approx: list[list[str]], exact: list[list[str]]) -> float:
@@ -141,7 +202,13 @@ def run_storage(
     import numpy as np
 
     from milvus_rag.settings import IngestSettings, load_settings
-    from milvus_rag.store import VECTOR_FIELD, connect, create_collection
+    from milvus_rag.store import (
+        VECTOR_FIELD,
+        connect,
+        create_collection,
+        lite_engine,
+        supports_bm25,
+    )
 
     name = f"scale_{size}"
     settings = load_settings(overrides={"milvus": {"uri": uri, "collection": name}})
@@ -152,37 +219,46 @@ def run_storage(
     queries = _vectors(np.random.default_rng(11), centres, QUERIES)
 
     def rss() -> float:
-        if server_sid is None:
-            return _rss_mib([os.getpid()])
+        if server_sid is None:  # Milvus Lite 2.x runs its engine in a child process
+            return _rss_mib(_tree_pids(os.getpid()))
         return _rss_mib(_session_pids(server_sid))
 
     began = time.perf_counter()
     client = connect(settings.milvus)
-    create_collection(client, settings, {"model": "synthetic", "dim": DIM}, hybrid=False)
+    # The default schema: hybrid (a BM25 field filled by Milvus) where the engine has BM25.
+    hybrid = supports_bm25(client)
+    create_collection(client, settings, {"model": "synthetic", "dim": DIM}, hybrid=hybrid)
+    words = _vocabulary(np.random.default_rng(3))
     before = rss()
-    started = time.perf_counter()
+    insert_s = 0.0  # in client.insert only, not in making the rows
     for first in range(0, size, batch):
         count = min(batch, size - first)
         vectors = _vectors(rng, centres, count)
+        drawn = rng.zipf(1.3, (count, TEXT_WORDS)) % len(words)
         rows = [
             {
                 "id": f"{first + i:032x}",
-                "text": f"Synthetic chunk {first + i}: how segments are flushed, indexed "
-                f"and searched in collection number {(first + i) % 97}.",
+                "text": f"Synthetic chunk {first + i}: " + " ".join(words[drawn[i]]),
                 "vector": vectors[i].tolist(),
                 "source": f"docs/file{(first + i) // 20}.md",
             }
             for i in range(count)
         ]
+        started = time.perf_counter()
         client.insert(name, rows)
-    insert_s = time.perf_counter() - started
+        insert_s += time.perf_counter() - started
     started = time.perf_counter()
     client.flush(name)
     flush_s = time.perf_counter() - started
     flat, exact = _latencies(client, name, queries, {})
     strong, _ = _latencies(client, name, queries[:STRONG_QUERIES], {}, consistency="Strong")
+    if backend == "lite":
+        engine = f"Lite {lite_engine()}"
+    else:
+        engine = f"server {client.get_server_version()}"
     out: dict[str, Any] = {
         "backend": backend,
+        "engine": engine,
         "rows": size,
         "insert_s": round(insert_s, 1),
         "insert_rows_per_s": round(size / insert_s),
@@ -192,6 +268,10 @@ def run_storage(
         "FLAT": {k: round(v, 2) for k, v in flat.items()},
         "FLAT_strong": {k: round(v, 2) for k, v in strong.items()},
     }
+    if hybrid:
+        texts = [" ".join(words[rng.zipf(1.3, 6) % len(words)]) for _ in range(QUERIES)]
+        figures = _hybrid_latencies(client, name, queries, texts)
+        out["hybrid"] = {k: round(v, 2) for k, v in figures.items()}
     out["phases"] = {"base": time.perf_counter() - began}
     for index in indexes:
         build, search = INDEXES[index]
@@ -222,17 +302,21 @@ def run_storage(
     return out
 
 
-def _child(args: list[str]) -> dict[str, Any]:
+def _child(args: list[str], python: str = sys.executable) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, __file__, "_one", *args], capture_output=True, text=True, check=False
+        [python, __file__, "_one", *args], capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise RuntimeError(f"{args}: {done.stderr.strip().splitlines()[-1:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def storage(sizes: list[int], backends: list[str], budget: float) -> list[dict[str, Any]]:
+def storage(
+    sizes: list[int], backends: list[str], budget: float, lite_pythons: list[str]
+) -> list[dict[str, Any]]:
     """Each backend at each size, smallest first, within ``budget`` seconds in all.
+
+    ``lite_pythons``: one Milvus Lite run per Python (a venv with one engine each).
 
     A run is planned from the previous size's phases, scaled by the size ratio
     (index builds by 1.25 more): approximate indexes are dropped, HNSW first,
@@ -243,36 +327,43 @@ def storage(sizes: list[int], backends: list[str], budget: float) -> list[dict[s
     results: list[dict[str, Any]] = []
     began = time.monotonic()
     last: dict[str, dict[str, Any]] = {}  # the previous result per backend
-    start_up = {"lite": 0.0, "server": 60.0}  # the server's is measured below
+    start_up = {"server": 60.0}  # the server's is measured below
+    runs = [(b, p) for b in backends for p in (lite_pythons if b == "lite" else [sys.executable])]
     for size in sorted(sizes):
-        for backend in backends:
+        for backend, python in runs:
+            key = f"{backend} {python}"
+            start_up.setdefault(key, start_up.get(backend, 0.0))
             if backend == "server" and milvus_server_command() is None:
                 results.append({"backend": backend, "rows": size, "skipped": "no milvus-server"})
                 continue
             indexes = list(INDEXES) if backend == "server" else []
             left = budget - (time.monotonic() - began)
             notes = []
-            if backend in last:
-                prior = last[backend]
-                while indexes and _projected(prior, size, start_up[backend], indexes) > left:
+            if key in last:
+                prior = last[key]
+                while indexes and _projected(prior, size, start_up[key], indexes) > left:
                     dropped = indexes.pop(indexes.index("HNSW") if "HNSW" in indexes else -1)
-                    minutes = _projected(prior, size, start_up[backend], [*indexes, dropped]) / 60
+                    minutes = _projected(prior, size, start_up[key], [*indexes, dropped]) / 60
                     notes.append(f"{dropped} skipped ({minutes:.0f} min in all with it)")
-                minutes = _projected(prior, size, start_up[backend], indexes) / 60
+                minutes = _projected(prior, size, start_up[key], indexes) / 60
                 if minutes * 60 > left:
                     reason = f"projected {minutes:.0f} min from {prior['rows']} rows; "
                     reason += f"{max(0, left) / 60:.0f} min of the budget left"
-                    results.append({"backend": backend, "rows": size, "skipped": reason})
+                    results.append(
+                        {"backend": backend, "engine": prior["engine"], "rows": size}
+                        | {"skipped": reason}
+                    )
                     continue
             work = Path(tempfile.mkdtemp(prefix=f"scale-{backend}-"))
             try:
                 started = time.monotonic()
                 if backend == "lite":
-                    result = _child(["lite", str(work / "scale.db"), str(size), "0", *indexes])
+                    args = ["lite", str(work / "scale.db"), str(size), "0", *indexes]
+                    result = _child(args, python)
                 else:
                     started = time.monotonic()
                     server = MilvusServer(work).start()
-                    start_up[backend] = time.monotonic() - started
+                    start_up[key] = time.monotonic() - started
                     try:
                         assert server.proc is not None
                         sid = str(os.getsid(server.proc.pid))
@@ -284,7 +375,7 @@ def storage(sizes: list[int], backends: list[str], budget: float) -> list[dict[s
             result["wall_s"] = round(time.monotonic() - started, 1)
             if notes:
                 result["notes"] = notes
-            last[backend] = result
+            last[key] = result
             results.append(result)
             print(json.dumps(result), file=sys.stderr, flush=True)
     return results
@@ -298,29 +389,38 @@ def _projected(prior: dict[str, Any], size: int, start_up: float, indexes: list[
 
 
 def print_storage(results: list[dict[str, Any]]) -> None:
-    print("search: k=3, one query at a time, Bounded consistency (Strong: FLAT only)")
+    print("search: k=3, one query at a time, Bounded consistency (Strong: FLAT only);")
+    print("hybrid: the default mode's search, BM25 (in a thread) while FLAT dense searches;")
+    print("insert/s: into the default schema (hybrid where the engine has BM25)")
+
+    def recall(value: Any) -> str:
+        return value if isinstance(value, str) else f"{value:.3f}"
+
     head = (
-        f"{'backend':<8}{'rows':>9}{'insert/s':>10}{'RSS MiB':>9}{'index':>10}"
-        f"{'p50 ms':>8}{'p99 ms':>8}{'recall@3':>10}{'build s':>9}"
+        f"{'engine':<19}{'rows':>9}{'insert/s':>10}{'RSS MiB':>9}{'search':>12}"
+        f"{'p50 ms':>10}{'p99 ms':>10}{'recall@3':>10}{'build s':>9}"
     )
     print(head)
     for r in results:
+        engine = r.get("engine", r["backend"])
         if "skipped" in r:
-            print(f"{r['backend']:<8}{r['rows']:>9}  skipped: {r['skipped']}")
+            print(f"{engine:<19}{r['rows']:>9}  skipped: {r['skipped']}")
             continue
         print(
-            f"{r['backend']:<8}{r['rows']:>9}{r['insert_rows_per_s']:>10}{r['rss_mib']:>9}"
-            f"{'FLAT':>10}{r['FLAT']['p50_ms']:>8}{r['FLAT']['p99_ms']:>8}{'1.000':>10}{'':>9}"
+            f"{engine:<19}{r['rows']:>9}{r['insert_rows_per_s']:>10}{r['rss_mib']:>9}"
+            f"{'FLAT':>12}{r['FLAT']['p50_ms']:>10}{r['FLAT']['p99_ms']:>10}{'1.000':>10}{'':>9}"
         )
         rows = [("FLAT Strong", {**r["FLAT_strong"], "recall_at_3": 1.0, "build_s": ""})]
+        if "hybrid" in r:
+            rows.append(("hybrid", {**r["hybrid"], "recall_at_3": "-", "build_s": ""}))
         rows += [(index, r[index]) for index in INDEXES if index in r]
         for index, f in rows:
             print(
-                f"{'':<8}{'':>9}{'':>10}{f.get('rss_mib', ''):>9}{index:>10}{f['p50_ms']:>8}"
-                f"{f['p99_ms']:>8}{f['recall_at_3']:>10.3f}{f['build_s']:>9}"
+                f"{'':<19}{'':>9}{'':>10}{f.get('rss_mib', ''):>9}{index:>12}{f['p50_ms']:>10}"
+                f"{f['p99_ms']:>10}{recall(f['recall_at_3']):>10}{f['build_s']:>9}"
             )
         for note in r.get("notes", []):
-            print(f"{'':<8}{'':>9}  {note} projected")
+            print(f"{'':<19}{'':>9}  {note} projected")
 
 
 # --------------------------------------------------------------------------- part 2: ingest
@@ -481,6 +581,12 @@ def main() -> None:
     store = parts.add_parser("storage", help="synthetic chunks in Milvus Lite and a server")
     store.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     store.add_argument("--backends", nargs="+", default=["lite", "server"])
+    store.add_argument(
+        "--lite-python",
+        action="append",
+        help="a Python whose venv has the Milvus Lite to measure (repeat for each engine; "
+        "default: this one)",
+    )
     store.add_argument("--budget", type=float, default=900, help="seconds for the whole part")
     ing = parts.add_parser("ingest", help="local engine vs --engine ray on real chunks")
     ing.add_argument("--zip", type=Path, default=DEFAULT_ZIP)
@@ -491,7 +597,8 @@ def main() -> None:
     args = parser.parse_args()
     load = os.getloadavg()
     if args.part == "storage":
-        results: list[dict[str, Any]] = storage(args.sizes, args.backends, args.budget)
+        pythons = args.lite_python or [sys.executable]
+        results: list[dict[str, Any]] = storage(args.sizes, args.backends, args.budget, pythons)
         printer = print_storage
     else:
         if not args.zip.is_file() or not (args.model_dir / "model.onnx").is_file():

@@ -7,7 +7,8 @@ it (a passage-level hit: the right section, not only the right file).
 
 Metrics over the top ``k``: hit@k (a hit anywhere), MRR@k (1 / rank of the first
 hit, 0 without one), recall@k (share of the listed sources found), and the
-latency of each retrieval (query embedding + search), p50 and p95.
+latency of each retrieval (query embedding + search), p50 and p95, and the p50 of
+embedding the question alone, timed in the same run.
 
 Example:
     .. code-block:: python
@@ -72,6 +73,9 @@ class EvalReport:
     p50_ms: float
     p95_ms: float
     results: list[QuestionResult] = field(default_factory=list)
+    embed_p50_ms: float | None = None
+    """p50 of embedding the question alone, timed after each retrieval in the same
+    run (``None`` when the retriever has no embedding model to time)."""
 
     @property
     def misses(self) -> list[QuestionResult]:
@@ -86,6 +90,12 @@ class EvalReport:
             f"hit@{self.k} {self.hit_at_k:.3f}, MRR@{self.k} {self.mrr_at_k:.3f}, "
             f"recall@{self.k} {self.recall_at_k:.3f}; retrieval p50 {self.p50_ms:.1f} ms, "
             f"p95 {self.p95_ms:.1f} ms"
+            + (
+                f"; query embedding p50 {self.embed_p50_ms:.1f} ms "
+                f"(retrieval {self.p50_ms / self.embed_p50_ms:.2f}x)"
+                if self.embed_p50_ms
+                else ""
+            )
         )
 
 
@@ -169,11 +179,17 @@ def evaluate(
     """Retrieve for every question and score the results."""
     if questions:
         retriever.invoke(questions[0].question, k=k)  # warm-up: model load, collection load
+    embedder = getattr(retriever, "embeddings", None)
+    embed_ms: list[float] = []
     results = []
     for item in questions:
         started = time.perf_counter()
         docs = retriever.invoke(item.question, k=k)
         elapsed = (time.perf_counter() - started) * 1000
+        if embedder is not None:  # the same question, embedded alone, in the same conditions
+            started = time.perf_counter()
+            embedder.embed_query(item.question)
+            embed_ms.append((time.perf_counter() - started) * 1000)
         retrieved = [
             {
                 "text": d.page_content,
@@ -208,4 +224,5 @@ def evaluate(
         p50_ms=_percentile(latencies, 50),
         p95_ms=_percentile(latencies, 95),
         results=results,
+        embed_p50_ms=_percentile(sorted(embed_ms), 50) if embed_ms else None,
     )

@@ -147,7 +147,9 @@ def _copy(
     recreate: bool,
     on_batch: Callable[[int], None] | None,
 ) -> None:
+    from milvus_rag.scopes import DEFAULT_SCOPE
     from milvus_rag.store import (
+        SCOPE_FIELD,
         SPARSE_FIELD,
         IngestLock,
         collection_identity,
@@ -194,6 +196,7 @@ def _copy(
         for rows in iter_rows(src, name, page=settings.ingest.write_batch):
             for row in rows:
                 row.pop(SPARSE_FIELD, None)  # the target's BM25 function rebuilds it
+                row.setdefault(SCOPE_FIELD, DEFAULT_SCOPE)  # rows stored before scopes
             upsert_rows(dst, target.collection, rows)
             report.copied += len(rows)
             if on_batch is not None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
@@ -131,6 +132,7 @@ class MilvusRAGRetriever(BaseRetriever):
     _templates: bool = PrivateAttr(default=False)
     _row_fields: list[str] | None = PrivateAttr(default=None)
     _own_store: bool = PrivateAttr(default=False)
+    _executor: ThreadPoolExecutor | None = PrivateAttr(default=None)
 
     @classmethod
     def from_settings(
@@ -192,7 +194,9 @@ class MilvusRAGRetriever(BaseRetriever):
             raise ConfigError("MilvusRAGRetriever needs a vector_store or settings")
         if self.embeddings is None:
             self.embeddings = embeddings_from_settings(self.settings)
-        return open_vector_store(self.settings, self.embeddings, mode=self.mode)
+        # The settings' own mode is passed as None: a default hybrid adapts to a dense collection.
+        mode = None if self.mode == self.settings.retrieval.mode else self.mode
+        return open_vector_store(self.settings, self.embeddings, mode=mode)
 
     def _search_kwargs(self, k: int) -> dict[str, Any]:
         if k > self.max_k:
@@ -290,6 +294,8 @@ class MilvusRAGRetriever(BaseRetriever):
         search["k"] = k * MAX_VIEWS * (3 if self.diverse else 1)
         if self.mode == "hybrid" and self.fusion == "zscore":
             return self._to_documents(self._zscore_hybrid(store, query, search), k)
+        if self.mode == "hybrid" and self.fusion == "rrf" and self._own_store:
+            return self._to_documents(self._rrf_hybrid(store, query, search), k)
         if self.mode == "dense" and self._own_store:
             return self._to_documents(self._dense(store, query, search), k)
         with self._searching(store, search["k"]) as done, _legacy_rankers_ok():
@@ -344,14 +350,7 @@ class MilvusRAGRetriever(BaseRetriever):
         questions to pages that merely share their words.
         """
         rows = max(self.fetch_k, search["k"]) * 2
-        expr = search.get("expr")
-        vector = store.embeddings.embed_query(query)  # type: ignore[union-attr]
-        client, name = store.client, store.collection_name
-        fields = self._fields(store)
-        with self._searching(store, rows) as done:
-            dense = search_rows(client, name, VECTOR_FIELD, vector, rows, expr, fields)
-            sparse = search_rows(client, name, SPARSE_FIELD, query, rows, expr, fields)
-            done.set(rows=len(dense) + len(sparse))
+        dense, sparse = self._both_lists(store, query, rows, search.get("expr"))
         w_dense, w_sparse = self.weights
         fused: dict[str, float] = {}
         docs: dict[str, Document] = {}
@@ -365,6 +364,61 @@ class MilvusRAGRetriever(BaseRetriever):
                 )
         ranked = sorted(fused, key=lambda i: -fused[i])
         return [(docs[i], fused[i]) for i in ranked]
+
+    def _rrf_hybrid(
+        self, store: Milvus, query: str, search: dict[str, Any]
+    ) -> list[tuple[Document, float]]:
+        """Dense and BM25 results fused by reciprocal rank, as Milvus's ``RRFRanker``.
+
+        Each list holds ``fetch_k`` rows; a row scores ``1 / (rrf_k + rank)`` (rank
+        from 1) in each list it is in, summed. Done here rather than by Milvus's
+        hybrid search so that the BM25 search runs while the question is embedded.
+        """
+        rows = search.get("fetch_k") or max(self.fetch_k, search["k"])
+        fused: dict[str, float] = {}
+        docs: dict[str, Document] = {}
+        for hits in self._both_lists(store, query, rows, search.get("expr")):
+            for rank, (doc, _) in enumerate(hits, start=1):
+                key = doc.metadata[ID_FIELD]
+                docs.setdefault(key, doc)
+                fused[key] = fused.get(key, 0.0) + 1.0 / (self.rrf_k + rank)
+        ranked = sorted(fused, key=lambda i: -fused[i])
+        return [(docs[i], fused[i]) for i in ranked[: search["k"]]]
+
+    def _both_lists(
+        self, store: Milvus, query: str, rows: int, expr: str | None
+    ) -> tuple[list[tuple[Document, float]], list[tuple[Document, float]]]:
+        """The dense and the BM25 hits of ``query``, ``rows`` each.
+
+        The BM25 search needs only the question's text: it runs in a worker thread
+        while the question is embedded (both wait outside the GIL, in ONNX Runtime
+        and in Milvus), then the dense search runs.
+        """
+        client, name = store.client, store.collection_name
+        fields = self._fields(store)
+        with self._searching(store, rows) as done:
+            sparse = self._pool().submit(
+                search_rows, client, name, SPARSE_FIELD, query, rows, expr, fields
+            )
+            try:
+                vector = store.embeddings.embed_query(query)  # type: ignore[union-attr]
+                dense = search_rows(client, name, VECTOR_FIELD, vector, rows, expr, fields)
+            except BaseException:
+                wait([sparse])  # its error, if any, is not the one to report
+                raise
+            found = sparse.result()
+            done.set(rows=len(dense) + len(found))
+        return dense, found
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """This retriever's worker threads for the BM25 searches, started on first use."""
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=4, thread_name_prefix="milvus-rag-bm25"
+                    )
+        return self._executor
 
     def _mmr(self, store: Milvus, query: str, search: dict[str, Any]) -> list[Document]:
         """Maximal marginal relevance over ``fetch_k`` candidates, keeping scores."""

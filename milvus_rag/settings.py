@@ -245,7 +245,7 @@ class RetrievalSettings(_Section):
 
     top_k: int = Field(3, ge=1)
     max_k: int = Field(50, ge=1)
-    mode: RetrievalMode = "dense"
+    mode: RetrievalMode = "hybrid"
     search_type: SearchType = "similarity"
     fetch_k: int = Field(20, ge=1)
     lambda_mult: float = Field(0.5, ge=0, le=1)

@@ -23,12 +23,16 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
+import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +127,9 @@ __all__ = [
     "iter_rows",
     "list_collections",
     "list_sources",
+    "lite_engine",
+    "lite_file_engine",
+    "lite_serve_command",
     "load_collection",
     "metadata_keys",
     "open_vector_store",
@@ -159,7 +166,22 @@ def connection_args(milvus: MilvusSettings) -> dict[str, Any]:
         args["uri"] = str(path)
     if milvus.token is not None:
         args["token"] = milvus.token.get_secret_value()
+    if _clients_share_connections():
+        # pymilvus before 2.6.10 gives every client of one URI the same connection, and
+        # closing any of them closes it for all: each client gets its own.
+        args["alias"] = f"milvus-rag-{uuid.uuid4().hex}"
     return args
+
+
+def _clients_share_connections() -> bool:
+    """True for pymilvus before 2.6.10 (one connection per URI, shared by its clients)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        parts = [int(p) for p in re.findall(r"\d+", version("pymilvus"))[:3]]
+    except (PackageNotFoundError, ValueError):
+        return False
+    return parts < [2, 6, 10]
 
 
 def _describe_uri(milvus: MilvusSettings) -> str:
@@ -180,11 +202,83 @@ def connect(milvus: MilvusSettings) -> MilvusClient:
         parent = Path(args["uri"]).parent
         if not parent.is_dir():
             raise StoreUnavailableError(f"milvus.uri {milvus.uri}: folder {parent} does not exist")
+        _check_lite_engine(milvus, Path(args["uri"]))
+        path = Path(args["uri"])
+        # Checked first on 2.x: its failed open deletes the holder's lock file.
+        two = (lite_engine() or "").startswith("2.")
+        if two and not _served_here(path) and _lite_file_locked(path):
+            raise _connect_error(milvus, RuntimeError("locked"))
     _quiet_lite_logger()
     try:
-        return MilvusClient(**args)
+        with warnings.catch_warnings():
+            # Milvus Lite 2.5.1 imports pkg_resources, which warns on every import.
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+            return MilvusClient(**args)
     except Exception as exc:
         raise _connect_error(milvus, exc) from exc
+
+
+def lite_engine() -> str | None:
+    """The installed Milvus Lite's version (``"2.5.1"``, ``"3.2.2"``), ``None`` without one.
+
+    Milvus Lite 2.x is the compiled Milvus engine (one SQLite-backed file); 3.x is
+    a pure-Python engine (a folder). Neither reads the other's database.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("milvus-lite")
+    except PackageNotFoundError:
+        return None
+
+
+def lite_serve_command(uri: str, milvus_port: int = 19530) -> str:
+    """The command (in backquotes) that serves the Lite database ``uri`` on ``milvus_port``.
+
+    Milvus Lite 3.x has ``milvus-lite server``; 2.x serves a file through its ``Server``.
+    """
+    import shlex
+
+    path = str(Path(uri).expanduser())
+    if (lite_engine() or "3").startswith("2."):
+        code = (
+            "from milvus_lite.server import Server; "
+            f'Server({json.dumps(path)}, "127.0.0.1:{milvus_port}").start(); input()'
+        )
+        return f"`python -c {shlex.quote(code)}`"
+    return f"`milvus-lite server --data-dir {shlex.quote(path)} --port {milvus_port}`"
+
+
+def lite_file_engine(path: Path) -> str | None:
+    """The Milvus Lite generation that wrote ``path``: ``"2"``, ``"3"``, or ``None``.
+
+    ``None`` when there is nothing there yet (or an empty file), or the layout is
+    neither: Milvus Lite 2.x keeps a SQLite file, 3.x a folder.
+    """
+    try:
+        if path.is_dir():
+            return "3" if any(path.iterdir()) else None
+        if not path.is_file() or path.stat().st_size == 0:
+            return None
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return None
+    return "2" if head.startswith(b"SQLite format 3") else None
+
+
+def _check_lite_engine(milvus: MilvusSettings, path: Path) -> None:
+    """Refuse, in one line, a Lite database that another Milvus Lite generation wrote."""
+    installed = lite_engine()
+    written = lite_file_engine(path)
+    if installed is None or written is None or installed.split(".")[0] == written:
+        return
+    raise StoreUnavailableError(
+        f"Milvus Lite database {milvus.uri} was written by Milvus Lite {written}.x, which this "
+        f"install's Milvus Lite {installed} cannot read (README: Which Milvus Lite): ingest "
+        "again into a new milvus.uri, or copy it with `milvus-rag migrate --to SERVER_URI` "
+        f"from an install with Milvus Lite {written}.x, then migrate from that server here"
+    )
 
 
 def _connect_error(milvus: MilvusSettings, exc: BaseException) -> StoreError:
@@ -192,8 +286,8 @@ def _connect_error(milvus: MilvusSettings, exc: BaseException) -> StoreError:
         if _lite_file_locked(Path(milvus.uri).expanduser()):
             return StoreLockedError(
                 f"Milvus Lite database {milvus.uri} is open in another process; stop that "
-                "process, or serve the file with `milvus-lite server` and set milvus.uri to "
-                "its http:// address"
+                f"process, or serve the file with {lite_serve_command(milvus.uri)} and set "
+                "milvus.uri to its http:// address"
             )
         return StoreUnavailableError(
             f"Milvus Lite database {milvus.uri} cannot be opened ({reason(exc)})"
@@ -204,22 +298,44 @@ def _connect_error(milvus: MilvusSettings, exc: BaseException) -> StoreError:
     )
 
 
+def _served_here(path: Path) -> bool:
+    """True when this process already serves the Milvus Lite 2.x file ``path``.
+
+    Its lock is then a POSIX lock of this process, which closing any descriptor of the
+    lock file would release (and so stop the engine): it must not be probed.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+            from milvus_lite.server_manager import server_manager_instance
+    except Exception:
+        return False
+    served = getattr(server_manager_instance, "_servers", {})
+    return str(path.absolute().resolve()) in served
+
+
 def _lite_file_locked(path: Path) -> bool:
     """True when another process holds Milvus Lite's lock on ``path``."""
     import fcntl
 
-    # milvus-lite 3.x: the database is a folder holding an flock-ed LOCK file.
+    # milvus-lite 3.x: the database is a folder holding an flock-ed LOCK file;
+    # 2.x: a file beside it, .NAME.lock, held with a POSIX lock (lockf), which flock
+    # does not see.
     candidates = [path / "LOCK", path.parent / f".{path.name}.lock", path]
     for candidate in candidates:
         if not candidate.exists() or candidate.is_dir():
             continue
         try:
-            with candidate.open("rb") as handle:
+            with candidate.open("rb+") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 fcntl.flock(handle, fcntl.LOCK_UN)
+                fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(handle, fcntl.LOCK_UN)
         except BlockingIOError:
             return True
-        except OSError:
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EAGAIN):  # lockf's "held by another"
+                return True
             continue
     return False
 
@@ -414,10 +530,15 @@ def _server_version(client: MilvusClient) -> tuple[int, int] | None:
     """(major, minor) of a Milvus server; ``None`` for Milvus Lite or when unknown."""
     import re
 
+    rpc_log = logging.getLogger("pymilvus.decorators")
+    level = rpc_log.level
+    rpc_log.setLevel(logging.CRITICAL)  # Milvus Lite 2.5 answers UNIMPLEMENTED, logged at ERROR
     try:
         version = str(client.get_server_version())
     except Exception:
         return None
+    finally:
+        rpc_log.setLevel(level)
     if version.startswith("milvus_lite"):
         return None
     match = re.search(r"(\d+)\.(\d+)", version)
@@ -430,11 +551,23 @@ def supports_bm25(client: MilvusClient) -> bool:
     return version is None or version >= (2, 5)
 
 
-def supports_default_values(client: MilvusClient) -> bool:
-    """True when fields may have a default value (Milvus >= 2.4, Milvus Lite); without it
-    the scope stays a dynamic field (no partition key)."""
-    version = _server_version(client)
-    return version is None or version >= (2, 4)
+def scope_field_options(client: MilvusClient) -> dict[str, Any] | None:
+    """How a new collection declares the scope field (:mod:`milvus_rag.scopes`):
+
+    - on a Milvus server, as the partition key (a scope's searches touch only its
+      partitions); every row milvus-rag writes carries its scope;
+    - on Milvus Lite 3.x, as the partition key with a default value, so that rows written
+      without one (LangChain's ``add_texts``) are in the default scope;
+    - on Milvus Lite 2.x, not at all (``None``): the scope is a dynamic field there (its
+      engine dies on a row that leaves a defaulted field out, and one file has no
+      partitions worth pruning).
+    """
+    options: dict[str, Any] = {"max_length": SCOPE_MAX_LENGTH, "is_partition_key": True}
+    if _server_version(client) is not None:
+        return options
+    if (lite_engine() or "").startswith("2."):
+        return None
+    return {**options, "default_value": DEFAULT_SCOPE}
 
 
 def supports_filter_templates(client: MilvusClient) -> bool:
@@ -675,16 +808,9 @@ def create_collection(
         text_options["analyzer_params"] = analyzer_params(settings.retrieval.bm25_stop_words)
     schema.add_field(TEXT_FIELD, DataType.VARCHAR, **text_options)
     schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=int(identity["dim"]))
-    if supports_default_values(client):
-        # A scope's searches touch only its partitions on a server (milvus_rag.scopes);
-        # rows written without one (LangChain's add_texts) are in the default scope.
-        schema.add_field(
-            SCOPE_FIELD,
-            DataType.VARCHAR,
-            max_length=SCOPE_MAX_LENGTH,
-            is_partition_key=True,
-            default_value=DEFAULT_SCOPE,
-        )
+    scope = scope_field_options(client)
+    if scope is not None:
+        schema.add_field(SCOPE_FIELD, DataType.VARCHAR, **scope)
     if hybrid:
         schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
         schema.add_function(
@@ -818,11 +944,15 @@ def ensure_collection(
         recreate: drop the collection first (implies ``create``); the model is
             loaded before anything is dropped.
         mode: ``dense`` or ``hybrid``; defaults to ``settings.retrieval.mode``.
-            Hybrid falls back to dense, with one warning, on servers without BM25.
+            Hybrid falls back to dense, with one warning, on servers without BM25,
+            and, when ``mode`` is not given, on a dense collection (one warning says
+            hybrid needs a re-ingest); a ``mode="hybrid"`` given raises instead.
 
     Raises:
         EmbeddingMismatchError, SchemaMismatchError, EmptyCollectionError, StoreError.
     """
+    # retrieval.mode (hybrid by default) adapts to a dense collection; a mode passed does not.
+    explicit = mode is not None
     mode = mode or settings.retrieval.mode
     name = settings.milvus.collection
     identify = embeddings if callable(embeddings) else embeddings.identity
@@ -851,11 +981,19 @@ def ensure_collection(
             if create:
                 _complete_record(client, settings, identity)
             if hybrid and not has_sparse_field(client, name):
-                raise SchemaMismatchError(
-                    f"collection {name} was built for dense search and has no BM25 field; "
-                    "recreate it for hybrid search (ingest --recreate --mode hybrid, or "
-                    "migrate --recreate)"
+                if explicit:
+                    raise SchemaMismatchError(
+                        f"collection {name} was built for dense search and has no BM25 field; "
+                        "recreate it for hybrid search (ingest --recreate --mode hybrid, or "
+                        "migrate --recreate)"
+                    )
+                _log.warning(
+                    "collection %s was built for dense search: it is %s dense; hybrid, the "
+                    "default mode, needs a re-ingest (ingest --recreate)",
+                    name,
+                    "written" if create else "searched",
                 )
+                hybrid = False
             if hybrid and create:
                 _warn_if_analyzer_differs(client, settings)
         else:
@@ -921,10 +1059,21 @@ def open_vector_store(
         raise StoreError(f"{_describe_uri(settings.milvus)}: {reason(exc)}") from exc
 
 
+class _NoAsyncClientNotice(logging.Filter):
+    """langchain-milvus 0.3 warns, outside an event loop, that its async client is not
+    made: milvus-rag searches through the sync client only (in threads when async)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Failed to initialize AsyncMilvusClient")
+
+
 def _langchain_store(settings: Settings, embeddings: Any, *, hybrid: bool) -> Milvus:
     from langchain_milvus import BM25BuiltInFunction, Milvus
 
     _before_first_search()
+    lc_log = logging.getLogger("langchain_milvus.vectorstores.milvus")
+    if not any(isinstance(f, _NoAsyncClientNotice) for f in lc_log.filters):
+        lc_log.addFilter(_NoAsyncClientNotice())
     dense_index = _dense_index(settings)
     dense_search: dict[str, Any] = {"metric_type": settings.milvus.metric, "params": {}}
     common: dict[str, Any] = {

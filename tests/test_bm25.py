@@ -14,7 +14,7 @@ from milvus_rag.settings import Settings, load_settings
 from milvus_rag.store import SPARSE_FIELD, connect
 from milvus_rag.sync import ingest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.contract]
 
 DOCS = {
     "what.md": "# What\n\nWhat is the answer? It is what it is, and that is the point.\n",

@@ -103,6 +103,7 @@ KINDS = [
 
 
 @pytest.mark.slow
+@pytest.mark.contract
 def test_kill_and_rerun_converges_to_a_clean_ingest(tmp_path: Path, tiny_model_dir: Path) -> None:
     rng = random.Random(20261201)
     corpus = Corpus(tmp_path / "docs", rng)

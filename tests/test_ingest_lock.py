@@ -21,7 +21,7 @@ from milvus_rag.sync import ingest
 from tests.conftest import base_config
 from tests.support.openai_server import FakeOpenAIServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.contract]
 
 FILES = {"a.md": "# A\n\nalpha text\n", "b.md": "# B\n\nbeta text\n"}
 

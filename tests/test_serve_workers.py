@@ -53,7 +53,9 @@ def _refused(result: Any, tmp_path: Path, workers: int) -> None:
     line = lines[0]
     assert line.startswith(f"error: --workers {workers} needs a Milvus server"), line
     db = tmp_path / "milvus.db"
-    assert f"milvus-lite server --data-dir {db} --port 19530" in line
+    from milvus_rag.store import lite_serve_command
+
+    assert lite_serve_command(str(db)) in line  # `milvus-lite server ...` on Lite 3.x
     assert "--uri http://127.0.0.1:19530" in line and "--workers 1" in line
     assert "serving" not in result.output and "Traceback" not in result.output
     assert not db.exists()  # nothing was opened

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,13 +19,13 @@ from milvus_rag.errors import (
     StoreUnavailableError,
 )
 from milvus_rag.settings import Settings
-from milvus_rag.store import collection_identity, connect, open_vector_store
+from milvus_rag.store import collection_identity, connect, has_sparse_field, open_vector_store
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.contract]
 
 
-def _create(s: Settings) -> None:
-    store = open_vector_store(s, embeddings_from_settings(s), create=True)
+def _create(s: Settings, mode: str | None = None) -> None:
+    store = open_vector_store(s, embeddings_from_settings(s), create=True, mode=mode)
     store.add_texts(["hello milvus"], metadatas=[{"source": "a.md"}], ids=["a"])
     store.client.close()
 
@@ -89,9 +90,42 @@ def test_missing_collection(make_settings: Callable[..., Settings]) -> None:
 
 def test_hybrid_on_dense_collection(make_settings: Callable[..., Settings]) -> None:
     s = make_settings()
-    _create(s)
+    _create(s, mode="dense")
     with pytest.raises(SchemaMismatchError, match="--recreate"):
         open_vector_store(s, embeddings_from_settings(s), mode="hybrid")
+
+
+def test_default_hybrid_keeps_a_dense_collection_working_with_one_note(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    from milvus_rag.retriever import MilvusRAGRetriever
+
+    s = make_settings()
+    assert s.retrieval.mode == "hybrid"  # the default
+    _create(s, mode="dense")
+    with caplog.at_level(logging.WARNING, logger="milvus_rag.store"):
+        retriever = MilvusRAGRetriever.from_settings(s)
+        docs = retriever.invoke("hello milvus")
+    assert [d.page_content for d in docs] == ["hello milvus"] and retriever.mode == "dense"
+    notes = [r.getMessage() for r in caplog.records if "needs a re-ingest" in r.getMessage()]
+    assert len(notes) == 1 and "searched dense" in notes[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="milvus_rag.store"):  # an ingest writes dense
+        store = open_vector_store(s, embeddings_from_settings(s), create=True)
+    assert len(store.vector_fields) == 1
+    store.client.close()
+    notes = [r.getMessage() for r in caplog.records if "needs a re-ingest" in r.getMessage()]
+    assert len(notes) == 1 and "written dense" in notes[0]
+
+
+def test_default_ingest_creates_the_bm25_field(make_settings: Callable[..., Settings]) -> None:
+    s = make_settings()
+    _create(s)
+    client = connect(s.milvus)
+    try:
+        assert has_sparse_field(client, s.milvus.collection)
+    finally:
+        client.close()
 
 
 def test_missing_folder(make_settings: Callable[..., Settings]) -> None:

@@ -18,7 +18,7 @@ from milvus_rag.settings import Settings
 from milvus_rag.store import connect
 from milvus_rag.sync import ingest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.contract]
 
 
 def _rows(s: Settings) -> list[dict]:

@@ -6,7 +6,6 @@ import errno
 import functools
 import socket
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -151,13 +150,12 @@ def _checked_app(settings: Settings, sessions: SessionStore | None = None) -> Fa
 
 def _lite_workers_refusal(settings: Settings) -> str:
     """One line: why ``--workers`` above 1 cannot serve a Milvus Lite file, and the way out."""
-    import shlex
+    from milvus_rag.store import lite_serve_command
 
-    data_dir = shlex.quote(str(Path(settings.milvus.uri).expanduser()))
     return printable(
         f"--workers {settings.server.workers} needs a Milvus server: the Milvus Lite file "
         f"{settings.milvus.uri} can be opened by one process only; serve it with "
-        f"`milvus-lite server --data-dir {data_dir} --port 19530` and pass "
+        f"{lite_serve_command(settings.milvus.uri)} and pass "
         "--uri http://127.0.0.1:19530 (or use a Milvus server), or serve with --workers 1"
     )
 

@@ -125,7 +125,8 @@ def _milvus_checks(settings: Settings, retriever: Any) -> dict[str, dict[str, An
         if retriever.embeddings is None:  # the retriever's model: loaded once
             retriever.embeddings = embeddings_from_settings(settings)
         try:
-            ensure_collection(client, settings, retriever.embeddings, mode=retriever.mode)
+            mode = None if retriever.mode == settings.retrieval.mode else retriever.mode
+            ensure_collection(client, settings, retriever.embeddings, mode=mode)
             checks["identity"] = _check(True, f"collection {name} matches the embedding model")
         except MilvusRAGError as exc:
             checks["identity"] = _check(False, str(exc))

@@ -1,4 +1,4 @@
-"""`milvus-lite server` in a subprocess: Milvus Lite served over gRPC on loopback."""
+"""Milvus Lite served over gRPC on loopback in a subprocess (`milvus-lite server` on 3.x)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,24 @@ class LiteServer(ServerProcess):
     name = "milvus-lite server"
 
     def command(self) -> list[str]:
+        from milvus_rag.store import lite_engine
+
+        if (lite_engine() or "3").startswith("2."):
+            # Milvus Lite 2.x has no `milvus-lite server`: its Server serves a file on an
+            # address (the compiled engine runs in a child process, in this process group).
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            script = (
+                "import sys, time\n"
+                "from milvus_lite.server import Server\n"
+                "server = Server(sys.argv[1], sys.argv[2])\n"
+                "if not server.start():\n"
+                "    sys.exit(1)\n"
+                "while True:\n"
+                "    time.sleep(3600)\n"
+            )
+            address = f"127.0.0.1:{self.port}"
+            db = str(self.data_dir / "served.db")
+            return [sys.executable, "-W", "ignore", "-c", script, db, address]
         exe = shutil.which("milvus-lite") or str(Path(sys.executable).with_name("milvus-lite"))
         return [
             exe,
