@@ -396,18 +396,18 @@ class MilvusRAGRetriever(BaseRetriever):
         """
         client, name = store.client, store.collection_name
         fields = self._fields(store)
-        with self._searching(store, rows) as done:
-            sparse = self._pool().submit(
-                search_rows, client, name, SPARSE_FIELD, query, rows, expr, fields
-            )
-            try:
-                vector = store.embeddings.embed_query(query)  # type: ignore[union-attr]
+        sparse = self._pool().submit(
+            search_rows, client, name, SPARSE_FIELD, query, rows, expr, fields
+        )
+        try:
+            vector = store.embeddings.embed_query(query)  # type: ignore[union-attr]
+            with self._searching(store, rows) as done:
                 dense = search_rows(client, name, VECTOR_FIELD, vector, rows, expr, fields)
-            except BaseException:
-                wait([sparse])  # its error, if any, is not the one to report
-                raise
-            found = sparse.result()
-            done.set(rows=len(dense) + len(found))
+                found = sparse.result()
+                done.set(rows=len(dense) + len(found))
+        except BaseException:
+            wait([sparse])  # its error, if any, is not the one to report
+            raise
         return dense, found
 
     def _pool(self) -> ThreadPoolExecutor:

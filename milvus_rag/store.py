@@ -552,22 +552,22 @@ def supports_bm25(client: MilvusClient) -> bool:
 
 
 def scope_field_options(client: MilvusClient) -> dict[str, Any] | None:
-    """How a new collection declares the scope field (:mod:`milvus_rag.scopes`):
+    """How a new collection declares the scope field (:mod:`milvus_rag.scopes`), or None
+    to keep it a dynamic field.
 
-    - on a Milvus server, as the partition key (a scope's searches touch only its
-      partitions); every row milvus-rag writes carries its scope;
-    - on Milvus Lite 3.x, as the partition key with a default value, so that rows written
-      without one (LangChain's ``add_texts``) are in the default scope;
-    - on Milvus Lite 2.x, not at all (``None``): the scope is a dynamic field there (its
-      engine dies on a row that leaves a defaulted field out, and one file has no
-      partitions worth pruning).
+    Milvus Lite 3.x: the partition key, with a default value so that rows written without
+    a scope (LangChain's ``add_texts``) are in the default scope. Elsewhere a dynamic
+    field, filtered the same way: Milvus Lite 2.5.1's engine dies on a row that leaves a
+    defaulted field out and cannot filter a dynamic field of a partition-keyed collection
+    in a query iterator, and servers older than 2.4 have no default values.
     """
-    options: dict[str, Any] = {"max_length": SCOPE_MAX_LENGTH, "is_partition_key": True}
-    if _server_version(client) is not None:
-        return options
-    if (lite_engine() or "").startswith("2."):
+    if _server_version(client) is not None or not (lite_engine() or "").startswith("3."):
         return None
-    return {**options, "default_value": DEFAULT_SCOPE}
+    return {
+        "max_length": SCOPE_MAX_LENGTH,
+        "is_partition_key": True,
+        "default_value": DEFAULT_SCOPE,
+    }
 
 
 def supports_filter_templates(client: MilvusClient) -> bool:
