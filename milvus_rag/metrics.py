@@ -63,7 +63,9 @@ class Metrics:
             return Counter(name, text, labels, registry=self.registry)
 
         self.requests = counter(
-            "milvus_rag_requests", "HTTP requests answered", ("method", "route", "status")
+            "milvus_rag_requests",
+            "HTTP requests answered (key: the key's name, never the key)",
+            ("method", "route", "status", "key"),
         )
         self.request_seconds = histogram(
             "milvus_rag_request_duration_seconds", "HTTP request latency", ("method", "route")
@@ -111,7 +113,8 @@ class Metrics:
 
     def _request(self, seconds: float, attributes: dict[str, Any]) -> None:
         method, route = str(attributes.get("method")), str(attributes.get("route"))
-        self.requests.labels(method, route, str(attributes.get("status"))).inc()
+        status, key = str(attributes.get("status")), str(attributes.get("key") or "-")
+        self.requests.labels(method, route, status, key).inc()
         self.request_seconds.labels(method, route).observe(seconds)
 
     def llm(

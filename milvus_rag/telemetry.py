@@ -348,7 +348,9 @@ class TelemetryMiddleware:
                 await self.app(scope, receive, sending)
             finally:
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
-                request.set(route=route, status=status)
+                # The name of the key the request came with (never the key): "-" without one.
+                key = (scope.get("state") or {}).get("key_name") or "-"
+                request.set(route=route, status=status, key=key)
                 if request.span is not None:
                     request.span.update_name(f"{method} {route}")
                     if status >= 500:

@@ -189,3 +189,16 @@ def test_a_broken_keys_file_stops_the_server_at_start(
     keys_path.write_text("keys: {}\n")
     with pytest.raises(ConfigError, match="must hold `keys:` with a list"):
         create_app(make_settings(server={"keys_file": str(keys_path)}))
+
+
+def test_metrics_name_the_key_never_the_key(
+    keyed: Callable[..., TestClient], keys_path: Path
+) -> None:
+    alice = KeysFile(keys_path).add("alice", "reader", ["hr"])
+    boss = KeysFile(keys_path).add("boss", "admin", [])
+    with keyed() as client:
+        assert client.get("/v1/models", headers=_bearer(alice)).status_code == 200
+        scraped = client.get("/metrics", headers=_bearer(boss))
+        assert scraped.status_code == 200
+        assert 'key="alice"' in scraped.text
+        assert alice not in scraped.text and boss not in scraped.text
