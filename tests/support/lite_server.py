@@ -101,7 +101,9 @@ class LiteServer(ServerProcess):
             address = f"127.0.0.1:{self.port}"
             db = str(self.data_dir / "served.db")
             return [sys.executable, "-W", "ignore", "-c", script, db, address]
-        exe = shutil.which("milvus-lite") or str(Path(sys.executable).with_name("milvus-lite"))
+        # This interpreter's own (another venv's may be first on PATH, e.g. CI's 3.x stage).
+        beside = Path(sys.executable).with_name("milvus-lite")
+        exe = str(beside) if beside.exists() else shutil.which("milvus-lite") or str(beside)
         return [
             exe,
             "server",
