@@ -174,14 +174,20 @@ def _rounds(
     reset: Callable[[], None],
     appeared: Callable[[], bool],
     check: Callable[[str], None],
+    few: bool = False,
 ) -> list[str]:
-    """Every round: reset, one killed run, then ``check`` (rerun, compare, run again)."""
+    """Every round: reset, one killed run, then ``check`` (rerun, compare, run again).
+
+    ``few``: every third round only (a real Milvus server, about 15 s a round: the same
+    windows are covered on ``milvus-lite server`` with every round)."""
     reset()
     _, length = _run(context, target, args(None), appeared, None)  # a clean run's length
     killed = []
     plan: list[tuple[KillPoint | None, float | None]] = [(p, None) for p in EXACT_POINTS]
     step = length / SPREAD_ROUNDS
     plan += [(None, i * step) for i in range(SPREAD_ROUNDS)]
+    if few:
+        plan = plan[::3]
     for number, (point, delay) in enumerate(plan):
         reset()
         label = f"round {number} ({point or f'{delay:.3f} s after appearing'})"
@@ -256,9 +262,10 @@ def test_kill_during_a_migrate_to_a_server(
         reset,
         appeared,
         check,
+        few=not own,
     )
     client.close()
-    assert len(killed) >= EXACT_ROUNDS, killed
+    assert len(killed) >= (2 if not own else EXACT_ROUNDS), killed
 
 
 def test_kill_during_a_server_ingest(
@@ -293,6 +300,7 @@ def test_kill_during_a_server_ingest(
         reset,
         lambda: client.has_collection("served__ingest_lock"),
         check,
+        few=not own,
     )
     client.close()
-    assert len(killed) >= EXACT_ROUNDS, killed
+    assert len(killed) >= (2 if not own else EXACT_ROUNDS), killed
