@@ -355,8 +355,10 @@ def _quiet_lite_logger() -> None:
 
 
 _ITERATOR_LOGGERS = (
-    "pymilvus.client.iterator.query_iterator",
+    "pymilvus.client.iterator.query_iterator",  # pymilvus 3
     "pymilvus.client.iterator.search_iterator",
+    "pymilvus.orm.iterator",  # pymilvus 2.6
+    "pymilvus.client.search_iterator",
 )
 
 

@@ -303,12 +303,12 @@ def test_sources_lists_documents(config: Path, faq_folder: Path, tiny_model_dir:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0].startswith("collection test_docs: 4 documents, 72 chunks")
-    assert f"model {tiny_model_dir.name}, mode dense" in lines[0]
+    assert f"model {tiny_model_dir.name}, mode hybrid" in lines[0]  # the default
     assert lines[1].split()[:2] == ["source", "chunks"]
     assert len(lines) == 6 and all("tutorial" in line and "UTC" in line for line in lines[2:])
 
     data = json.loads(run("sources", "--json", "--config", str(config)).stdout)
-    assert data["mode"] == "dense" and data["model"] == tiny_model_dir.name
+    assert data["mode"] == "hybrid" and data["model"] == tiny_model_dir.name
     docs = {d["source"]: d for d in data["documents"]}
     assert set(docs) == {
         "en/faq/operational_faq.md",
@@ -422,6 +422,16 @@ def test_doctor_all_ok(config: Path, faq_folder: Path, llm: FakeOpenAIServer) ->
     assert llm.requests[-1]["headers"]["authorization"] == "Bearer test-key"
     data = json.loads(run("doctor", "--json", "--config", str(config)).stdout)
     assert data["ok"] is True and {c["status"] for c in data["checks"]} == {"ok"}
+
+
+@pytest.mark.slow
+def test_doctor_a_dense_collection_under_the_hybrid_default(config: Path, faq_folder: Path) -> None:
+    """ask and serve search a dense collection dense under retrieval.mode hybrid: doctor agrees."""
+    _ingest(config, faq_folder, "--mode", "dense")
+    code, checks = _doctor(config, "--offline")
+    assert code == 0, checks
+    (line,) = checks["collection"]
+    assert "dense (retrieval.mode hybrid searches it dense; ingest --recreate" in line, line
 
 
 def _failing(checks: dict[str, list[str]], name: str) -> str:

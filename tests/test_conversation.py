@@ -262,7 +262,9 @@ def test_chain_rejects_bad_inputs(settings: Settings, llm: FakeOpenAIServer) -> 
     assert llm.chat_requests() == []
 
 
-def test_configurable_k_mode_and_source(settings: Settings, llm: FakeOpenAIServer) -> None:
+def test_configurable_k_mode_and_source(
+    settings: Settings, llm: FakeOpenAIServer, make_settings: Callable[..., Settings]
+) -> None:
     base = MilvusRAGRetriever.from_settings(settings)
     retriever = configurable_retriever(base)
     assert len(retriever.invoke(QUESTION)) == 3
@@ -271,8 +273,14 @@ def test_configurable_k_mode_and_source(settings: Settings, llm: FakeOpenAIServe
     assert {d.metadata["source"] for d in only} == {"en/animals/zebra.md", "en/food/bread.md"}
     assert len(retriever.invoke(QUESTION)) == 3  # nothing leaked into the default
     assert base.expr is None and base.k == 3
+    assert len(retriever.invoke(QUESTION, {"configurable": {"mode": "dense"}})) == 3
+    dense = make_settings(retrieval={"mode": "dense"}, milvus={"collection": "dense_docs"})
+    store = open_vector_store(dense, embeddings_from_settings(dense), create=True)
+    store.add_texts([DOCS[0][0]], metadatas=[{"source": DOCS[0][1]}], ids=["d0"])
+    store.client.close()
+    on_dense = configurable_retriever(MilvusRAGRetriever.from_settings(dense))
     with pytest.raises(SchemaMismatchError, match="hybrid"):  # a dense collection
-        retriever.invoke(QUESTION, {"configurable": {"mode": "hybrid"}})
+        on_dense.invoke(QUESTION, {"configurable": {"mode": "hybrid"}})
     with pytest.raises(ConfigError, match="max_k"):
         retriever.invoke(QUESTION, {"configurable": {"k": 500}})
     # Only k, mode and source are configurable: anything else is not applied.

@@ -717,7 +717,9 @@ def test_a_failing_answer_after_the_rewrite_keeps_its_status(
     assert client.post("/v1/chat/completions", json=chat).status_code == 502
 
 
-def test_langserve_configurable_k_mode_source(client: TestClient, llm: FakeOpenAIServer) -> None:
+def test_langserve_configurable_k_mode_source(
+    client: TestClient, llm: FakeOpenAIServer, make_settings: Callable[..., Settings]
+) -> None:
     def ask(path: str, configurable: dict[str, Any]) -> httpx.Response:
         body = {"input": QUESTION, "config": {"configurable": configurable}}
         return client.post(path, json=body)
@@ -728,7 +730,11 @@ def test_langserve_configurable_k_mode_source(client: TestClient, llm: FakeOpenA
     assert [d["metadata"]["source"] for d in context["context"]] == ["en/animals/zebra.md"]
     assert "Zebras" in llm.chat_requests()[-1]["body"]["messages"][1]["content"]
     assert len(ask("/rag-with-sources/invoke", {}).json()["output"]["context"]) == 3
-    response = ask("/rag-with-sources/invoke", {"mode": "hybrid"})  # a dense collection
+    assert len(ask("/rag-with-sources/invoke", {"mode": "dense"}).json()["output"]["context"]) == 3
+    dense = _fill(make_settings(retrieval={"mode": "dense"}, milvus={"collection": "dense_docs"}))
+    with TestClient(create_app(dense)) as on_dense:
+        body = {"input": QUESTION, "config": {"configurable": {"mode": "hybrid"}}}
+        response = on_dense.post("/rag-with-sources/invoke", json=body)  # a dense collection
     assert response.status_code == 409 and "--mode hybrid" in response.json()["error"]["message"]
     for bad in ({"k": 0}, {"k": 500}, {"k": "3"}, {"mode": "fuzzy"}, {"source": "en/"}):
         response = ask("/rag/invoke", bad)

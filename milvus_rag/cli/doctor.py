@@ -205,6 +205,7 @@ def collection_check(client: MilvusClient, settings: Settings, *, model_ok: bool
         has_collection,
         has_sparse_field,
         load_collection,
+        supports_bm25,
     )
 
     name = settings.milvus.collection
@@ -218,12 +219,13 @@ def collection_check(client: MilvusClient, settings: Settings, *, model_ok: bool
         if chunks + views == 0:
             return Check("collection", "fail", f"collection {name} is empty", ingest)
         hybrid = has_sparse_field(client, name)
+        # retrieval.mode hybrid searches a dense collection dense, as ask and serve do.
+        mode = "hybrid" if hybrid else "dense"
         if settings.retrieval.mode == "hybrid" and not hybrid:
-            return Check(
-                "collection",
-                "fail",
-                f"collection {name} has no BM25 field but retrieval.mode is hybrid",
-                "re-ingest with --recreate --mode hybrid, or set retrieval.mode: dense",
+            mode = (
+                "dense (retrieval.mode hybrid searches it dense; ingest --recreate for hybrid)"
+                if supports_bm25(client)
+                else "dense (this server has no BM25: retrieval.mode hybrid searches dense)"
             )
         if not model_ok:
             return Check("collection", "skip", f"collection {name}: {stored}; model not checked")
@@ -234,7 +236,6 @@ def collection_check(client: MilvusClient, settings: Settings, *, model_ok: bool
             exc,
             "re-ingest with --recreate, or restore the embedding settings it was built with",
         )
-    mode = "hybrid" if hybrid else "dense"
     return Check(
         "collection",
         "ok",
