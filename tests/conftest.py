@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from milvus_rag.settings import Settings, load_settings
 from tests.support.corpus import write_faq_folder, write_faq_zip
 from tests.support.milvus_server import MilvusServer, serving
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.tiny_model import make_tiny_model
+
+# Hypothesis: 25 examples a property in the suite (CI's time limit holds with every lane);
+# HYPOTHESIS_PROFILE=thorough runs 100 (an audit's depth), the fuzz tests' multiples scale.
+hypothesis_settings.register_profile("milvus-rag", max_examples=25)
+hypothesis_settings.register_profile("thorough", max_examples=100)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "milvus-rag"))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SHARED_ZIP = SHARED / "data" / "milvus_docs_2.4.x_en.zip"
@@ -36,8 +44,6 @@ _PROVIDER_VARS = (
 @pytest.fixture(autouse=True)
 def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No provider keys or MILVUS_RAG_* variables leak in; HF offline; cwd is a temp dir."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("MILVUS_RAG_") or name in _PROVIDER_VARS:
             monkeypatch.delenv(name, raising=False)

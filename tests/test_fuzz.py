@@ -45,8 +45,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 # Hypothesis caches under ./.hypothesis by default: keep the checkout clean.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "milvus-rag-hypothesis")
 
+EXAMPLES = settings.default.max_examples  # the profile's (tests/conftest.py)
 FUZZ = settings(
-    max_examples=100,
+    max_examples=EXAMPLES,
     deadline=None,
     database=None,  # nothing written: not even hypothesis's example database
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -732,7 +733,7 @@ def _request(
 
 
 @pytest.mark.slow
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=3 * EXAMPLES)
 @given(data=st.data(), body=bodies, content_type=content_types)
 def test_server_routes(
     clients: dict[str, Any],
@@ -760,7 +761,7 @@ def test_server_routes(
 
 
 @pytest.mark.slow
-@settings(FUZZ, max_examples=100)
+@settings(FUZZ, max_examples=EXAMPLES)
 @given(data=st.data())
 def test_server_questions_with_odd_options(
     clients: dict[str, Any],
@@ -984,7 +985,7 @@ def test_every_setting_and_secret_from_the_config_file(
     _check_loaded_or_one_line(lambda: load_settings(path), _short(text))
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=EXAMPLES)
 @given(values=_env_settings(), use_file=st.booleans(), scalar=yaml_scalar, data=st.data())
 def test_config_command_exits_0_or_2_with_one_line(
     tmp_path: Path, values: dict[str, str], use_file: bool, scalar: str, data: st.DataObject

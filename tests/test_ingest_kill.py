@@ -120,12 +120,12 @@ def test_kill_and_rerun_converges_to_a_clean_ingest(tmp_path: Path, tiny_model_d
     db = tmp_path / "killed.db"
     killed: list[str] = []
     took: list[float] = []
-    rounds = 16
+    rounds = len(KINDS) + 3  # each chosen moment once, then three by the clock
     for round_no in range(rounds):
         tokens = 64 if (round_no // 4) % 2 == 0 else 40  # every 4 rounds: re-chunk everything
         if round_no:
             corpus.mutate()
-        if round_no < 12:  # chosen kinds of moments, then moments chosen by a clock
+        if round_no < len(KINDS):  # chosen kinds of moments, then moments chosen by a clock
             points = [KINDS[round_no % len(KINDS)]]
         else:  # somewhere in what a whole ingest took in the rounds before
             points = [KillPoint("timer", int(rng.uniform(0.1, 0.9) * max(took) * 1000))]
