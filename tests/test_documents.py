@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -11,12 +15,15 @@ from pathlib import Path
 from threading import Thread
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from milvus_rag.keys import KeysFile
 from milvus_rag.server import create_app
 from milvus_rag.settings import Settings
+from tests.conftest import base_config
+from tests.support.openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.slow
 
@@ -162,3 +169,151 @@ def test_a_url_goes_into_the_scope(server: tuple[TestClient, dict[str, dict[str,
     listed = client.get("/documents", headers=keys["other"]).json()["documents"]
     assert [(d["scope"], d["chunks"] > 0) for d in listed] == [("fin", True)]
     assert client.get("/documents", headers=keys["writer"]).json()["documents"] == []
+
+
+# --------------------------------------------------------------------------- restarts
+
+
+def _archive(files: int = 24) -> bytes:
+    """A zip of markdown files, several chunks each: an ingest of many writes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for n in range(files):
+            sections = "\n\n".join(
+                f"## Part {p}\n\n" + f"Policy {n}.{p}: travel item {n * 7 + p} is refunded. " * 12
+                for p in range(4)
+            )
+            archive.writestr(f"policies/p{n:02d}.md", f"# Policy {n}\n\n{sections}\n")
+    return buffer.getvalue()
+
+
+class _Served:
+    """``milvus-rag serve`` in its own process group, killed with SIGKILL or stopped."""
+
+    def __init__(self, config: Path) -> None:
+        import socket
+
+        self.log = config.with_suffix(".log")
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MILVUS_RAG_")}
+        argv = [sys.executable, "-m", "milvus_rag.cli", "serve", "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            [*argv, "-c", str(config)],
+            env={**env, "TEST_LLM_KEY": "test-key", "GRPC_VERBOSITY": "NONE"},
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("ab"),
+            start_new_session=True,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+        while True:  # the test runner's timeout bounds the start
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.base}/health", timeout=10).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+
+    def upload(self, key: str, data: bytes) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {key}"}
+        files = {"file": ("policies.zip", data)}
+        sent = httpx.post(f"{self.base}/documents", files=files, headers=headers, timeout=60)
+        assert sent.status_code == 202, sent.text
+        return dict(sent.json())
+
+    def job(self, key: str, job_id: str) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {key}"}
+        found = httpx.get(f"{self.base}/documents/jobs/{job_id}", headers=headers, timeout=60)
+        assert found.status_code == 200, found.text
+        return dict(found.json())
+
+    def finished(self, key: str, job_id: str) -> dict[str, Any]:
+        while (state := self.job(key, job_id))["status"] not in ("done", "failed"):
+            time.sleep(0.05)
+        return state
+
+    def documents(self, key: str) -> list[Any]:
+        headers = {"Authorization": f"Bearer {key}"}
+        listed = httpx.get(f"{self.base}/documents", headers=headers, timeout=60)
+        assert listed.status_code == 200, listed.text
+        return list(listed.json()["documents"])
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)  # the server and Milvus Lite's own process
+        self.proc.wait()
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        assert self.proc.wait(timeout=120) == 0
+
+
+def _stored(settings: Settings) -> dict[str, tuple[Any, ...]]:
+    from milvus_rag.store import connect, iter_rows, load_collection
+
+    client = connect(settings.milvus)
+    try:
+        load_collection(client, settings.milvus.collection)
+        fields = ["id", "text", "source", "scope", "origin", "position"]
+        rows = [
+            row
+            for page in iter_rows(client, settings.milvus.collection, output_fields=fields)
+            for row in page
+        ]
+    finally:
+        client.close()
+    return {str(r["id"]): tuple(r.get(f) for f in fields[1:]) for r in rows}
+
+
+def test_a_server_killed_mid_job_leaves_what_a_rerun_completes(
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    llm: FakeOpenAIServer,
+) -> None:
+    """SIGKILL of the server while an upload's job writes (at the job's start, then once its
+    first document is listed): the same upload after a restart completes the collection to
+    what one clean upload gives, and once more writes nothing."""
+    import yaml
+
+    data = _archive()
+    keys_file = tmp_path / "keys.yaml"
+    key = KeysFile(keys_file).add("writer", "writer", ["hr"])
+    server = {
+        "keys_file": str(keys_file),
+        "upload_dir": str(tmp_path / "uploads"),
+        "max_upload_bytes": 4 * 1024 * 1024,
+    }
+
+    def config(db: str) -> Path:
+        values = base_config(tmp_path / f"{db}.db", tiny_model_dir, llm)
+        values["server"] = server
+        values["ingest"] = {"write_batch": 4}
+        path = tmp_path / f"{db}.yaml"
+        path.write_text(yaml.safe_dump(values))
+        return path
+
+    killed = config("killed")
+    for moment in ("running", "listed"):
+        served = _Served(killed)
+        job = served.upload(key, data)
+        while (state := served.job(key, job["id"]))["status"] == "queued":
+            time.sleep(0.01)
+        if moment == "listed":
+            while state["status"] == "running" and not served.documents(key):
+                state = served.job(key, job["id"])
+        served.kill()
+    served = _Served(killed)
+    done = served.finished(key, served.upload(key, data)["id"])
+    assert done["status"] == "done", done
+    again = served.finished(key, served.upload(key, data)["id"])
+    assert again["result"]["chunks_written"] == again["result"]["chunks_deleted"] == 0, again
+    served.stop()
+
+    clean = _Served(config("clean"))
+    assert clean.finished(key, clean.upload(key, data)["id"])["status"] == "done"
+    clean.stop()
+    got = _stored(make_settings(milvus={"uri": str(tmp_path / "killed.db")}))
+    want = _stored(make_settings(milvus={"uri": str(tmp_path / "clean.db")}))
+    assert len(want) > 24 and got == want

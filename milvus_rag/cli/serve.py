@@ -88,6 +88,12 @@ def serve(
                 "MILVUS_RAG_SERVER__API_KEY",
                 err=True,
             )
+        if app.state.empty is not None:
+            typer.echo(
+                f"warning: {printable(app.state.empty)}, or upload documents with a writer "
+                "key (POST /documents); until then questions answer 503",
+                err=True,
+            )
         if app.state.llm_missing is not None:
             typer.echo(
                 f"warning: {printable(app.state.llm_missing)}; the answer routes return 503",
@@ -135,6 +141,9 @@ def _checked_app(settings: Settings, sessions: SessionStore | None = None) -> Fa
     """The app for ``settings``, its collection opened and checked not to be empty
     (``sessions``: the login sessions it shares with other workers).
 
+    With ``server.keys_file`` set (writer keys may upload documents) a missing or empty
+    collection is no refusal: ``app.state.empty`` says why questions answer 503 for now.
+
     Raises:
         MilvusRAGError: Milvus is unreachable, the collection missing or empty, the
             server extra missing (each a typed error with a one-line message).
@@ -142,9 +151,18 @@ def _checked_app(settings: Settings, sessions: SessionStore | None = None) -> Fa
     from milvus_rag.retriever import MilvusRAGRetriever
     from milvus_rag.server import create_app
 
+    from milvus_rag.errors import EmptyCollectionError
+
     retriever = MilvusRAGRetriever.from_settings(settings)
     app = create_app(settings, retriever=retriever, sessions=sessions)
-    retriever.ensure_not_empty()  # fail now, not on the first question
+    app.state.empty = None
+    try:
+        retriever.ensure_not_empty()  # fail now, not on the first question
+    except EmptyCollectionError as exc:
+        if settings.server.keys_file is None:
+            raise
+        # Writer keys may upload the documents (POST /documents): start empty.
+        app.state.empty = str(exc)
     return app
 
 
