@@ -148,10 +148,9 @@ def _checked_app(settings: Settings, sessions: SessionStore | None = None) -> Fa
         MilvusRAGError: Milvus is unreachable, the collection missing or empty, the
             server extra missing (each a typed error with a one-line message).
     """
+    from milvus_rag.errors import EmptyCollectionError
     from milvus_rag.retriever import MilvusRAGRetriever
     from milvus_rag.server import create_app
-
-    from milvus_rag.errors import EmptyCollectionError
 
     retriever = MilvusRAGRetriever.from_settings(settings)
     app = create_app(settings, retriever=retriever, sessions=sessions)
