@@ -297,6 +297,8 @@ def test_a_server_killed_mid_job_leaves_what_a_rerun_completes(
     killed = config("killed")
     for moment in ("running", "listed"):
         served = _Served(killed)
+        if moment == "running":  # no database yet: uploads may fill it
+            assert "upload documents with a writer key" in served.log.read_text()
         job = served.upload(key, data)
         while (state := served.job(key, job["id"]))["status"] == "queued":
             time.sleep(0.01)
