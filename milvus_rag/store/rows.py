@@ -138,7 +138,7 @@ def search_rows(
     Returns ``(Document, distance)`` pairs best first; each document holds the
     row's text and its other fields as metadata (``id`` included).
     ``output_fields`` defaults to :func:`row_fields` (pass them to save a call);
-    ``filter_params`` fills a templated ``expr`` (see :func:`supports_filter_templates`).
+    ``filter_params`` fills a templated ``expr`` (see :func:`~milvus_rag.store.info.supports_filter_templates`).
     """
     from langchain_core.documents import Document
 
