@@ -252,9 +252,10 @@ def test_importing_the_server_starts_nothing() -> None:
 
 def test_schema_field_names_are_store_constants() -> None:
     # A schema field name (the row fields ingest writes and retrieval reads) is written once,
-    # as a constant in store.py; elsewhere in the package it is used as metadata/row key,
-    # filter field or output field only through that constant. Loaders, which know nothing
-    # of Milvus, name their own Document metadata (``source``, ``position``, ``heading``).
+    # as a constant in schema.py (re-exported by the store); everywhere in the package, the
+    # store included, it is used as metadata/row key, filter field or output field only
+    # through that constant. Loaders, which know nothing of Milvus, name their own Document
+    # metadata (``source``, ``position``, ``heading``).
     from milvus_rag import store
 
     names = [
@@ -271,8 +272,6 @@ def test_schema_field_names_are_store_constants() -> None:
     )
     paths = [*(REPO / "milvus_rag").rglob("*.py"), *(REPO / "chains").glob("*.py")]
     for path in paths:
-        if path.name == "store.py":
-            continue
         code = "\n".join(
             line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")
         )
@@ -299,12 +298,7 @@ def test_readme_states_the_test_commands_ci_runs() -> None:
 def test_architecture_names_every_module() -> None:
     # ARCHITECTURE.md has one line per module: a new module gets its line there.
     text = (REPO / "ARCHITECTURE.md").read_text()
-    modules = [
-        *(REPO / "milvus_rag").glob("*.py"),
-        *(REPO / "milvus_rag" / "cli").glob("*.py"),
-        *(REPO / "chains").glob("*.py"),
-        *(REPO / "loaders").glob("*.py"),
-    ]
+    modules = _package_files()
     missing = [
         str(path.relative_to(REPO))
         for path in modules
@@ -335,8 +329,8 @@ def _package_files() -> list[Path]:
 
 
 def test_only_the_store_calls_a_milvus_client() -> None:
-    # Every Milvus call (rows, collections, users) goes through milvus_rag/store.py: a module
-    # elsewhere calling a MilvusClient method on a client fails here. Closing one is fine.
+    # Every Milvus call (rows, collections, users) goes through the milvus_rag/store/ package:
+    # a module elsewhere calling a MilvusClient method on a client fails here. Closing one is fine.
     import ast
 
     from pymilvus import MilvusClient
@@ -344,7 +338,7 @@ def test_only_the_store_calls_a_milvus_client() -> None:
     methods = {name for name in dir(MilvusClient) if not name.startswith("_")} - {"close"}
     found = []
     for path in _package_files():
-        if path == REPO / "milvus_rag" / "store.py":
+        if REPO / "milvus_rag" / "store" in path.parents:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
@@ -354,6 +348,30 @@ def test_only_the_store_calls_a_milvus_client() -> None:
             if is_client and node.func.attr in methods:
                 found.append(f"{path.relative_to(REPO)}:{node.lineno} {receiver}.{node.func.attr}")
     assert not found, found
+
+
+#: The most lines a module of the package may hold (issue 18: one concept a module).
+MAX_MODULE_LINES = 600
+#: Modules still over MAX_MODULE_LINES, each to be split in its own step; none may join
+#: this list, and one split below the limit must leave it (the test says so).
+LONG_MODULES = {
+    "milvus_rag/settings.py",  # every settings section and its loading
+    "milvus_rag/llm.py",  # the chat model, presets and fallbacks
+    "loaders/sources.py",  # folder, file, zip and URL listings with their guards
+    "loaders/splitters.py",  # the markdown and tutorial splitters
+}
+
+
+def test_modules_are_at_most_600_lines() -> None:
+    lines = {
+        str(path.relative_to(REPO)): len(path.read_text().splitlines()) for path in _package_files()
+    }
+    too_long = {name: n for name, n in lines.items() if n > MAX_MODULE_LINES}
+    assert set(too_long) <= LONG_MODULES, f"over {MAX_MODULE_LINES} lines: {too_long}"
+    shortened = sorted(LONG_MODULES - set(too_long))
+    assert not shortened, (
+        f"{shortened} fit in {MAX_MODULE_LINES} lines now: drop them from LONG_MODULES"
+    )
 
 
 def test_the_package_has_no_import_cycle() -> None:

@@ -388,12 +388,13 @@ def test_failed_loads_are_retried_then_one_line(
 
     from milvus_rag import store
     from milvus_rag.errors import StoreError
+    from milvus_rag.store import loading
 
     s = make_settings()
     _create(s)
     client = connect(s.milvus)
     client.release_collection(s.milvus.collection)
-    monkeypatch.setattr(store, "LOAD_BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(loading, "LOAD_BACKOFF_SECONDS", 0.0)  # where load_collection reads it
     original = MilvusClient.load_collection
     failures = {"left": store.LOAD_ATTEMPTS - 1}
 

@@ -1,0 +1,141 @@
+"""What a server and a collection are: the server's version and capabilities (BM25,
+filter templates, the scope field), a collection's fields and analyzer, and its counts
+(chunks and their views) as every command says them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from milvus_rag.schema import SCOPE_MAX_LENGTH, SPARSE_FIELD, TEXT_FIELD, VIEW_FIELD
+from milvus_rag.scopes import DEFAULT_SCOPE
+from milvus_rag.store.connection import lite_engine
+
+if TYPE_CHECKING:
+    from pymilvus import MilvusClient
+
+__all__ = [
+    "TEXT_VIEW",
+    "chunk_count",
+    "count_chunks",
+    "count_entities",
+    "has_sparse_field",
+    "scope_field_options",
+    "stored_analyzer",
+    "supports_bm25",
+    "supports_filter_templates",
+    "views_note",
+]
+
+
+#: The ``view`` of a row holding a chunk's own text. A chunk may have other views (the
+#: markdown splitter embeds a question heading apart): extra rows, counted as views.
+TEXT_VIEW = "text"
+_QUESTION_VIEW = "question"
+
+
+def _server_version(client: MilvusClient) -> tuple[int, int] | None:
+    """(major, minor) of a Milvus server; ``None`` for Milvus Lite or when unknown."""
+    import re
+
+    rpc_log = logging.getLogger("pymilvus.decorators")
+    level = rpc_log.level
+    rpc_log.setLevel(logging.CRITICAL)  # Milvus Lite 2.5 answers UNIMPLEMENTED, logged at ERROR
+    try:
+        version = str(client.get_server_version())
+    except Exception:
+        return None
+    finally:
+        rpc_log.setLevel(level)
+    if version.startswith("milvus_lite"):
+        return None
+    match = re.search(r"(\d+)\.(\d+)", version)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def supports_bm25(client: MilvusClient) -> bool:
+    """True when the server has Milvus's BM25 function (Milvus >= 2.5, Milvus Lite)."""
+    version = _server_version(client)
+    return version is None or version >= (2, 5)
+
+
+def scope_field_options(client: MilvusClient) -> dict[str, Any] | None:
+    """How a new collection declares the scope field (:mod:`milvus_rag.scopes`), or None
+    to keep it a dynamic field.
+
+    Milvus Lite 3.x: the partition key, with a default value so that rows written without
+    a scope (LangChain's ``add_texts``) are in the default scope. Elsewhere a dynamic
+    field, filtered the same way: Milvus Lite 2.5.1's engine dies on a row that leaves a
+    defaulted field out and cannot filter a dynamic field of a partition-keyed collection
+    in a query iterator, and servers older than 2.4 have no default values.
+    """
+    if _server_version(client) is not None or not (lite_engine() or "").startswith("3."):
+        return None
+    return {
+        "max_length": SCOPE_MAX_LENGTH,
+        "is_partition_key": True,
+        "default_value": DEFAULT_SCOPE,
+    }
+
+
+def supports_filter_templates(client: MilvusClient) -> bool:
+    """True on servers with filter templating (Milvus >= 2.5); Milvus Lite has none."""
+    version = _server_version(client)
+    return version is not None and version >= (2, 5)
+
+
+def has_sparse_field(client: MilvusClient, collection: str) -> bool:
+    """True when the collection carries the BM25 ``sparse`` field (hybrid mode)."""
+    fields = client.describe_collection(collection).get("fields", [])
+    return any(field.get("name") == SPARSE_FIELD for field in fields)
+
+
+def stored_analyzer(client: MilvusClient, collection: str) -> dict[str, Any] | None:
+    """The ``analyzer_params`` of the collection's text field (``None`` when unset)."""
+    for field in client.describe_collection(collection).get("fields", []):
+        if field.get("name") == TEXT_FIELD:
+            value = field.get("params", {}).get("analyzer_params")
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    return None
+            return value if isinstance(value, dict) else None
+    return None
+
+
+def count_entities(client: MilvusClient, collection: str) -> int:
+    """Number of chunks stored (0 when the collection does not exist)."""
+    if not client.has_collection(collection):
+        return 0
+    rows = client.query(collection, filter="", output_fields=["count(*)"])
+    return int(rows[0]["count(*)"]) if rows else 0
+
+
+def count_chunks(client: MilvusClient, collection: str) -> tuple[int, int]:
+    """``(chunks, views)`` stored: a chunk's other views (its question heading, embedded
+    apart) are rows of their own, counted as views, not chunks (0, 0 without a collection).
+    """
+    from milvus_rag.filters import eq
+
+    rows = count_entities(client, collection)
+    if rows == 0:
+        return 0, 0
+    found = client.query(
+        collection, filter=str(eq(VIEW_FIELD, _QUESTION_VIEW)), output_fields=["count(*)"]
+    )
+    views = int(found[0]["count(*)"]) if found else 0
+    return rows - views, views
+
+
+def views_note(views: int) -> str:
+    """`` (+53 question views)`` after a number of chunks (nothing without views)."""
+    if not views:
+        return ""
+    return f" (+{views} question view{'' if views == 1 else 's'})"
+
+
+def chunk_count(chunks: int, views: int = 0) -> str:
+    """Chunks as every command and route says them: ``61 chunks (+53 question views)``."""
+    return f"{chunks} chunk{'' if chunks == 1 else 's'}{views_note(views)}"
