@@ -7,6 +7,7 @@ import errno
 import json
 import logging
 import re
+import threading
 import uuid
 import warnings
 from pathlib import Path
@@ -64,30 +65,66 @@ def describe_uri(milvus: MilvusSettings) -> str:
 def connect(milvus: MilvusSettings) -> MilvusClient:
     """Open a ``MilvusClient``, mapping the usual failures to typed errors.
 
+    A server that refuses the connection fails at once (not after ``milvus.timeout`` of
+    gRPC retries). Milvus Lite files are opened one at a time in a process.
+
     Raises:
         StoreLockedError: the Milvus Lite file is open in another process.
         StoreUnavailableError: the server cannot be reached, or the Lite path is unusable.
     """
-    from pymilvus import MilvusClient
-
     args = connection_args(milvus)
-    if milvus.is_lite:
-        parent = Path(args["uri"]).parent
-        if not parent.is_dir():
-            raise StoreUnavailableError(f"milvus.uri {milvus.uri}: folder {parent} does not exist")
-        _check_lite_engine(milvus, Path(args["uri"]))
-        path = Path(args["uri"])
+    _quiet_lite_logger()
+    if not milvus.is_lite:
+        _check_reachable(milvus)
+        return _client(milvus, args)
+    path = Path(args["uri"])
+    if not path.parent.is_dir():
+        raise StoreUnavailableError(f"milvus.uri {milvus.uri}: folder {path.parent} does not exist")
+    with _LITE_OPENS:
+        _check_lite_engine(milvus, path)
         # Checked first on 2.x: its failed open deletes the holder's lock file.
         two = (lite_engine() or "").startswith("2.")
         if two and not _served_here(path) and _lite_file_locked(path):
             raise _connect_error(milvus, RuntimeError("locked"))
-    _quiet_lite_logger()
+        return _client(milvus, args)
+
+
+#: One Milvus Lite open at a time in this process: while one thread starts a 2.x engine
+#: (its POSIX lock taken, the file not yet listed as served here), another thread's lock
+#: probe would release that lock, and the open would fail.
+_LITE_OPENS = threading.Lock()
+
+
+def _client(milvus: MilvusSettings, args: dict[str, Any]) -> MilvusClient:
+    from pymilvus import MilvusClient
+
     try:
         with warnings.catch_warnings():
             # Milvus Lite 2.5.1 imports pkg_resources, which warns on every import.
             warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
             return MilvusClient(**args)
     except Exception as exc:
+        raise _connect_error(milvus, exc) from exc
+
+
+def _check_reachable(milvus: MilvusSettings) -> None:
+    """Connect to the server's host and port once (an ``http``, ``https``, ``tcp`` or
+    ``grpc`` URI with a port): a refused or unresolvable address is a
+    :class:`StoreUnavailableError` now; gRPC would retry it until ``milvus.timeout``."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(milvus.uri)
+    try:
+        port = parts.port
+    except ValueError:  # not a port: pymilvus says what is wrong
+        return
+    if parts.scheme not in ("http", "https", "tcp", "grpc") or not parts.hostname or not port:
+        return
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=milvus.timeout):
+            pass
+    except (OSError, UnicodeError) as exc:
         raise _connect_error(milvus, exc) from exc
 
 
