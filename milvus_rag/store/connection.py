@@ -193,7 +193,9 @@ def _check_lite_engine(milvus: MilvusSettings, path: Path) -> None:
 
 def _connect_error(milvus: MilvusSettings, exc: BaseException) -> StoreError:
     if milvus.is_lite:
-        if _lite_file_locked(Path(milvus.uri).expanduser()):
+        path = Path(milvus.uri).expanduser()
+        # A file served here is never probed: the probe would release its engine's lock.
+        if not _served_here(path) and _lite_file_locked(path):
             return StoreLockedError(
                 f"Milvus Lite database {milvus.uri} is open in another process; stop that "
                 f"process, or serve the file with {lite_serve_command(milvus.uri)} and set "
