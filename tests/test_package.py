@@ -291,7 +291,7 @@ def test_readme_states_the_test_commands_ci_runs() -> None:
     run = [
         "pytest " + line.removeprefix("lane ").strip() for line in ci if line.startswith("lane ")
     ]
-    assert documented == run == ["pytest -m 'not slow' -x", "pytest -m slow"]
+    assert documented == run == ["pytest -m 'not slow' -x", "pytest -m slow -n 2"]
     assert "pip install -q -e '.[dev]'" in ci
 
 
