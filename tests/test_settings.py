@@ -487,7 +487,7 @@ _RENAMED = {
 
 def test_every_component_default_is_its_settings_default() -> None:
     # A component that keeps a default for a setting (same name, or a name in _RENAMED) has
-    # the setting's default: the value is declared in settings.py (loaders, which know
+    # the setting's default: the value is declared in milvus_rag/settings/ (loaders, which know
     # nothing of settings, keep one named constant each).
     settings = _setting_defaults()
     checked: set[str] = set()
