@@ -440,10 +440,12 @@ def _component_defaults() -> list[tuple[str, str, object]]:
     from pydantic import BaseModel
 
     import milvus_rag.cli
+    import milvus_rag.llm
     from milvus_rag import settings as settings_module
 
     found: list[tuple[str, str, object]] = []
-    for package in (milvus_rag, milvus_rag.cli, milvus_rag.chains, milvus_rag.loaders):
+    packages = (milvus_rag, milvus_rag.cli, milvus_rag.llm, milvus_rag.chains, milvus_rag.loaders)
+    for package in packages:
         for info in pkgutil.iter_modules(package.__path__):
             if info.name in ("__main__", "settings"):
                 continue
