@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any
+from dataclasses import dataclass
 
-import yaml
+from milvus_rag.loaders.chunks import MAX_TEXT_BYTES, Chunk, cap_bytes
+from milvus_rag.loaders.front_matter import parse_front_matter
+from milvus_rag.loaders.markdown_sections import Block, merge_tiny, parse_sections
 
 __all__ = [
     "MARKDOWN_SPLITTER_VERSION",
@@ -43,9 +43,6 @@ __all__ = [
 MARKDOWN_SPLITTER_VERSION = 3
 TUTORIAL_SPLITTER_VERSION = 1
 
-#: Milvus ``VARCHAR`` maximum length, counted in UTF-8 bytes.
-MAX_TEXT_BYTES = 65535
-
 # The defaults of the settings ingest.chunk_tokens, ingest.chunk_overlap and
 # ingest.min_chunk_chars (loaders know nothing of settings; tests/test_settings.py ties
 # these to the settings' defaults).
@@ -55,11 +52,6 @@ DEFAULT_MIN_CHUNK_CHARS = 80
 
 _CJK = "\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN_RE = re.compile(rf"[{_CJK}]|\d{{1,2}}|[^\W\d{_CJK}]{{1,6}}|[^\w\s]")
-_FRONT_MATTER_RE = re.compile(r"\A\ufeff?---[ \t]*\r?\n(.*?)^---[ \t]*(?:\r?\n|\Z)", re.S | re.M)
-_HEADING_RE = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t]*$")
-_CLOSING_HASHES_RE = re.compile(r"(?:^|[ \t]+)#+$")
-_FENCE_OPEN_RE = re.compile(r"^([ \t]*)(`{3,}|~{3,})(.*)$")
-_COMMENT_RE = re.compile(r"<!--.*?-->", re.S)
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?;:。！？；])\s+|(?<=[。！？；])")
 _WORD_RE = re.compile(r"\S+\s*|\s+")
 _PATH_SEP = " > "
@@ -77,20 +69,6 @@ def estimate_tokens(text: str) -> int:
     return len(_TOKEN_RE.findall(text))
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """One piece of a document.
-
-    Attributes:
-        text: The text that is both stored and embedded.
-        metadata: Per-chunk metadata, e.g. ``{"heading": "Product FAQ > Where does
-            Milvus store data?", "title": ..., "summary": ..., "doc_id": ...}``.
-    """
-
-    text: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
 # ---------------------------------------------------------------------------
 # Tutorial splitter
 # ---------------------------------------------------------------------------
@@ -106,143 +84,6 @@ def split_tutorial(text: str) -> list[Chunk]:
     return [Chunk(text=piece, metadata={}) for piece in text.split("# ")]
 
 
-# ---------------------------------------------------------------------------
-# Front matter
-# ---------------------------------------------------------------------------
-
-
-def _scalar_to_str(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
-
-
-def parse_front_matter(text: str) -> tuple[dict[str, Any], str]:
-    """Split a leading YAML front matter block (``---\\n...\\n---\\n``) from ``text``.
-
-    The block is parsed with :func:`yaml.safe_load`.  Scalar values are converted to
-    ``str`` (booleans to ``"true"``/``"false"``, dates to ISO format), ``None`` values are
-    dropped, lists and mappings are kept as parsed, and the key ``id`` is renamed
-    ``doc_id``.  If there is no block, the YAML is invalid, or it is not a mapping, the
-    result is ``({}, text)`` unchanged.
-
-    Returns:
-        ``(metadata, body)`` where ``body`` is the text after the closing ``---`` line.
-    """
-    match = _FRONT_MATTER_RE.match(text)
-    if match is None:
-        return {}, text
-    try:
-        data = yaml.safe_load(match.group(1))
-    except yaml.YAMLError:
-        return {}, text
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        return {}, text
-    metadata: dict[str, Any] = {}
-    for key, value in data.items():
-        if value is None:
-            continue
-        name = "doc_id" if str(key) == "id" else str(key)
-        if isinstance(value, list | dict | tuple | set):
-            metadata[name] = value
-        else:
-            metadata[name] = _scalar_to_str(value)
-    return metadata, text[match.end() :]
-
-
-# ---------------------------------------------------------------------------
-# Byte cap
-# ---------------------------------------------------------------------------
-
-
-def _utf8_len(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _split_to_bytes(text: str, max_bytes: int) -> list[str]:
-    """Cut ``text`` into consecutive pieces of at most ``max_bytes`` UTF-8 bytes.
-
-    Cuts only between characters, preferring (in the second half of each window) just
-    after a newline, then just after other whitespace.  ``"".join(result) == text``.
-    """
-    pieces: list[str] = []
-    rest = text
-    while rest:
-        encoded = rest.encode("utf-8", "surrogatepass")
-        if len(encoded) <= max_bytes:
-            pieces.append(rest)
-            break
-        # Longest character prefix that fits: drop a trailing partial character.
-        limit = len(encoded[:max_bytes].decode("utf-8", "ignore"))
-        limit = max(limit, 1)
-        window = rest[:limit]
-        floor = limit // 2
-        cut = window.rfind("\n") + 1
-        if cut <= floor:
-            cut = max(window.rfind(" "), window.rfind("\t")) + 1
-        if cut <= floor:
-            cut = limit
-        pieces.append(rest[:cut])
-        rest = rest[cut:]
-    return pieces
-
-
-def cap_bytes(chunks: list[Chunk], max_bytes: int = MAX_TEXT_BYTES) -> list[Chunk]:
-    """Split every chunk whose UTF-8 encoding exceeds ``max_bytes`` bytes.
-
-    Oversized chunks become consecutive pieces (cut at character boundaries, preferably
-    after a newline or a space; concatenating the pieces gives the original text), each
-    with a copy of the original metadata.  Chunks within the limit are returned as the
-    same objects, and the order is kept.
-
-    Raises:
-        ValueError: if ``max_bytes`` is smaller than 4 (one UTF-8 character).
-    """
-    if max_bytes < 4:
-        raise ValueError(f"max_bytes must be at least 4, got {max_bytes}")
-    out: list[Chunk] = []
-    for chunk in chunks:
-        if len(chunk.text) * 4 <= max_bytes or _utf8_len(chunk.text) <= max_bytes:
-            out.append(chunk)
-            continue
-        out.extend(
-            Chunk(text=piece, metadata=dict(chunk.metadata))
-            for piece in _split_to_bytes(chunk.text, max_bytes)
-        )
-    return out
-
-
-# ---------------------------------------------------------------------------
-# Markdown structure
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Block:
-    """A paragraph of text or a whole fenced code block (``code`` set)."""
-
-    text: str
-    code: bool = False
-    open_fence: str = ""
-    close_fence: str = ""
-
-
-@dataclass
-class _Section:
-    """A heading (absent for the preamble) with the blocks of its body."""
-
-    path: list[str]
-    heading_line: str = ""
-    blocks: list[_Block] = field(default_factory=list)
-
-    def body_chars(self) -> int:
-        return sum(len(block.text.strip()) for block in self.blocks)
-
-
 @dataclass
 class _Segment:
     """Atomic unit for packing: never cut further, joined with ``joiner`` before it."""
@@ -251,146 +92,6 @@ class _Segment:
     tokens: int
     joiner: str
     code: bool = False
-
-
-def _clean_heading(raw: str | None) -> str:
-    title = (raw or "").strip()
-    title = _CLOSING_HASHES_RE.sub("", title).strip()
-    return title
-
-
-def _parse_sections(body: str) -> list[_Section]:
-    """Parse markdown into sections of paragraph and code blocks.
-
-    HTML comments outside code are dropped; ``#`` lines inside fenced code blocks are
-    not headings; an unclosed fence runs to the end and is closed.
-    """
-    sections: list[_Section] = [_Section(path=[])]
-    stack: list[tuple[int, str]] = []
-    para: list[str] = []
-    in_comment = False
-
-    def flush() -> None:
-        text = "\n".join(para).strip("\n")
-        para.clear()
-        if text.strip():
-            sections[-1].blocks.append(_Block(text=text))
-
-    lines = body.splitlines()
-    last_close = max((n for n, line in enumerate(lines) if "-->" in line), default=-1)
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        i += 1
-        # HTML comments (outside code), possibly spanning lines.
-        if in_comment:
-            end = line.find("-->")
-            if end < 0:
-                continue
-            line = line[end + 3 :]
-            in_comment = False
-        if "<!--" in line:
-            line = _COMMENT_RE.sub("", line)
-            start = line.find("<!--")
-            if start >= 0 and last_close >= i:  # only if a later line closes it
-                line = line[:start]
-                in_comment = True
-            if not line.strip():
-                # A comment-only line is neither content nor a paragraph break.
-                continue
-        fence = _FENCE_OPEN_RE.match(line)
-        if fence and not (fence.group(2)[0] == "`" and "`" in fence.group(3)):
-            flush()
-            char, length = fence.group(2)[0], len(fence.group(2))
-            close_re = re.compile(rf"^[ \t]*{re.escape(char)}{{{length},}}[ \t]*$")
-            code_lines = [line]
-            close = ""
-            while i < len(lines):
-                code_line = lines[i]
-                i += 1
-                if close_re.match(code_line):
-                    close = code_line
-                    break
-                code_lines.append(code_line)
-            if not close:
-                close = fence.group(1) + fence.group(2)
-            sections[-1].blocks.append(
-                _Block(
-                    text="\n".join([*code_lines, close]),
-                    code=True,
-                    open_fence=line,
-                    close_fence=close,
-                )
-            )
-            continue
-        heading = _HEADING_RE.match(line)
-        if heading:
-            flush()
-            level = len(heading.group(1))
-            title = _clean_heading(heading.group(2))
-            while stack and stack[-1][0] >= level:
-                stack.pop()
-            if title:
-                stack.append((level, title))
-            sections.append(_Section(path=[t for _, t in stack], heading_line=line.strip()))
-            continue
-        if not line.strip():
-            flush()
-        else:
-            para.append(line)
-    flush()
-    if not sections[0].blocks:
-        sections.pop(0)
-    return sections
-
-
-def _is_prefix(short: list[str], long: list[str]) -> bool:
-    return len(short) <= len(long) and long[: len(short)] == short
-
-
-def _carry(pending: list[_Section], target: _Section) -> None:
-    """Put the bodies of ``pending`` (``target``'s ancestors, in order) before its own."""
-    carried = [block for section in pending for block in section.blocks]
-    target.blocks = carried + target.blocks
-
-
-def _merge_tiny(sections: list[_Section], min_chars: int) -> list[_Section]:
-    """Give every section with a body its own chunk, under its own heading path.
-
-    A section whose body is shorter than ``min_chars`` is carried into the next
-    section only when that section's heading path names it (a parent's short
-    introduction goes with its first child; text before the first heading goes
-    with whatever follows). Otherwise it stands alone: a short answer stays under
-    its own question, never under a sibling's heading. Sections with no body are
-    dropped (their titles live on in their children's paths), unless the document
-    has nothing else.
-    """
-    merged: list[_Section] = []
-    pending: list[_Section] = []
-
-    def release() -> None:
-        if pending:
-            target = pending[-1]  # the deepest: its path names all the others
-            _carry(pending[:-1], target)
-            merged.append(target)
-            pending.clear()
-
-    for section in sections:
-        if pending and not _is_prefix(pending[-1].path, section.path):
-            release()
-        if not section.blocks:
-            continue
-        if section.body_chars() < min_chars:
-            pending.append(section)
-            continue
-        if pending:
-            _carry(pending, section)
-            pending.clear()
-        merged.append(section)
-    release()
-    if not merged and sections:
-        merged.append(sections[0])
-    return merged
 
 
 # ---------------------------------------------------------------------------
@@ -453,7 +154,7 @@ class MarkdownSplitter:
         if not text or not text.strip():
             return []
         front, body = parse_front_matter(text)
-        sections = _merge_tiny(_parse_sections(body), self.min_chars)
+        sections = merge_tiny(parse_sections(body), self.min_chars)
         chunks: list[Chunk] = []
         for section in sections:
             heading = _PATH_SEP.join(section.path)
@@ -466,14 +167,14 @@ class MarkdownSplitter:
                 chunk_text = (prefix + piece).strip()
                 if chunk_text:
                     chunks.append(Chunk(text=chunk_text, metadata=dict(metadata)))
-        return cap_bytes(chunks, self.max_bytes)
+        return cap_bytes(chunks, self.max_bytes)  # type: ignore[no-any-return]
 
     # -- internals ------------------------------------------------------------
 
     def _count(self, text: str) -> int:
         return self.length_function(text)
 
-    def _split_blocks(self, blocks: list[_Block], prefix: str) -> list[str]:
+    def _split_blocks(self, blocks: list[Block], prefix: str) -> list[str]:
         """Pack a section's blocks into bodies of at most the token budget."""
         if not blocks:
             return []
@@ -561,7 +262,7 @@ class MarkdownSplitter:
             rest = rest[lo:]
         return out
 
-    def _code_segments(self, block: _Block, budget: int) -> list[_Segment]:
+    def _code_segments(self, block: Block, budget: int) -> list[_Segment]:
         """A code block as one segment, or re-fenced line groups if it is too large."""
         tokens = self._count(block.text)
         if tokens <= budget:

@@ -52,7 +52,7 @@ __all__ = [
     "model_fingerprint",
 ]
 
-# Defaults are the settings' (embedding section), declared once in settings.py.
+# Defaults are the settings' (embedding section), declared once in milvus_rag/settings/.
 _DEFAULTS = EmbeddingSettings()
 
 

@@ -96,6 +96,38 @@ def create_mcp_server(
     Raises:
         ConfigError: the ``mcp`` extra is not installed.
     """
+    server_class = _server_class()
+    from milvus_rag import __version__
+    from milvus_rag.chains import (
+        build_rag_chain_with_sources,
+        build_retrieval_chain,
+        configurable_retriever,
+    )
+    from milvus_rag.retriever import MilvusRAGRetriever
+
+    if retriever is None:
+        retriever = MilvusRAGRetriever.from_settings(settings)
+    if llm is None and not without_llm:
+        llm = _configured_llm(settings)
+    redactor = Redactor.from_settings(settings, llm, retriever)
+    inputs = _Inputs(settings.retrieval.max_k, settings.server.max_question_chars)
+    scoped = configurable_retriever(retriever)
+    server = server_class(
+        name="milvus-rag", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
+    )
+    search = _search_tool(build_retrieval_chain(retriever=scoped), inputs, redactor)
+    server.add_tool(search, name="search", structured_output=False)
+    if llm is not None:
+        answers = build_rag_chain_with_sources(settings, retriever=scoped, llm=llm)
+        server.add_tool(_ask_tool(answers, inputs, redactor), name="ask", structured_output=False)
+    if isinstance(retriever, MilvusRAGRetriever):
+        list_sources = _list_sources_tool(retriever, redactor)
+        server.add_tool(list_sources, name="list_sources", structured_output=False)
+    return server
+
+
+def _server_class() -> "type[MCPServer]":
+    """The SDK's ``MCPServer``; ConfigError when the ``mcp`` extra is not installed."""
     try:
         from mcp.server.mcpserver import MCPServer
     except ImportError as exc:
@@ -103,48 +135,52 @@ def create_mcp_server(
             f"the MCP server needs the mcp extra ({exc.name} is missing): "
             "pip install 'milvus-rag[mcp]'"
         ) from exc
-    from milvus_rag import __version__
-    from milvus_rag.chains import (
-        build_rag_chain_with_sources,
-        build_retrieval_chain,
-        configurable_retriever,
-        retrieved_of,
-    )
-    from milvus_rag.cli._retrieval import require_question
-    from milvus_rag.retriever import MilvusRAGRetriever
+    return MCPServer
 
-    if retriever is None:
-        retriever = MilvusRAGRetriever.from_settings(settings)
-    if llm is None and not without_llm:
-        from milvus_rag.llm import chat_model_from_settings
 
-        try:
-            llm = chat_model_from_settings(settings)
-        except MissingAPIKeyError as exc:
-            _log.warning("%s; the MCP server offers search and list_sources only (no ask)", exc)
-    redactor = Redactor.from_settings(settings, llm, retriever)
-    max_k = settings.retrieval.max_k
-    limit = settings.server.max_question_chars
-    scoped = configurable_retriever(retriever)
-    retrieve = build_retrieval_chain(retriever=scoped)
-    server = MCPServer(
-        name="milvus-rag", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
-    )
+def _configured_llm(settings: "Settings") -> "BaseChatModel | None":
+    """The configured chat model; None (after one warning) when its key is not set."""
+    from milvus_rag.llm import chat_model_from_settings
 
-    def checked(text: str, what: str) -> str:
+    try:
+        return chat_model_from_settings(settings)
+    except MissingAPIKeyError as exc:
+        _log.warning("%s; the MCP server offers search and list_sources only (no ask)", exc)
+        return None
+
+
+class _Inputs:
+    """The checks of the tools' arguments: the server's limits on text and ``k``."""
+
+    def __init__(self, max_k: int, max_chars: int) -> None:
+        self.max_k = max_k
+        self.max_chars = max_chars
+
+    def text(self, text: str, what: str) -> str:
+        """``text`` (a query, a question) when it is not blank and not too long."""
+        from milvus_rag.cli._retrieval import require_question
+
         require_question(text, what)
-        if len(text) > limit:
+        if len(text) > self.max_chars:
             raise ConfigError(
-                f"the {what} is {len(text)} characters; at most {limit} are accepted "
+                f"the {what} is {len(text)} characters; at most {self.max_chars} are accepted "
                 "(server.max_question_chars)"
             )
         return text
 
-    def options(k: int | None, source: list[str] | None) -> dict[str, Any]:
-        if k is not None and not 1 <= k <= max_k:
-            raise ConfigError(f"k must be between 1 and {max_k} (retrieval.max_k), got {k}")
+    def options(self, k: int | None, source: list[str] | None) -> dict[str, Any]:
+        """The run config choosing ``k`` and the ``source`` filter (unset: the server's)."""
+        if k is not None and not 1 <= k <= self.max_k:
+            raise ConfigError(f"k must be between 1 and {self.max_k} (retrieval.max_k), got {k}")
         chosen = {"k": k, "source": [s for s in source or [] if s.strip()] or None}
         return {"configurable": {key: value for key, value in chosen.items() if value}}
+
+
+def _search_tool(
+    retrieve: Any, inputs: _Inputs, redactor: Redactor
+) -> Callable[..., Awaitable[Any]]:
+    """The ``search`` tool over the retrieval chain ``retrieve``."""
+    max_k = inputs.max_k
 
     async def search(
         query: Annotated[str, Field(description="What to look for, in plain words.")],
@@ -167,64 +203,66 @@ def create_mcp_server(
         """
 
         async def run() -> Any:
-            found = await retrieve.ainvoke(checked(query, "query"), options(k, source))
+            found = await retrieve.ainvoke(inputs.text(query, "query"), inputs.options(k, source))
             return {"passages": found}
 
         return await _tool_result(run, redactor)
 
-    server.add_tool(search, name="search", structured_output=False)
+    return search
 
-    if llm is not None:
-        answers = build_rag_chain_with_sources(settings, retriever=scoped, llm=llm)
 
-        async def ask(
-            question: Annotated[str, Field(description="The question to answer.")],
-            history: Annotated[
-                list[Turn] | None,
-                Field(
-                    description="Earlier turns of the conversation, oldest first; a "
-                    "follow-up question is first rewritten to stand on its own."
-                ),
-            ] = None,
-            citations: Annotated[
-                bool | None,
-                Field(description="Cite passages as [1], [2] and end with a source list."),
-            ] = None,
-        ) -> Any:
-            """Answer a question from the documents, with the passages it used as sources.
+def _ask_tool(answers: Any, inputs: _Inputs, redactor: Redactor) -> Callable[..., Awaitable[Any]]:
+    """The ``ask`` tool over the answer chain ``answers`` (with its sources)."""
+    from milvus_rag.chains import retrieved_of
 
-            The answer is written by the server's LLM from the retrieved passages only.
-            """
+    async def ask(
+        question: Annotated[str, Field(description="The question to answer.")],
+        history: Annotated[
+            list[Turn] | None,
+            Field(
+                description="Earlier turns of the conversation, oldest first; a "
+                "follow-up question is first rewritten to stand on its own."
+            ),
+        ] = None,
+        citations: Annotated[
+            bool | None,
+            Field(description="Cite passages as [1], [2] and end with a source list."),
+        ] = None,
+    ) -> Any:
+        """Answer a question from the documents, with the passages it used as sources.
 
-            async def run() -> Any:
-                inputs = {
-                    "question": checked(question, "question"),
-                    "chat_history": [turn.model_dump() for turn in history or []],
-                    "citations": citations,
-                }
-                result = await answers.ainvoke(inputs)
-                return {
-                    "answer": result["answer"],
-                    "sources": [retrieved_of(doc) for doc in result["context"]],
-                }
+        The answer is written by the server's LLM from the retrieved passages only.
+        """
 
-            return await _tool_result(run, redactor)
+        async def run() -> Any:
+            asked = {
+                "question": inputs.text(question, "question"),
+                "chat_history": [turn.model_dump() for turn in history or []],
+                "citations": citations,
+            }
+            result = await answers.ainvoke(asked)
+            return {
+                "answer": result["answer"],
+                "sources": [retrieved_of(doc) for doc in result["context"]],
+            }
 
-        server.add_tool(ask, name="ask", structured_output=False)
+        return await _tool_result(run, redactor)
 
-    if isinstance(retriever, MilvusRAGRetriever):
-        base = retriever
+    return ask
 
-        async def list_sources() -> Any:
-            """List the documents in the collection: source path and number of chunks."""
 
-            async def run() -> Any:
-                return await asyncio.to_thread(_documents, base)
+def _list_sources_tool(retriever: Any, redactor: Redactor) -> Callable[..., Awaitable[Any]]:
+    """The ``list_sources`` tool over the collection of ``retriever`` (a ``MilvusRAGRetriever``)."""
 
-            return await _tool_result(run, redactor)
+    async def list_sources() -> Any:
+        """List the documents in the collection: source path and number of chunks."""
 
-        server.add_tool(list_sources, name="list_sources", structured_output=False)
-    return server
+        async def run() -> Any:
+            return await asyncio.to_thread(_documents, retriever)
+
+        return await _tool_result(run, redactor)
+
+    return list_sources
 
 
 def _documents(retriever: Any) -> dict[str, Any]:

@@ -147,40 +147,18 @@ def _copy(
     recreate: bool,
     on_batch: Callable[[int], None] | None,
 ) -> None:
-    from milvus_rag.scopes import DEFAULT_SCOPE
     from milvus_rag.store import (
-        SCOPE_FIELD,
-        SPARSE_FIELD,
         IngestLock,
-        collection_identity,
         ensure_collection,
         flush_collection,
-        has_collection,
         has_sparse_field,
-        iter_rows,
         load_collection,
-        upsert_rows,
     )
 
     name = settings.milvus.collection
-    if not has_collection(src, name):
-        raise EmptyCollectionError(
-            f"collection {name} does not exist in {settings.milvus.uri}: nothing to migrate"
-        )
-    record = collection_identity(src, name)
-    if record is None:
-        raise EmbeddingMismatchError(
-            f"collection {name} was not created by milvus-rag (no embedding record); "
-            "only milvus-rag collections can be migrated"
-        )
+    record = _source_identity(src, settings.milvus)
     identity = {key: value for key, value in record.items() if key != "metric"}
-    retrieval = settings.retrieval.model_copy(update={"bm25_stop_words": _stop_words(src, name)})
-    target_settings = settings.model_copy(
-        update={
-            "milvus": target.model_copy(update={"metric": record.get("metric", "IP")}),
-            "retrieval": retrieval,
-        }
-    )
+    target_settings = _target_settings(settings, target, src, record)
     mode = "hybrid" if has_sparse_field(src, name) else "dense"
     with IngestLock(dst, target_settings):
         try:
@@ -193,15 +171,69 @@ def _copy(
                 f"target {problem}; `milvus-rag migrate --recreate` replaces it with the copy"
             ) from exc
         load_collection(src, name)
-        for rows in iter_rows(src, name, page=settings.ingest.write_batch):
-            for row in rows:
-                row.pop(SPARSE_FIELD, None)  # the target's BM25 function rebuilds it
-                row.setdefault(SCOPE_FIELD, DEFAULT_SCOPE)  # rows stored before scopes
-            upsert_rows(dst, target.collection, rows)
-            report.copied += len(rows)
-            if on_batch is not None:
-                on_batch(len(rows))
+        _copy_rows(src, dst, settings, target.collection, report, on_batch)
         flush_collection(dst, target.collection)
+
+
+def _source_identity(src: MilvusClient, source: MilvusSettings) -> dict[str, Any]:
+    """The embedding record of the source collection.
+
+    Raises:
+        EmptyCollectionError: the collection does not exist.
+        EmbeddingMismatchError: it was not created by milvus-rag (no record).
+    """
+    from milvus_rag.store import collection_identity, has_collection
+
+    name = source.collection
+    if not has_collection(src, name):
+        raise EmptyCollectionError(
+            f"collection {name} does not exist in {source.uri}: nothing to migrate"
+        )
+    record = collection_identity(src, name)
+    if record is None:
+        raise EmbeddingMismatchError(
+            f"collection {name} was not created by milvus-rag (no embedding record); "
+            "only milvus-rag collections can be migrated"
+        )
+    return record
+
+
+def _target_settings(
+    settings: Settings, target: MilvusSettings, src: MilvusClient, record: dict[str, Any]
+) -> Settings:
+    """The settings the target collection is built with: ``target``, the source's metric
+    and its BM25 stop words."""
+    name = settings.milvus.collection
+    retrieval = settings.retrieval.model_copy(update={"bm25_stop_words": _stop_words(src, name)})
+    return settings.model_copy(
+        update={
+            "milvus": target.model_copy(update={"metric": record.get("metric", "IP")}),
+            "retrieval": retrieval,
+        }
+    )
+
+
+def _copy_rows(
+    src: MilvusClient,
+    dst: MilvusClient,
+    settings: Settings,
+    target_collection: str,
+    report: MigrationReport,
+    on_batch: Callable[[int], None] | None,
+) -> None:
+    """Every row of the source upserted into the target, a page at a time (``write_batch``)."""
+    from milvus_rag.scopes import DEFAULT_SCOPE
+    from milvus_rag.store import SCOPE_FIELD, SPARSE_FIELD, iter_rows, upsert_rows
+
+    pages = iter_rows(src, settings.milvus.collection, page=settings.ingest.write_batch)
+    for rows in pages:
+        for row in rows:
+            row.pop(SPARSE_FIELD, None)  # the target's BM25 function rebuilds it
+            row.setdefault(SCOPE_FIELD, DEFAULT_SCOPE)  # rows stored before scopes
+        upsert_rows(dst, target_collection, rows)
+        report.copied += len(rows)
+        if on_batch is not None:
+            on_batch(len(rows))
 
 
 def _stop_words(client: MilvusClient, collection: str) -> str | list[str]:

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MilvusRAGRetriever"]
 
-# Every default is the settings' own (defined once, in settings.py).
+# Every default is the settings' own (defined once, in milvus_rag/settings/).
 _RETRIEVAL = RetrievalSettings.model_fields
 # What a document leaves out: the ingest bookkeeping, and the origin unless asked for.
 _HIDDEN_WITH_ORIGIN = BOOKKEEPING_FIELDS | {ORIGIN_FIELD}

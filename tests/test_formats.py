@@ -184,7 +184,7 @@ def test_supported_suffixes_and_format_of() -> None:
 
 
 def test_every_format_list_is_derived_from_the_table() -> None:
-    from milvus_rag.loaders import parser_worker, sources
+    from milvus_rag.loaders import downloads, parser_worker
     from typer.testing import CliRunner
 
     from milvus_rag.cli import app
@@ -195,10 +195,10 @@ def test_every_format_list_is_derived_from_the_table() -> None:
     assert all(s == s.lower() and s.startswith(".") for s in suffixes)
     assert {f.name for f in rows} == set(formats._BUILTIN_PARSERS)
     assert {f.name for f in rows if f.unstructured} == set(formats._UNSTRUCTURED_PARSERS)
-    # The URL lists of sources.py: every suffix names a document; every content type maps
+    # The URL lists of downloads.py: every suffix names a document; every content type maps
     # to its format's first suffix.
-    assert sources._DOCUMENT_SUFFIXES == SUPPORTED_SUFFIXES
-    assert {t: f.suffixes[0] for f in rows for t in f.content_types} == sources._DOCUMENT_TYPES
+    assert downloads._DOCUMENT_SUFFIXES == SUPPORTED_SUFFIXES
+    assert {t: f.suffixes[0] for f in rows for t in f.content_types} == downloads._DOCUMENT_TYPES
     # The worker loads every parser module of the table, after its own modules.
     loaded = [name for name, _ in parser_worker._worker_modules(formats.PARSER_MODULES)]
     assert loaded[-len(formats.PARSER_MODULES) :] == list(formats.PARSER_MODULES)

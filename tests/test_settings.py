@@ -440,10 +440,12 @@ def _component_defaults() -> list[tuple[str, str, object]]:
     from pydantic import BaseModel
 
     import milvus_rag.cli
+    import milvus_rag.llm
     from milvus_rag import settings as settings_module
 
     found: list[tuple[str, str, object]] = []
-    for package in (milvus_rag, milvus_rag.cli, milvus_rag.chains, milvus_rag.loaders):
+    packages = (milvus_rag, milvus_rag.cli, milvus_rag.llm, milvus_rag.chains, milvus_rag.loaders)
+    for package in packages:
         for info in pkgutil.iter_modules(package.__path__):
             if info.name in ("__main__", "settings"):
                 continue
@@ -487,7 +489,7 @@ _RENAMED = {
 
 def test_every_component_default_is_its_settings_default() -> None:
     # A component that keeps a default for a setting (same name, or a name in _RENAMED) has
-    # the setting's default: the value is declared in settings.py (loaders, which know
+    # the setting's default: the value is declared in milvus_rag/settings/ (loaders, which know
     # nothing of settings, keep one named constant each).
     settings = _setting_defaults()
     checked: set[str] = set()

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from milvus_rag.loaders import sources
+from milvus_rag.loaders import downloads, sources, urls
 from milvus_rag.loaders.formats import parse_file
 from milvus_rag.loaders.sources import (
     SourceLimits,
@@ -135,7 +135,7 @@ def test_guard_allows_public_and_private_when_asked(monkeypatch: pytest.MonkeyPa
     assert check_url_allowed("https://93.184.216.34/x.zip") == ["93.184.216.34"]
     assert check_url_allowed("http://10.0.0.1/", allow_private=True) == ["10.0.0.1"]
     # Refused when ANY address of the host is internal.
-    monkeypatch.setattr(sources, "_resolve", lambda host, port: ["93.184.216.34", "10.0.0.1"])
+    monkeypatch.setattr(urls, "_resolve", lambda host, port: ["93.184.216.34", "10.0.0.1"])
     with pytest.raises(UnsafeSourceError, match=r"'mixed\.test'.*10\.0\.0\.1"):
         check_url_allowed("http://mixed.test/")
 
@@ -517,14 +517,14 @@ def test_url_zip(server: _Server) -> None:
 
 def test_url_temp_file_removed(server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
     created: list[str] = []
-    real = sources.tempfile.TemporaryDirectory
+    real = downloads.tempfile.TemporaryDirectory
 
     def spy(*args: object, **kwargs: object) -> object:
         tmp = real(*args, **kwargs)  # type: ignore[call-overload]
         created.append(tmp.name)
         return tmp
 
-    monkeypatch.setattr(sources.tempfile, "TemporaryDirectory", spy)
+    monkeypatch.setattr(downloads.tempfile, "TemporaryDirectory", spy)
     with open_source(f"{base(server)}/page.md", limits=LOCAL) as listing:
         assert listing.kind == "url"
         assert paths(listing) == ["page.md"]
@@ -626,16 +626,14 @@ def test_ssrf_guard_runs_after_each_redirect(
     The server redirects to the cloud metadata address; the guard must refuse
     that hop before connecting (connecting would time out or reach nothing).
     """
-    real_resolve = sources._resolve
-    real_public = sources._is_public_address
+    real_resolve = urls._resolve
+    real_public = urls._is_public_address
     monkeypatch.setattr(
-        sources,
+        urls,
         "_resolve",
         lambda host, port: ["127.0.0.1"] if host == "public.test" else real_resolve(host, port),
     )
-    monkeypatch.setattr(
-        sources, "_is_public_address", lambda ip: ip == "127.0.0.1" or real_public(ip)
-    )
+    monkeypatch.setattr(urls, "_is_public_address", lambda ip: ip == "127.0.0.1" or real_public(ip))
     port = server.server_address[1]
     with (
         pytest.raises(UnsafeSourceError, match=r"169\.254\.169\.254.*non-public address"),

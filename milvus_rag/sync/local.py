@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, closing, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from milvus_rag import telemetry
@@ -81,7 +81,7 @@ def ingest(
 
     ``settings.ingest.engine`` picks where files are parsed, split and embedded:
     ``local`` (this process) or ``ray`` (Ray Data stages on a Ray cluster, see
-    :mod:`milvus_rag.ray_ingest`). Both write the same rows and sync state.
+    :mod:`milvus_rag.sync.ray`). Both write the same rows and sync state.
 
     Args:
         source: what to ingest.
@@ -101,7 +101,6 @@ def ingest(
     """
     from milvus_rag.embeddings import embeddings_from_settings
     from milvus_rag.loaders.sources import open_source
-    from milvus_rag.store import connect
 
     started = time.perf_counter()
     engine = _engine(settings)
@@ -119,17 +118,29 @@ def ingest(
     ):
         # Load the model before connecting: a bad source or model leaves no empty database.
         embeddings.identity()
-        client = connect(settings.milvus)
-        try:
-            run = IngestRun(listing, settings, embeddings, split, progress)
-            run.scope = check_name(scope or settings.ingest.scope, "scope")
-            _sync(client, run, step, glob, recreate, prune)
-        finally:
-            client.close()
+        run = IngestRun(listing, settings, embeddings, split, progress)
+        _connected_sync(run, scope, step, glob, recreate, prune)
         done.set(files=run.report.files_seen, chunks_written=run.report.chunks_written)
     run.report.seconds = time.perf_counter() - started
     telemetry.ingested(run.report)
     return run.report
+
+
+def _connected_sync(
+    run: IngestRun,
+    scope: str | None,
+    files_step: FilesStep,
+    glob: str | None,
+    recreate: bool,
+    prune: bool,
+) -> None:
+    """Connect to Milvus and bring the collection in line with ``run``'s listing, in
+    ``scope`` (default ``ingest.scope``); the connection is closed after."""
+    from milvus_rag.store import connect
+
+    with closing(connect(run.settings.milvus)) as client:
+        run.scope = check_name(scope or run.settings.ingest.scope, "scope")
+        _sync(client, run, files_step, glob, recreate, prune)
 
 
 def _engine(settings: Settings) -> AbstractContextManager[FilesStep]:
