@@ -178,7 +178,7 @@ def _rounds(
 ) -> list[str]:
     """Every round: reset, one killed run, then ``check`` (rerun, compare, run again).
 
-    ``few``: every third round only (a real Milvus server, about 15 s a round: the same
+    ``few``: every fifth round only (a real Milvus server, about 15 s a round: the same
     windows are covered on ``milvus-lite server`` with every round)."""
     reset()
     _, length = _run(context, target, args(None), appeared, None)  # a clean run's length
@@ -187,7 +187,7 @@ def _rounds(
     step = length / SPREAD_ROUNDS
     plan += [(None, i * step) for i in range(SPREAD_ROUNDS)]
     if few:
-        plan = plan[::3]
+        plan = plan[::5]
     for number, (point, delay) in enumerate(plan):
         reset()
         label = f"round {number} ({point or f'{delay:.3f} s after appearing'})"
