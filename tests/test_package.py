@@ -352,7 +352,7 @@ def test_only_the_store_calls_a_milvus_client() -> None:
 
 #: The most lines a module of the package may hold (issue 18: one concept a module).
 MAX_MODULE_LINES = 600
-#: The most lines a function may hold, outside the CLI's commands (their option declarations).
+#: The most lines a function may hold; a CLI command's option declarations do not count.
 MAX_FUNCTION_LINES = 60
 
 
@@ -369,11 +369,12 @@ def test_functions_are_at_most_60_lines() -> None:
 
     too_long = {}
     for path in _package_files():
-        if path.parent.name == "cli":
-            continue
+        command_module = path.parent.name == "cli"
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                # A CLI command's option declarations (its signature) do not count.
+                first = node.body[0].lineno if command_module else node.lineno
+                length = (node.end_lineno or node.lineno) - first + 1
                 if length > MAX_FUNCTION_LINES:
                     too_long[f"{path.relative_to(REPO)}::{node.name}"] = length
     assert not too_long, f"over {MAX_FUNCTION_LINES} lines: {too_long}"
