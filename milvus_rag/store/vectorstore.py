@@ -6,7 +6,9 @@ LangChain (``add_texts``, ``add_documents``, ``upsert``, ``from_documents`` and 
 async forms) without a ``scope`` in its metadata goes into the default scope
 (:data:`~milvus_rag.scopes.DEFAULT_SCOPE`), as an ingest without ``--scope`` does. A
 Milvus server before 2.4 refuses a row without its partition key (it has no default
-values); everywhere, a scoped key's filter sees the row."""
+values); everywhere, a scoped key's filter sees the row. Such a server also puts upserted
+rows of a partition-keyed collection in the wrong partition: the store's ``upsert`` is a
+delete and an insert there (its async ``aupsert`` is not, so use ``upsert``)."""
 
 from __future__ import annotations
 
