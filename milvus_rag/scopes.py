@@ -1,7 +1,9 @@
 """Document scopes: which part of the collection a search, listing or delete may touch.
 
 Every chunk records the scope it was ingested into (``ingest --scope NAME``, the
-``scope`` field, Milvus's partition key on collections milvus-rag creates). The HTTP
+``scope`` field: the partition key of collections milvus-rag creates on a Milvus server or
+Milvus Lite 3.x, a dynamic field on Milvus Lite 2.5.1, filtered alike; see
+:func:`milvus_rag.store.info.scope_field_options`). The HTTP
 server restricts each request to the scopes of the key it came with
 (:func:`restricted_to`); the retriever and the store's listings add
 :func:`scope_filter` to every Milvus filter they send, so a request's own filter,

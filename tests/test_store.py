@@ -505,3 +505,23 @@ def test_flush_release_load_under_concurrent_load(make_settings: Callable[..., S
             thread.join(60)
     assert not errors, [f"{type(e).__name__}: {e}" for e in errors[:3]]
     assert client.query(name, filter="", output_fields=["count(*)"])[0]["count(*)"] > 1
+
+
+def test_langchain_writes_land_in_the_default_scope(make_settings: Callable[..., Settings]) -> None:
+    """A text added through the store's LangChain ``add_texts`` without a scope is in the
+    default scope: a key of that scope sees it (every engine; a Milvus 2.3 server needs
+    it, see tests/test_milvus_server.py)."""
+    from milvus_rag.scopes import restricted_to
+    from milvus_rag.store import list_sources
+
+    s = make_settings()
+    _create(s)
+    client = connect(s.milvus)
+    try:
+        with restricted_to(("default",)):
+            listed = list_sources(client, s.milvus.collection)
+        assert [(e.source, e.scope) for e in listed] == [("a.md", "default")]
+        with restricted_to(("hr",)):
+            assert list_sources(client, s.milvus.collection) == []
+    finally:
+        client.close()

@@ -33,12 +33,12 @@ class Check:
     """One check's outcome: what was checked, what was found, and how to fix a failure."""
 
     name: str
-    status: Literal["ok", "fail", "skip"]
+    status: Literal["ok", "note", "fail", "skip"]
     detail: str
     fix: str = ""
 
     def line(self) -> str:
-        label = {"ok": "ok", "fail": "FAIL", "skip": "skip"}[self.status]
+        label = {"ok": "ok", "note": "note", "fail": "FAIL", "skip": "skip"}[self.status]
         fix = f" -> fix: {self.fix}" if self.fix and self.status == "fail" else ""
         return printable(f"{label:<4}  {self.name:<10}  {self.detail}{fix}")
 
@@ -180,9 +180,9 @@ def milvus_checks(settings: Settings, *, model_ok: bool) -> list[Check]:
         kind = "Milvus Lite database" if milvus.is_lite else "Milvus at"
         checks = [Check("milvus", "ok", f"{kind} {milvus.uri} is reachable")]
         checks.append(collection_check(client, settings, model_ok=model_ok))
-        lock = lock_check(client, settings)
-        if lock is not None:
-            checks.append(lock)
+        for extra in (scope_check(client, settings), lock_check(client, settings)):
+            if extra is not None:
+                checks.append(extra)
         return checks
     finally:
         client.close()
@@ -240,6 +240,32 @@ def collection_check(client: MilvusClient, settings: Settings, *, model_ok: bool
         "collection",
         "ok",
         f"collection {name}: {stored}, {mode}, built by the configured model",
+    )
+
+
+def scope_check(client: MilvusClient, settings: Settings) -> Check | None:
+    """On a server: whether the scope is the collection's partition key (a scope's search
+    then touches only its partitions); a collection made before keeps it a dynamic
+    field, searched as well, and gets a note. None on Milvus Lite and without a
+    collection."""
+    from milvus_rag.store import has_collection, scope_field_options, scope_is_partition_key
+
+    name = settings.milvus.collection
+    try:
+        if settings.milvus.is_lite or not has_collection(client, name):
+            return None
+        if scope_is_partition_key(client, name):
+            return Check("scope", "ok", f"collection {name}: the scope is its partition key")
+        if scope_field_options(client) is None:  # a Milvus Lite 2.5 server: no partition key
+            return None
+    except Exception:
+        return None
+    return Check(
+        "scope",
+        "note",
+        f"collection {name} keeps the scope in a dynamic field, not the partition key; "
+        "`ingest --recreate` (or `migrate` into a new collection) makes it the partition "
+        "key, so that a scope's search touches only its partitions",
     )
 
 

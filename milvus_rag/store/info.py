@@ -9,7 +9,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from milvus_rag.schema import SCOPE_MAX_LENGTH, SPARSE_FIELD, TEXT_FIELD, VIEW_FIELD
-from milvus_rag.scopes import DEFAULT_SCOPE
+from milvus_rag.scopes import DEFAULT_SCOPE, SCOPE_FIELD
 from milvus_rag.store.connection import lite_engine
 
 if TYPE_CHECKING:
@@ -22,9 +22,11 @@ __all__ = [
     "count_entities",
     "has_sparse_field",
     "scope_field_options",
+    "scope_is_partition_key",
     "stored_analyzer",
     "supports_bm25",
     "supports_filter_templates",
+    "upsert_misroutes",
     "views_note",
 ]
 
@@ -64,19 +66,51 @@ def scope_field_options(client: MilvusClient) -> dict[str, Any] | None:
     """How a new collection declares the scope field (:mod:`milvus_rag.scopes`), or None
     to keep it a dynamic field.
 
-    Milvus Lite 3.x: the partition key, with a default value so that rows written without
-    a scope (LangChain's ``add_texts``) are in the default scope. Elsewhere a dynamic
-    field, filtered the same way: Milvus Lite 2.5.1's engine dies on a row that leaves a
-    defaulted field out and cannot filter a dynamic field of a partition-keyed collection
-    in a query iterator, and servers older than 2.4 have no default values.
+    A Milvus server: the partition key, so that a scope's search, query or delete
+    touches only its partitions; with a default value (:data:`DEFAULT_SCOPE`) from
+    Milvus 2.4, which has default values. Older servers refuse a row without the
+    field: every write milvus-rag makes fills it (ingest, uploads, migrate, and the
+    langchain-milvus store's ``add_texts`` / ``add_documents``, see
+    :mod:`~milvus_rag.store.vectorstore`). Milvus 2.3.5 filters dynamic fields of a
+    partition-keyed collection in searches, queries, query iterators and deletes; its
+    upserts put rows in the wrong partition, so there an upsert is a delete and an
+    insert (:func:`upsert_misroutes`).
+
+    Milvus Lite 3.x: the partition key, with the default value. Milvus Lite 2.5.1
+    keeps a dynamic field, filtered the same way: its engine dies on a row that leaves
+    a defaulted field out and cannot filter a dynamic field of a partition-keyed
+    collection in a query iterator.
+
+    A collection whose scope is a dynamic field (made before, or by Milvus Lite 2.5.1)
+    is read and written the same way: the filter is the same expression.
     """
-    if _server_version(client) is not None or not (lite_engine() or "").startswith("3."):
+    options: dict[str, Any] = {"max_length": SCOPE_MAX_LENGTH, "is_partition_key": True}
+    version = _server_version(client)
+    if version is not None:
+        if version >= (2, 4):
+            options["default_value"] = DEFAULT_SCOPE
+        return options
+    if not (lite_engine() or "").startswith("3."):
         return None
-    return {
-        "max_length": SCOPE_MAX_LENGTH,
-        "is_partition_key": True,
-        "default_value": DEFAULT_SCOPE,
-    }
+    options["default_value"] = DEFAULT_SCOPE
+    return options
+
+
+def scope_is_partition_key(client: MilvusClient, collection: str) -> bool:
+    """True when ``collection`` declares the scope field as its partition key."""
+    for field in client.describe_collection(collection).get("fields", []):
+        if field.get("name") == SCOPE_FIELD:
+            return bool(field.get("is_partition_key"))
+    return False
+
+
+def upsert_misroutes(client: MilvusClient, collection: str) -> bool:
+    """True when an upsert into ``collection`` would put rows in the wrong partition: a
+    Milvus server before 2.4 hashes another field than the partition key for an upsert
+    (milvus-io/milvus#30607, fixed in 2.4), so a scope's search misses the row. Write
+    such rows with a delete and an insert."""
+    version = _server_version(client)
+    return version is not None and version < (2, 4) and scope_is_partition_key(client, collection)
 
 
 def supports_filter_templates(client: MilvusClient) -> bool:

@@ -47,7 +47,18 @@ def insert_rows(client: MilvusClient, collection: str, rows: list[dict[str, Any]
 
 
 def upsert_rows(client: MilvusClient, collection: str, rows: list[dict[str, Any]]) -> None:
-    """Insert or replace ``rows`` by id (a resumed copy writes each row once)."""
+    """Insert or replace ``rows`` by id (a resumed copy writes each row once).
+
+    On a partition-keyed collection of a Milvus server before 2.4, whose upserts put rows
+    in the wrong partition (:func:`~milvus_rag.store.info.upsert_misroutes`), the rows
+    are deleted by id and inserted.
+    """
+    from milvus_rag.store.info import upsert_misroutes
+
+    if rows and upsert_misroutes(client, collection):
+        client.delete(collection, ids=[row[ID_FIELD] for row in rows])
+        client.insert(collection, rows)
+        return
     client.upsert(collection, rows)
 
 

@@ -1,20 +1,33 @@
 """The configured collection as a langchain-milvus ``Milvus`` store
-(:func:`open_vector_store`): checked first, then opened dense or hybrid."""
+(:func:`open_vector_store`): checked first, then opened dense or hybrid.
+
+The store fills the scope of what it writes: a text or document added through
+LangChain (``add_texts``, ``add_documents``, ``upsert``, ``from_documents`` and their
+async forms) without a ``scope`` in its metadata goes into the default scope
+(:data:`~milvus_rag.scopes.DEFAULT_SCOPE`), as an ingest without ``--scope`` does. A
+Milvus server before 2.4 refuses a row without its partition key (it has no default
+values); everywhere, a scoped key's filter sees the row. Such a server also puts upserted
+rows of a partition-keyed collection in the wrong partition: the store's ``upsert`` is a
+delete and an insert there (its async ``aupsert`` is not, so use ``upsert``)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from milvus_rag.bm25 import analyzer_params
 from milvus_rag.errors import EmptyCollectionError, MilvusRAGError, StoreError
 from milvus_rag.schema import ID_FIELD, SPARSE_FIELD, TEXT_FIELD, VECTOR_FIELD
+from milvus_rag.scopes import DEFAULT_SCOPE, SCOPE_FIELD
 from milvus_rag.store.collection import SPARSE_INDEX, dense_index, ensure_collection
 from milvus_rag.store.connection import connect, connection_args, describe_uri, reason
+from milvus_rag.store.info import upsert_misroutes
 
 if TYPE_CHECKING:
+    from langchain_core.documents import Document
     from langchain_milvus import Milvus
     from pymilvus import MilvusClient
 
@@ -73,9 +86,59 @@ class _NoAsyncClientNotice(logging.Filter):
         return not str(record.msg).startswith("Failed to initialize AsyncMilvusClient")
 
 
-def _langchain_store(settings: Settings, embeddings: Any, *, hybrid: bool) -> Milvus:
-    from langchain_milvus import BM25BuiltInFunction, Milvus
+def _with_scope(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """``metadata`` with its scope: the default scope when it names none."""
+    filled = dict(metadata or {})
+    if not filled.get(SCOPE_FIELD):
+        filled[SCOPE_FIELD] = DEFAULT_SCOPE
+    return filled
 
+
+@cache
+def _scoped_milvus() -> type[Milvus]:
+    """langchain-milvus's ``Milvus``, writing every row with its scope (:func:`_with_scope`).
+
+    Every write of langchain-milvus 0.3 (``add_embeddings``, ``upsert`` and their async
+    forms, which ``add_texts``, ``add_documents`` and ``from_texts`` call) builds its
+    rows in ``_prepare_insert_list``: the one place the scope is filled.
+    """
+    from langchain_milvus import Milvus
+
+    class ScopedMilvus(Milvus):
+        def _prepare_insert_list(
+            self,
+            texts: list[str],
+            embeddings: Any,
+            metadatas: list[dict[str, Any]] | None = None,
+            ids: list[str] | None = None,
+            force_ids: bool = False,
+        ) -> list[dict[str, Any]]:
+            filled = [_with_scope(metadatas[i] if metadatas else None) for i in range(len(texts))]
+            return super()._prepare_insert_list(texts, embeddings, filled, ids, force_ids)
+
+        def upsert(
+            self,
+            ids: list[str] | None = None,
+            documents: list[Document] | None = None,
+            batch_size: int = 1000,
+            timeout: float | None = None,
+            **kwargs: Any,
+        ) -> None:
+            """A Milvus server before 2.4 puts upserted rows of a partition-keyed
+            collection in the wrong partition: there, a delete and an insert."""
+            if ids and documents and upsert_misroutes(self.client, self.collection_name):
+                self.delete(ids=ids)
+                self.add_documents(documents, ids=ids, batch_size=batch_size, timeout=timeout)
+                return
+            super().upsert(ids, documents, batch_size, timeout, **kwargs)
+
+    return ScopedMilvus
+
+
+def _langchain_store(settings: Settings, embeddings: Any, *, hybrid: bool) -> Milvus:
+    from langchain_milvus import BM25BuiltInFunction
+
+    Milvus = _scoped_milvus()
     _before_first_search()
     lc_log = logging.getLogger("langchain_milvus.vectorstores.milvus")
     if not any(isinstance(f, _NoAsyncClientNotice) for f in lc_log.filters):
