@@ -22,8 +22,8 @@ runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(*args: str) -> object:
-    return runner.invoke(app, list(args), catch_exceptions=False)
+def run(*args: str, input: str | None = None) -> object:
+    return runner.invoke(app, list(args), input=input, catch_exceptions=False)
 
 
 @pytest.fixture
@@ -31,6 +31,7 @@ def config(
     tmp_path: Path, tiny_model_dir: Path, llm: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
     monkeypatch.setenv("TEST_LLM_KEY", "test-key")
+    monkeypatch.setenv("COLUMNS", "100")
     path = tmp_path / "cli.yaml"
     path.write_text(yaml.safe_dump(base_config(tmp_path / "cli.db", tiny_model_dir, llm)))
     return path

@@ -122,7 +122,7 @@ def keys_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def keyed(make_settings: Callable[..., Settings], keys_path: Path) -> Callable[..., TestClient]:
+def keys_file_app(make_settings: Callable[..., Settings], keys_path: Path) -> Callable[..., TestClient]:
     def client(**server: object) -> TestClient:
         settings = make_settings(server={"keys_file": str(keys_path), **server})
         return TestClient(create_app(settings))
@@ -131,11 +131,11 @@ def keyed(make_settings: Callable[..., Settings], keys_path: Path) -> Callable[.
 
 
 def test_a_revoked_key_is_refused_on_its_next_request(
-    keyed: Callable[..., TestClient], keys_path: Path
+    keys_file_app: Callable[..., TestClient], keys_path: Path
 ) -> None:
     key = KeysFile(keys_path).add("alice", "reader", ["hr"])
     other = KeysFile(keys_path).add("bob", "reader", ["hr"])
-    with keyed() as client:
+    with keys_file_app() as client:
         assert client.get("/v1/models", headers=_bearer(key)).status_code == 200
         assert client.get("/v1/models", headers=_bearer(key + "x")).status_code == 401
         client.get("/login", params={"key": key}, follow_redirects=False)
@@ -151,11 +151,11 @@ def test_a_revoked_key_is_refused_on_its_next_request(
 
 
 def test_the_single_api_key_is_an_admin_beside_the_file(
-    keyed: Callable[..., TestClient], keys_path: Path, monkeypatch: pytest.MonkeyPatch
+    keys_file_app: Callable[..., TestClient], keys_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MILVUS_RAG_SERVER__API_KEY", "the-admin-key")
     key = KeysFile(keys_path).add("alice", "reader", ["hr"])
-    with keyed() as client:
+    with keys_file_app() as client:
         for given in ("the-admin-key", key):
             assert client.get("/v1/models", headers=_bearer(given)).status_code == 200
 
@@ -170,10 +170,10 @@ def test_keys_from_the_environment(
         assert client.get("/v1/models").status_code == 401
 
 
-def test_a_key_over_its_rate_gets_429(keyed: Callable[..., TestClient], keys_path: Path) -> None:
+def test_a_key_over_its_rate_gets_429(keys_file_app: Callable[..., TestClient], keys_path: Path) -> None:
     key = KeysFile(keys_path).add("alice", "reader", ["hr"])
     slow = KeysFile(keys_path).add("bob", "reader", ["hr"], rate_per_minute=1)
-    with keyed(key_rate_per_minute=3) as client:
+    with keys_file_app(key_rate_per_minute=3) as client:
         codes = [client.get("/v1/models", headers=_bearer(key)).status_code for _ in range(4)]
         assert codes == [200, 200, 200, 429]
         refused = client.get("/v1/models", headers=_bearer(key))
@@ -192,11 +192,11 @@ def test_a_broken_keys_file_stops_the_server_at_start(
 
 
 def test_metrics_name_the_key_never_the_key(
-    keyed: Callable[..., TestClient], keys_path: Path
+    keys_file_app: Callable[..., TestClient], keys_path: Path
 ) -> None:
     alice = KeysFile(keys_path).add("alice", "reader", ["hr"])
     boss = KeysFile(keys_path).add("boss", "admin", [])
-    with keyed() as client:
+    with keys_file_app() as client:
         assert client.get("/v1/models", headers=_bearer(alice)).status_code == 200
         scraped = client.get("/metrics", headers=_bearer(boss))
         assert scraped.status_code == 200

@@ -24,7 +24,7 @@ from milvus_rag.settings import Settings
 from tests.support.openai_server import FakeOpenAIServer
 
 QUESTION = "Where does Milvus store data?"
-CHAT = {"messages": [{"role": "user", "content": QUESTION}]}
+CHAT_WITHOUT_MODEL = {"messages": [{"role": "user", "content": QUESTION}]}
 
 
 class Passages(BaseRetriever):
@@ -106,8 +106,8 @@ def test_no_choices_is_a_response_error(
 @pytest.mark.parametrize(
     ("path", "body"),
     [
-        ("/v1/chat/completions", CHAT),
-        ("/v1/chat/completions", {**CHAT, "stream": True}),
+        ("/v1/chat/completions", CHAT_WITHOUT_MODEL),
+        ("/v1/chat/completions", {**CHAT_WITHOUT_MODEL, "stream": True}),
         ("/rag/invoke", {"input": QUESTION}),
         ("/rag-with-sources/invoke", {"input": QUESTION}),
     ],
@@ -206,8 +206,8 @@ def test_streams_in_an_outage_leave_no_unretrieved_task(
     app = create_app(make_settings(llm={"base_url": down}), retriever=Passages())
     history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
     requests = [
-        ("/v1/chat/completions", {"messages": [*history, CHAT["messages"][0]], "stream": True}),
-        ("/v1/chat/completions", {**CHAT, "stream": True}),
+        ("/v1/chat/completions", {"messages": [*history, CHAT_WITHOUT_MODEL["messages"][0]], "stream": True}),
+        ("/v1/chat/completions", {**CHAT_WITHOUT_MODEL, "stream": True}),
         ("/rag/stream", {"input": {"question": QUESTION, "chat_history": history}}),
         ("/rag-with-sources/stream", {"input": {"question": QUESTION, "chat_history": history}}),
         ("/rag-with-sources/stream", {"input": QUESTION}),

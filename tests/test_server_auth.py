@@ -31,9 +31,9 @@ from milvus_rag.settings import Settings, load_settings
 from tests.conftest import base_config
 from tests.support.openai_server import FakeOpenAIServer
 
-KEY = "k3y-for-auth-tests"
-BEARER = {"Authorization": f"Bearer {KEY}"}
-CHAT = {"messages": [{"role": "user", "content": "Where does Milvus store data?"}]}
+AUTH_KEY = "k3y-for-auth-tests"
+AUTH_BEARER = {"Authorization": f"Bearer {AUTH_KEY}"}
+AUTH_CHAT = {"messages": [{"role": "user", "content": "Where does Milvus store data?"}]}
 
 
 class Passages(BaseRetriever):
@@ -67,7 +67,7 @@ def make_app(
     llm: FakeOpenAIServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Callable[..., Any]:
-    """``make_app(clock=..., sessions=..., **server settings)``: an app behind :data:`KEY`."""
+    """``make_app(clock=..., sessions=..., **server settings)``: an app behind :data:`AUTH_KEY`."""
     monkeypatch.setenv("TEST_LLM_KEY", "test-key")
 
     def build(
@@ -76,15 +76,15 @@ def make_app(
         config = base_config(tmp_path / "unused.db", tiny_model_dir, llm)
         config["server"] = server
         settings = load_settings(overrides=config)
-        keyed = settings.server.model_copy(update={"api_key": SecretStr(KEY)})
+        keyed = settings.server.model_copy(update={"api_key": SecretStr(AUTH_KEY)})
         settings = settings.model_copy(update={"server": keyed})
         return create_app(settings, retriever=Passages(), sessions=sessions, clock=clock)
 
     return build
 
 
-def _login(client: TestClient) -> str:
-    response = client.get("/login", params={"key": KEY}, follow_redirects=False)
+def _session_cookie(client: TestClient) -> str:
+    response = client.get("/login", params={"key": AUTH_KEY}, follow_redirects=False)
     assert response.status_code == 303, response.text
     return str(client.cookies[COOKIE_NAME])
 
@@ -103,22 +103,22 @@ def _with_cookie(client: TestClient, cookie: str) -> int:
 def test_sessions_expire_after_session_ttl(make_app: Callable[..., Any]) -> None:
     clock = Clock()
     with TestClient(make_app(clock=clock, session_ttl=600)) as client:
-        response = client.get("/login", params={"key": KEY}, follow_redirects=False)
+        response = client.get("/login", params={"key": AUTH_KEY}, follow_redirects=False)
         assert "Max-Age=600" in response.headers["set-cookie"]  # the browser forgets it too
         cookie = str(client.cookies[COOKIE_NAME])
-        assert KEY not in cookie
+        assert AUTH_KEY not in cookie
         assert _with_cookie(client, cookie) == 200
         clock.now += 599
         assert _with_cookie(client, cookie) == 200
         clock.now += 1  # the server refuses it, whatever the browser keeps
         assert _with_cookie(client, cookie) == 401
-        assert client.get("/v1/models", headers=BEARER).status_code == 200  # keys never expire
+        assert client.get("/v1/models", headers=AUTH_BEARER).status_code == 200  # keys never expire
 
 
 def test_sessions_last_twelve_hours_by_default(make_app: Callable[..., Any]) -> None:
     clock = Clock()
     with TestClient(make_app(clock=clock)) as client:
-        cookie = _login(client)
+        cookie = _session_cookie(client)
         clock.now += 12 * 3600 - 1
         assert _with_cookie(client, cookie) == 200
         clock.now += 1
@@ -127,18 +127,18 @@ def test_sessions_last_twelve_hours_by_default(make_app: Callable[..., Any]) -> 
 
 def test_every_login_gets_a_new_cookie(make_app: Callable[..., Any]) -> None:
     with TestClient(make_app()) as client:
-        first = _login(client)
+        first = _session_cookie(client)
         client.cookies.clear()
-        second = _login(client)
+        second = _session_cookie(client)
         assert first != second
         assert _with_cookie(client, first) == 200 and _with_cookie(client, second) == 200
 
 
 def test_logout_ends_the_session_on_the_server(make_app: Callable[..., Any]) -> None:
     with TestClient(make_app()) as client:
-        other = _login(client)  # another browser's session
+        other = _session_cookie(client)  # another browser's session
         client.cookies.clear()
-        cookie = _login(client)
+        cookie = _session_cookie(client)
         response = client.get("/logout", follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"] == "/login"
         assert COOKIE_NAME not in client.cookies  # the browser's copy is cleared...
@@ -155,16 +155,16 @@ def test_forged_and_tampered_cookies_open_nothing(make_app: Callable[..., Any]) 
     import hmac
 
     with TestClient(make_app()) as client:
-        cookie = _login(client)
+        cookie = _session_cookie(client)
         sid, expires, mac = cookie.split(".")
-        old_style = hmac.new(KEY.encode(), b"milvus-rag login cookie", "sha256").hexdigest()
+        old_style = hmac.new(AUTH_KEY.encode(), b"milvus-rag login cookie", "sha256").hexdigest()
         for forged in (
             f"{sid}.{int(expires) + 10**6}.{mac}",  # a later expiry
             f"{'0' * 32}.{expires}.{mac}",  # another session id
             f"{sid}.{expires}.{'0' * 64}",
             f"{sid}.{expires}",
             old_style,  # the cookie of earlier versions: a digest of the key
-            hashlib.sha256(KEY.encode()).hexdigest(),
+            hashlib.sha256(AUTH_KEY.encode()).hexdigest(),
             "",
             "a.1.b.c",
         ):
@@ -181,7 +181,7 @@ def test_sessions_are_shared_by_workers(make_app: Callable[..., Any]) -> None:
             TestClient(make_app(sessions=store)) as two,
             TestClient(make_app()) as elsewhere,  # another server run: another secret
         ):
-            cookie = _login(one)
+            cookie = _session_cookie(one)
             assert _with_cookie(two, cookie) == 200  # opened on one, valid on the other
             assert _with_cookie(elsewhere, cookie) == 401
             two.cookies.set(COOKIE_NAME, cookie)
@@ -198,7 +198,7 @@ def test_revocations_are_forgotten_once_expired() -> None:
     store = SessionStore.shared()
     assert store.folder is not None
     try:
-        sessions = Sessions(store, KEY, ttl=60, clock=clock)
+        sessions = Sessions(store, AUTH_KEY, ttl=60, clock=clock)
         first, second = sessions.issue(), sessions.issue()
         sessions.revoke(first)
         assert len(list(store.folder.iterdir())) == 1
@@ -233,13 +233,13 @@ def test_wrong_keys_are_limited_per_client_address(
 ) -> None:
     clock = Clock()
     app = make_app(clock=clock, max_auth_failures=3)  # a minute refills 3: one per 20 s
-    guesses = [f"guess-{i}-{KEY[:4]}" for i in range(5)]
+    guesses = [f"guess-{i}-{AUTH_KEY[:4]}" for i in range(5)]
     with (
         caplog.at_level(logging.INFO),
         TestClient(app, client=("203.0.113.7", 40000)) as attacker,
         TestClient(app, client=("198.51.100.2", 40000)) as neighbour,
     ):
-        cookie = _login(attacker)  # a session opened before the guessing
+        cookie = _session_cookie(attacker)  # a session opened before the guessing
         attacker.cookies.clear()
         for guess in guesses[:3]:
             response = attacker.get("/v1/models", headers={"Authorization": f"Bearer {guess}"})
@@ -249,22 +249,22 @@ def test_wrong_keys_are_limited_per_client_address(
         assert response.headers["retry-after"] == "20"
         assert response.json()["error"]["message"].endswith("try again in 20 s")
         # Even the right key is refused (not checked) until then: no oracle for guesses.
-        assert attacker.get("/v1/models", headers=BEARER).status_code == 429
-        assert attacker.post("/v1/chat/completions", json=CHAT, headers=BEARER).status_code == 429
-        login = attacker.get("/login", params={"key": KEY}, follow_redirects=False)
+        assert attacker.get("/v1/models", headers=AUTH_BEARER).status_code == 429
+        assert attacker.post("/v1/chat/completions", json=AUTH_CHAT, headers=AUTH_BEARER).status_code == 429
+        login = attacker.get("/login", params={"key": AUTH_KEY}, follow_redirects=False)
         assert login.status_code == 429 and login.headers["retry-after"] == "20"
         assert "try again in 20 s" in login.text and COOKIE_NAME not in login.cookies
         # Another address, and a session opened before, are not affected.
-        assert neighbour.get("/v1/models", headers=BEARER).status_code == 200
+        assert neighbour.get("/v1/models", headers=AUTH_BEARER).status_code == 200
         assert _with_cookie(attacker, cookie) == 200
         clock.now += 19
-        assert attacker.get("/v1/models", headers=BEARER).status_code == 429
+        assert attacker.get("/v1/models", headers=AUTH_BEARER).status_code == 429
         clock.now += 1
-        assert attacker.get("/v1/models", headers=BEARER).status_code == 200
+        assert attacker.get("/v1/models", headers=AUTH_BEARER).status_code == 200
         # One failure regained: one more guess, then 429 again.
         response = attacker.get("/v1/models", headers={"Authorization": f"Bearer {guesses[4]}"})
         assert response.status_code == 401
-        assert attacker.get("/v1/models", headers=BEARER).status_code == 429
+        assert attacker.get("/v1/models", headers=AUTH_BEARER).status_code == 429
 
     failures = [r for r in caplog.records if r.name == "milvus_rag.server"]
     assert len(failures) == 4  # each wrong key once; the refused attempts were never checked
@@ -275,7 +275,7 @@ def test_wrong_keys_are_limited_per_client_address(
     assert "429" in logged  # the access log saw the refusals
     for guess in guesses:
         assert guess not in logged
-    assert KEY not in logged
+    assert AUTH_KEY not in logged
 
 
 def test_wrong_keys_on_the_login_form_count_too(make_app: Callable[..., Any]) -> None:
@@ -291,10 +291,10 @@ def test_wrong_keys_on_the_login_form_count_too(make_app: Callable[..., Any]) ->
         response = client.get("/v1/models", headers={"Authorization": "Bearer c"})
         assert response.status_code == 429 and response.headers["retry-after"] == "30"
         # /ready shows its messages to key holders only: a throttled key is not checked.
-        ready = client.get("/ready", headers=BEARER)
+        ready = client.get("/ready", headers=AUTH_BEARER)
         assert all("message" not in check for check in ready.json()["checks"].values())
         clock.now += 30
-        assert _login(client)
+        assert _session_cookie(client)
         # Requests without any key are no guesses: never counted, never throttled.
         client.cookies.clear()
         for _ in range(5):
@@ -305,7 +305,7 @@ def test_a_wrong_key_on_ready_counts(make_app: Callable[..., Any]) -> None:
     with TestClient(make_app(clock=Clock(), max_auth_failures=1)) as client:
         ready = client.get("/ready", headers={"Authorization": "Bearer nope"})
         assert all("message" not in check for check in ready.json()["checks"].values())
-        assert client.get("/v1/models", headers=BEARER).status_code == 429
+        assert client.get("/v1/models", headers=AUTH_BEARER).status_code == 429
 
 
 def test_limiter_forgets_the_oldest_clients(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -359,7 +359,7 @@ def test_refusals_that_were_500s(
 ) -> None:
     with TestClient(make_app(), raise_server_exceptions=False) as client:
         response = client.post(
-            route, content=body, headers={**BEARER, "content-type": "application/json"}
+            route, content=body, headers={**AUTH_BEARER, "content-type": "application/json"}
         )
     assert response.status_code == 422, response.text
     assert needle in response.text
