@@ -16,7 +16,6 @@ from milvus_rag.sync import ingest
 
 pytestmark = [pytest.mark.slow, pytest.mark.contract]
 
-
 DOCS = {
     "what.md": "# What\n\nWhat is the answer? It is what it is, and that is the point.\n",
     "zebra.md": "# Zebras\n\nZebras graze on the savanna grass.\n",

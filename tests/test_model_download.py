@@ -1,6 +1,5 @@
 """``milvus-rag model download``: the hub client against a local server that answers as
-the hub does (``HF_ENDPOINT``), a tiny generated model, no internet.
-"""
+the hub does (``HF_ENDPOINT``), a tiny generated model, no internet."""
 
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ import pytest
 from tests.support.fake_hub import FakeHub
 
 pytestmark = pytest.mark.slow
-
 
 DEFAULT_REPO, DEFAULT_TOKENIZER = (
     "GPTCache/paraphrase-albert-onnx",

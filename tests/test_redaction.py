@@ -25,7 +25,6 @@ from milvus_rag.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
-
 SECRET = "MARK-k3y'\"é<&>/+= x"
 
 

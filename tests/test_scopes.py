@@ -28,7 +28,6 @@ from tests.support.openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.slow
 
-
 #: Each scope's documents: a source name and texts holding the scope's marker.
 CORPUS = {
     "hr": {
@@ -44,11 +43,7 @@ CORPUS = {
         "serves vector search.",
     },
 }
-
-
 MARKERS = {"hr": "qzhrmark", "fin": "qzfinmark", "default": "qzpubmark"}
-
-
 WORDS = [
     word
     for texts in CORPUS.values()
@@ -56,8 +51,6 @@ WORDS = [
     for word in text.replace("#", " ").split()
     if not word.startswith("qz")
 ]
-
-
 SOURCES = {scope: next(iter(texts)) for scope, texts in CORPUS.items()}
 
 
@@ -196,8 +189,6 @@ _EXAMPLES = {
     "history": _history(),
     "configurable": _configurable(),
 }
-
-
 _SETTINGS = {
     "deadline": None,
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -1,6 +1,5 @@
 """``milvus-rag chat`` through typer's runner, stdin fed line by line, against the local
-LLM server and a Milvus Lite collection.
-"""
+LLM server and a Milvus Lite collection."""
 
 from __future__ import annotations
 
@@ -16,13 +15,8 @@ from tests.support.openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.slow
 
-
 runner = CliRunner()
-
-
 FIRST = "Where does Milvus store data?"
-
-
 REWRITTEN = "How does Milvus flush data?"
 
 

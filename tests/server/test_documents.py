@@ -27,7 +27,6 @@ from tests.support.openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.slow
 
-
 DOC = "# Travel\n\nTravel expenses are refunded within thirty days of the trip.\n"
 
 

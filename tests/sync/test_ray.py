@@ -33,8 +33,6 @@ from tests.support.ingest_determinism import assert_same_collection
 from tests.support.lite_server import LiteServer, ServerProcess
 
 BAD_PDF = ("notes/broken.pdf", "not a readable PDF")
-
-
 FILES = 29  # stored files of either version of the corpus
 
 

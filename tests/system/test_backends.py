@@ -18,7 +18,6 @@ from milvus_rag.sync import ingest
 
 pytestmark = pytest.mark.slow
 
-
 DOCS = {
     "faq.md": (
         "# Storage FAQ\n\n"
@@ -29,8 +28,6 @@ DOCS = {
     "zebra.md": "# Zebras\n\nZebras graze on the savanna grass all day long.\n",
     "bread.md": "# Bread\n\nBread is baked in a hot oven until the crust is brown.\n",
 }
-
-
 _names = itertools.count()
 
 

@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("langserve")
 pytest.importorskip("websockets.sync.client")
+
 from milvus_rag.server import create_app
 from milvus_rag.settings import Settings
 from tests.support.browser import Chromium, Page, find_chromium
@@ -28,16 +29,9 @@ from tests.support.server import (
 
 pytestmark = pytest.mark.slow
 
-
 KEY = "browser-test-key"
-
-
 QUESTION_BOX = "document.getElementById('#/properties/question-input')"
-
-
 STREAM_LOG = "e => e.name.endsWith('/rag/stream_log')"
-
-
 START = "[...document.querySelectorAll('button')].find(b => b.textContent.trim() === 'Start')"
 
 

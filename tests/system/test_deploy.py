@@ -22,11 +22,7 @@ import yaml
 from milvus_rag.settings import load_settings, unknown_env_vars
 
 REPO = Path(__file__).resolve().parents[2]
-
-
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|API_KEY|SECRET", re.IGNORECASE)
-
-
 #: ``${NAME}``, ``${NAME:-default}``, ``${NAME:?message}`` (Compose interpolation).
 VARIABLE = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
 

@@ -26,13 +26,8 @@ from tests.support.cli import one_line_error
 from tests.support.openai_server import FakeOpenAIServer
 
 runner = CliRunner()
-
-
 INSTALLED = lite_engine()
-
-
 OTHER_PYTHON = os.environ.get("OTHER_ENGINE_PYTHON")
-
 
 needs_lite = pytest.mark.skipif(INSTALLED is None, reason="no Milvus Lite installed")
 

@@ -42,28 +42,18 @@ from tests.support.openai_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
 
-
 # Hypothesis caches under ./.hypothesis by default: keep the checkout clean.
 set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "milvus-rag-hypothesis")
 
-
 EXAMPLES = settings.default.max_examples  # the profile's (tests/conftest.py)
-
-
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
     database=None,  # nothing written: not even hypothesis's example database
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
 COLLECTION = "fuzz_docs"
-
-
 DEAD = "127.0.0.1:1"  # nothing listens on port 1: connections are refused at once
-
-
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s+File \".*\", line \d+", re.M)
 
 
@@ -170,15 +160,12 @@ SPECIAL_TEXT = [
     '{"a": ' * 3000,
 ]
 
-
 #: Any character, lone surrogates and control characters included.
 bad_text = st.one_of(
     st.sampled_from(SPECIAL_TEXT),
     st.text(st.characters(exclude_categories=()), max_size=40),
     st.text(st.characters(max_codepoint=0x1F), max_size=10),
 )
-
-
 bad_number = st.one_of(
     st.sampled_from(["-5", "0", "abc", "nan", "inf", "-inf", "1e309", "", "3.5", "0x10", "10**9"]),
     st.integers().map(str),
@@ -208,8 +195,6 @@ def _flags(prepared: Prepared, *options: st.SearchStrategy[list[str]]) -> Any:
 uri_option = st.one_of(
     bad_text, st.sampled_from(["missing.db", "/nonexistent/x.db", f"http://{DEAD}"])
 ).map(lambda v: ["--uri", v])
-
-
 collection_option = st.one_of(bad_text, st.just("no_such_collection")).map(
     lambda v: ["--collection", v]
 )
@@ -240,8 +225,6 @@ def _retrieval_options() -> list[st.SearchStrategy[list[str]]]:
 
 #: ``MILVUS_RAG_*`` variables with garbage (values a process environment can hold).
 env_value = bad_text.filter(lambda v: "\x00" not in v and not re.search("[\ud800-\udc7f]", v))
-
-
 bad_env = st.one_of(
     st.just({}),
     st.tuples(
@@ -265,7 +248,6 @@ bad_env = st.one_of(
         st.one_of(env_value, st.just(f"http://{DEAD}/x")),
     ).map(lambda kv: dict([kv])),
 )
-
 
 runner = CliRunner()
 
@@ -541,8 +523,6 @@ RUN_ROUTES = [
         for kind in ("invoke", "batch", "stream", "stream_log", "stream_events")
     ),
 ]
-
-
 OTHER_ROUTES = [
     "/health",
     "/v1/models",
@@ -553,10 +533,7 @@ OTHER_ROUTES = [
     "/rag/c/x",
     "/nope",
 ]
-
-
 API_KEY = "fuzz-key"
-
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | bad_text,
@@ -570,14 +547,8 @@ json_values = st.recursive(
     ),
     max_leaves=8,
 )
-
-
 VALID = "Where does Milvus store data?"
-
-
 question = st.one_of(bad_text, st.just("x" * 5000), st.just(VALID))
-
-
 message = st.fixed_dictionaries(
     {
         "role": st.one_of(
@@ -595,8 +566,6 @@ message = st.fixed_dictionaries(
         ),
     }
 )
-
-
 some_input = st.one_of(
     question,
     st.fixed_dictionaries(
@@ -613,22 +582,16 @@ some_input = st.one_of(
     ),
     json_values,
 )
-
-
 #: Per-request settings (LangServe's config.configurable): each alone, or any mix.
 configurable_values = {
     "k": st.one_of(st.integers(-5, 60), st.integers(), json_values),
     "mode": st.one_of(st.sampled_from(["dense", "hybrid", "xyz"]), json_values),
     "source": st.one_of(st.lists(st.one_of(st.just("en/"), bad_text), max_size=3), json_values),
 }
-
-
 configurable = st.one_of(
     *(st.fixed_dictionaries({key: value}) for key, value in configurable_values.items()),
     st.fixed_dictionaries({}, optional={**configurable_values, "other": json_values}),
 )
-
-
 run_config = st.one_of(
     st.none(),
     json_values,
@@ -650,8 +613,6 @@ run_config = st.one_of(
         },
     ),
 )
-
-
 json_bodies = st.one_of(
     st.fixed_dictionaries(
         {"messages": st.one_of(st.lists(message, max_size=3), json_values)},
@@ -684,8 +645,6 @@ json_bodies = st.one_of(
     ),
     json_values,
 )
-
-
 #: Lone surrogates travel as \ud800 escapes (ensure_ascii), which is how a client sends them.
 bodies = st.one_of(
     json_bodies.map(lambda v: json.dumps(v, ensure_ascii=True).encode()),
@@ -702,8 +661,6 @@ bodies = st.one_of(
         ]
     ),
 )
-
-
 content_types = st.sampled_from(
     [
         "application/json",
@@ -871,8 +828,6 @@ def _setting_keys() -> list[tuple[str, str]]:
 
 
 SETTING_KEYS = _setting_keys()
-
-
 SECRET_VARS = [
     "MILVUS_RAG_MILVUS__TOKEN",
     "MILVUS_RAG_SERVER__API_KEY",
@@ -881,15 +836,11 @@ SECRET_VARS = [
     "NVIDIA_API_KEY",
     "OPENAI_API_KEY",
 ]
-
-
 SETTING_VARS = [
     *(f"MILVUS_RAG_{section}__{key}".upper() for section, key in SETTING_KEYS),
     *(f"MILVUS_RAG_{section}".upper() for section in Settings.model_fields),  # JSON sections
     *SECRET_VARS,
 ]
-
-
 #: A marker put in secret values: it must never show in an error message.
 SECRET_MARK = "S3CR3T"
 
@@ -914,8 +865,6 @@ HUGE = [
     '{"top_k": ' + "9" * 5000 + "}",  # inside JSON (a section variable, a list setting)
     "[" + "9" * 5000 + ", 1]",
 ]
-
-
 DEEP = [
     _nested(100),
     _nested(5000),
@@ -924,8 +873,6 @@ DEEP = [
     "[" * 200_000,
     '{"top_k": ' + "[" * 5000,
 ]
-
-
 setting_text = st.one_of(
     st.sampled_from([*HUGE, *DEEP]),
     st.text(st.characters(exclude_categories=("Cs",)), max_size=30),  # any non-ASCII
@@ -936,8 +883,6 @@ setting_text = st.one_of(
     json_values.map(lambda v: json.dumps(v, ensure_ascii=False, default=str)),
     bad_text,
 )
-
-
 #: What a process environment can hold (no NUL; lone surrogates only as undecodable bytes).
 env_setting = setting_text.filter(lambda v: "\x00" not in v and not re.search("[\ud800-\udc7f]", v))
 

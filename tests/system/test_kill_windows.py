@@ -39,13 +39,9 @@ from tests.support.kill_ingest import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.contract]
 
-
 #: Rounds per scenario: kills around the first writes, then kills spread in time.
 EXACT_ROUNDS = 6
-
-
 SPREAD_ROUNDS = 5
-
 
 WORDS = [
     "milvus",

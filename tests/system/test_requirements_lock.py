@@ -20,15 +20,9 @@ from packaging.version import Version
 
 tomllib = pytest.importorskip("tomllib")
 
-
 REPO = Path(__file__).resolve().parents[2]
-
-
 LOCK = REPO / "requirements.lock"
-
-
 FIX = "out of date: run scripts/lock (README.md, 'Dependencies') and commit requirements.lock"
-
 
 #: The image's platform (python:3.11-slim on x86_64), for environment markers.
 IMAGE_ENVIRONMENT = {
@@ -42,10 +36,7 @@ IMAGE_ENVIRONMENT = {
     "platform_python_implementation": "CPython",
 }
 
-
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*(\\?)$")
-
-
 _HASH = re.compile(r"^--hash=sha256:[0-9a-f]{64}$")
 
 

@@ -15,11 +15,7 @@ from milvus_rag.settings import Settings, load_settings
 from milvus_rag.sync import ingest
 from tests.support.openai_server import FakeOpenAIServer
 
-pytestmark = pytest.mark.slow
-
-
 SYNONYMS = [("repair", "fix"), ("car", "automobile"), ("fast", "quick")]
-
 
 FAQ = """# Broker FAQ
 
@@ -32,20 +28,14 @@ retention period and the quota of every team that uses it in the configuration f
 
 Topics take the deployment prefix.
 """
-
-
 # A page that talks about sharing brokers at length: closer to the question than the
 # short answer's own text is, but it does not answer it.
 BROKERS = "# Brokers\n\n" + "A message broker shared between many clusters. " * 12 + "\n"
-
-
 PROSE = (
     "# Engines\n\n"
     "## Workshop\n\n"
     "To fix an automobile quickly, open the hood, check the belts and tighten the bolts.\n"
 )
-
-
 CODE = (
     "# Demo\n\n## Output\n\nThe script prints what it loaded.\n\n```\n"
     "$ python demo.py\nloading the model\nconnecting to the database\nready\n"
@@ -53,10 +43,8 @@ CODE = (
     + "```\n"
 )
 
-
+pytestmark = pytest.mark.slow
 IDENTIFIER = "# Segments\n\nSet qzx7_maxsize to bound the segment size of each collection.\n"
-
-
 OTHER = {
     f"other{i}.md": f"# Other {i}\n\nThe {word} grows in the garden near the house.\n"
     for i, word in enumerate(["tree", "apple", "banana", "food"])

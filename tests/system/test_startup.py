@@ -18,9 +18,6 @@ import pytest
 
 import milvus_rag
 
-pytestmark = pytest.mark.slow
-
-
 HEAVY = (
     "langchain_core",
     "langchain_milvus",
@@ -32,6 +29,8 @@ HEAVY = (
     "fastapi",
     "openai",
 )
+
+pytestmark = pytest.mark.slow
 
 
 def _heavy_after(code: str, cwd: Path) -> list[str]:
