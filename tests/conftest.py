@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from milvus_rag.settings import Settings, load_settings
+from milvus_rag.sync import ingest
 from tests.support.corpus import write_faq_folder, write_faq_zip
 from tests.support.milvus_server import MilvusServer, serving
 from tests.support.openai_server import FakeOpenAIServer
@@ -68,7 +72,6 @@ def fast_lane(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """
     if request.node.get_closest_marker("slow"):
         return
-    import subprocess
 
     import pymilvus
 
@@ -176,3 +179,74 @@ def require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not available")
     return path
+
+
+def _capped_tokenizer_model(src: Path, dst: Path) -> Path:
+    """A copy of a model folder whose tokenizer.json truncates and pads to 128 (as MiniLM's)."""
+    shutil.copytree(src, dst)
+    data = json.loads((dst / "tokenizer.json").read_text())
+    data["truncation"] = {"max_length": 128, "strategy": "LongestFirst", "stride": 0}
+    data["padding"] = {
+        "strategy": {"Fixed": 128},
+        "direction": "Right",
+        "pad_to_multiple_of": None,
+        "pad_id": 0,
+        "pad_type_id": 0,
+        "pad_token": "[PAD]",
+    }
+    (dst / "tokenizer.json").write_text(json.dumps(data))
+    config = json.loads((dst / "tokenizer_config.json").read_text())
+    config["model_max_length"] = 512
+    (dst / "tokenizer_config.json").write_text(json.dumps(config))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def capped_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _capped_tokenizer_model(tiny_model_dir, tmp_path_factory.mktemp("capped") / "model")
+
+
+SYNONYMS = [("car", "automobile"), ("repair", "fix"), ("fast", "quick")]
+
+
+CORPUS = {
+    "guide/cars.md": "# Cars\n\nHow to repair a car engine at home with simple tools.\n",
+    "guide/config.md": "# Segments\n\nSet qzx7_maxsize to bound the segment size of each collection.\n",
+    "faq/zebra.md": "# Zebras\n\nZebras graze on the savanna grass all day long.\n",
+    "faq/bread.md": "# Bread\n\nBread is baked in a hot oven until the crust turns brown.\n",
+    'faq/odd "name".md': "# Odd\n\nA file whose name has quotes, about guitars and strings.\n",
+}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.support.tiny_model import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("syn-model"), hidden=64, synonyms=SYNONYMS)
+
+
+@pytest.fixture(scope="module")
+def hybrid_settings(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Settings:
+    root = tmp_path_factory.mktemp("corpus")
+    for name, text in CORPUS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    db = tmp_path_factory.mktemp("db") / "hybrid.db"
+    settings = load_settings(
+        overrides={
+            "milvus": {"uri": str(db), "collection": "retrieval"},
+            "embedding": {"model_dir": str(model_dir)},
+            "retrieval": {"mode": "hybrid"},
+            "ingest": {"min_chunk_chars": 0},
+        }
+    )
+    ingest(root, settings)
+    return settings
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Settings whose collection holds the chain documents (the HTTP tests' app)."""
+    from tests.support.server import _fill
+
+    return _fill(make_settings())

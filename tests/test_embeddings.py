@@ -1,7 +1,9 @@
-"""Embeddings: LangChain standard suites, equivalence with pymilvus-model, laziness."""
+"""Tests of `milvus_rag.embeddings`."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import pytest
 from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
-from milvus_rag.embeddings import MilvusModelEmbeddings, load_local_onnx_function
+from milvus_rag.embeddings import MilvusModelEmbeddings, TokenCounter, load_local_onnx_function
 from milvus_rag.errors import ModelNotAvailableError
 from tests.conftest import SHARED_ALBERT, SHARED_MINILM, require
 
@@ -224,3 +226,31 @@ def test_local_model_needs_tokenizer_json(_model_dir: Path, tmp_path: Path) -> N
     (copy / "config.json").write_text(json.dumps({"hidden_size": 48}))
     with pytest.raises(ModelNotAvailableError, match=r"embedding\.model_dir"):
         load_local_onnx_model(copy)
+
+
+@pytest.mark.slow
+def test_count_tokens_is_pure_and_uncapped(capped_model: Path) -> None:
+    emb = MilvusModelEmbeddings(model_dir=capped_model)
+    long_text = "milvus " * 600
+    before = (emb.count_tokens(long_text), emb.count_tokens("milvus data"))
+    emb.embed_documents(["milvus data", long_text])  # the encoder reconfigures its tokenizer
+    after = (emb.count_tokens(long_text), emb.count_tokens("milvus data"))
+    assert before == after == (602, 4)
+    # Counting never loaded the ONNX model; embedding still truncates to the model's limit.
+    fresh = MilvusModelEmbeddings(model_dir=capped_model)
+    assert fresh.count_tokens(long_text) == 602 and fresh.function is None
+
+
+@pytest.mark.slow
+def test_token_counter_identity_names_the_tokenizer(
+    tiny_model_dir: Path, capped_model: Path, tmp_path: Path
+) -> None:
+    a = TokenCounter.from_folder(tiny_model_dir)
+    # Truncation and padding are not part of what counts: the same identity.
+    assert a.identity == TokenCounter.from_folder(capped_model).identity
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    data = json.loads((other / "tokenizer.json").read_text())
+    data["model"]["vocab"]["zzzzextra"] = len(data["model"]["vocab"])
+    (other / "tokenizer.json").write_text(json.dumps(data))
+    assert TokenCounter.from_folder(other).identity != a.identity

@@ -1,27 +1,14 @@
-"""Named keys with roles and scopes: the keys file, ``milvus-rag keys``, the server's gate."""
+"""`milvus_rag.keys`: named keys with roles and scopes, the keys file, rate limits."""
 
 from __future__ import annotations
 
-import json
 import stat
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
-from milvus_rag.cli import app
 from milvus_rag.errors import ConfigError
 from milvus_rag.keys import KeyRing, KeysFile, Principal, RateLimiter, digest_of
-from milvus_rag.server import COOKIE_NAME, create_app
-from milvus_rag.settings import Settings
-
-runner = CliRunner()
-
-
-def _bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 def test_the_file_keeps_digests_only_and_is_private(tmp_path: Path) -> None:
@@ -89,116 +76,3 @@ def test_the_rate_limit_is_a_token_bucket_per_key() -> None:
     assert limiter.wait(bob) == 0 and limiter.wait(bob) == 60  # its own rate wins
     now[0] += 1
     assert limiter.wait(alice) == 0
-
-
-def test_keys_commands(tmp_path: Path) -> None:
-    path = tmp_path / "keys.yaml"
-    added = runner.invoke(
-        app, ["keys", "add", "alice", "--role", "writer", "--scope", "hr", "--keys-file", str(path)]
-    )
-    assert added.exit_code == 0, added.output
-    key = added.stdout.strip().splitlines()[-1]
-    assert key.startswith("mrag-") and key not in path.read_text()
-    listed = runner.invoke(app, ["keys", "list", "--json", "--keys-file", str(path)])
-    assert json.loads(listed.stdout)["keys"] == [
-        {"name": "alice", "role": "writer", "scopes": ["hr"], "rate_per_minute": None}
-    ]
-    assert key not in listed.stdout
-    again = runner.invoke(app, ["keys", "add", "alice", "--scope", "hr", "--keys-file", str(path)])
-    assert again.exit_code == 2 and again.stderr.count("\n") == 1, again.output
-    assert runner.invoke(app, ["keys", "revoke", "alice", "--keys-file", str(path)]).exit_code == 0
-    gone = runner.invoke(app, ["keys", "revoke", "alice", "--keys-file", str(path)])
-    assert gone.exit_code == 2 and "no key named alice" in gone.stderr
-    nowhere = runner.invoke(app, ["keys", "list"])
-    assert nowhere.exit_code == 2 and "server.keys_file" in nowhere.stderr
-
-
-# -- the server ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def keys_path(tmp_path: Path) -> Path:
-    return tmp_path / "server-keys.yaml"
-
-
-@pytest.fixture
-def keyed(make_settings: Callable[..., Settings], keys_path: Path) -> Callable[..., TestClient]:
-    def client(**server: object) -> TestClient:
-        settings = make_settings(server={"keys_file": str(keys_path), **server})
-        return TestClient(create_app(settings))
-
-    return client
-
-
-def test_a_revoked_key_is_refused_on_its_next_request(
-    keyed: Callable[..., TestClient], keys_path: Path
-) -> None:
-    key = KeysFile(keys_path).add("alice", "reader", ["hr"])
-    other = KeysFile(keys_path).add("bob", "reader", ["hr"])
-    with keyed() as client:
-        assert client.get("/v1/models", headers=_bearer(key)).status_code == 200
-        assert client.get("/v1/models", headers=_bearer(key + "x")).status_code == 401
-        client.get("/login", params={"key": key}, follow_redirects=False)
-        cookie = client.cookies[COOKIE_NAME]
-        assert cookie.startswith("alice~")
-        assert client.get("/v1/models").status_code == 200  # the session
-        revoked = runner.invoke(app, ["keys", "revoke", "alice", "--keys-file", str(keys_path)])
-        assert revoked.exit_code == 0
-        assert client.get("/v1/models").status_code == 401  # its session ended with it
-        client.cookies.clear()
-        assert client.get("/v1/models", headers=_bearer(key)).status_code == 401
-        assert client.get("/v1/models", headers=_bearer(other)).status_code == 200
-
-
-def test_the_single_api_key_is_an_admin_beside_the_file(
-    keyed: Callable[..., TestClient], keys_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("MILVUS_RAG_SERVER__API_KEY", "the-admin-key")
-    key = KeysFile(keys_path).add("alice", "reader", ["hr"])
-    with keyed() as client:
-        for given in ("the-admin-key", key):
-            assert client.get("/v1/models", headers=_bearer(given)).status_code == 200
-
-
-def test_keys_from_the_environment(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    record = {"name": "svc", "role": "reader", "scopes": ["hr"], "hash": digest_of("k-123456")}
-    monkeypatch.setenv("MILVUS_RAG_SERVER__KEYS", json.dumps([record]))
-    with TestClient(create_app(make_settings())) as client:
-        assert client.get("/v1/models", headers=_bearer("k-123456")).status_code == 200
-        assert client.get("/v1/models").status_code == 401
-
-
-def test_a_key_over_its_rate_gets_429(keyed: Callable[..., TestClient], keys_path: Path) -> None:
-    key = KeysFile(keys_path).add("alice", "reader", ["hr"])
-    slow = KeysFile(keys_path).add("bob", "reader", ["hr"], rate_per_minute=1)
-    with keyed(key_rate_per_minute=3) as client:
-        codes = [client.get("/v1/models", headers=_bearer(key)).status_code for _ in range(4)]
-        assert codes == [200, 200, 200, 429]
-        refused = client.get("/v1/models", headers=_bearer(key))
-        assert int(refused.headers["Retry-After"]) >= 1
-        assert "alice" in refused.json()["error"]["message"] and key not in refused.text
-        assert client.get("/v1/models", headers=_bearer(slow)).status_code == 200
-        assert client.get("/v1/models", headers=_bearer(slow)).status_code == 429
-
-
-def test_a_broken_keys_file_stops_the_server_at_start(
-    make_settings: Callable[..., Settings], keys_path: Path
-) -> None:
-    keys_path.write_text("keys: {}\n")
-    with pytest.raises(ConfigError, match="must hold `keys:` with a list"):
-        create_app(make_settings(server={"keys_file": str(keys_path)}))
-
-
-def test_metrics_name_the_key_never_the_key(
-    keyed: Callable[..., TestClient], keys_path: Path
-) -> None:
-    alice = KeysFile(keys_path).add("alice", "reader", ["hr"])
-    boss = KeysFile(keys_path).add("boss", "admin", [])
-    with keyed() as client:
-        assert client.get("/v1/models", headers=_bearer(alice)).status_code == 200
-        scraped = client.get("/metrics", headers=_bearer(boss))
-        assert scraped.status_code == 200
-        assert 'key="alice"' in scraped.text
-        assert alice not in scraped.text and boss not in scraped.text

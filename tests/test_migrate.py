@@ -19,6 +19,7 @@ from milvus_rag.sync import ingest
 
 pytestmark = [pytest.mark.slow, pytest.mark.contract]
 
+
 QUESTION = "How is data stored in milvus?"
 
 

@@ -1,10 +1,4 @@
-"""Metrics and traces: ``GET /metrics`` (Prometheus, one registry per app) and OpenTelemetry
-spans of requests, retrieval, LLM calls and ingest.
-
-Real ASGI through FastAPI's TestClient, the real local OpenAI-compatible server, and (in
-the slow tests) Milvus Lite in a temp dir with the tiny model. Spans go to the SDK's
-in-memory exporter through a provider given to the app (never OpenTelemetry's global one).
-"""
+"""`milvus_rag.telemetry`: the hooks, spans and counters of requests and ingests."""
 
 from __future__ import annotations
 
@@ -21,13 +15,7 @@ import pytest
 
 pytest.importorskip("langserve")
 pytest.importorskip("prometheus_client")
-
 from fastapi.testclient import TestClient
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
-from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
 
 from milvus_rag.errors import ConfigError
 from milvus_rag.server import create_app
@@ -35,145 +23,7 @@ from milvus_rag.settings import Settings, load_settings
 from milvus_rag.telemetry import Telemetry
 from tests.conftest import base_config
 from tests.support.openai_server import FakeOpenAIServer
-
-KEY = "k3y-for-metrics-tests"
-BEARER = {"Authorization": f"Bearer {KEY}"}
-QUESTION = "Where does Milvus store its segments?"
-FOLLOW_UP = "And how are they flushed?"
-HISTORY = [
-    {"role": "user", "content": "Tell me about Milvus."},
-    {"role": "assistant", "content": "A vector database."},
-]
-
-
-class Passages(BaseRetriever):
-    """Two fixed passages, whatever the question (no Milvus: fast)."""
-
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[Document]:
-        return [
-            Document(
-                page_content="Milvus stores data in object storage.", metadata={"source": "a"}
-            ),
-            Document(page_content="Metadata lives in etcd.", metadata={"source": "b"}),
-        ]
-
-
-def _keyed(settings: Settings) -> Settings:
-    server = settings.server.model_copy(update={"api_key": SecretStr(KEY)})
-    return settings.model_copy(update={"server": server})
-
-
-@pytest.fixture
-def passages_settings(
-    tmp_path: Path, tiny_model_dir: Path, llm: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Settings]:
-    """Settings behind :data:`KEY` (``server`` values given), for apps over :class:`Passages`."""
-    monkeypatch.setenv("TEST_LLM_KEY", "test-key")
-
-    def build(**server: Any) -> Settings:
-        config = base_config(tmp_path / "unused.db", tiny_model_dir, llm)
-        config["server"] = server
-        return _keyed(load_settings(overrides=config))
-
-    return build
-
-
-def _families(text: str) -> dict[str, Any]:
-    return {family.name: family for family in text_string_to_metric_families(text)}
-
-
-def _value(families: dict[str, Any], sample_name: str, **labels: str) -> float:
-    """The sum of the samples called ``sample_name`` whose labels include ``labels``."""
-    total = 0.0
-    for family in families.values():
-        for sample in family.samples:
-            if sample.name == sample_name and labels.items() <= sample.labels.items():
-                total += sample.value
-    return total
-
-
-# -- /metrics ---------------------------------------------------------------------------
-
-
-def test_metrics_need_an_admin_key_unless_public(
-    passages_settings: Callable[..., Settings], tmp_path: Path
-) -> None:
-    from milvus_rag.keys import KeysFile
-
-    keys = tmp_path / "keys.yaml"
-    reader = KeysFile(keys).add("reader", "reader", ["hr"])
-    with TestClient(create_app(passages_settings(keys_file=keys), retriever=Passages())) as c:
-        assert c.get("/metrics").status_code == 401
-        assert c.get("/metrics", headers=BEARER).status_code == 200
-        # Metrics count every scope's requests: not for a reader's key.
-        assert c.get("/metrics", headers={"Authorization": f"Bearer {reader}"}).status_code == 403
-    public = create_app(passages_settings(metrics_public=True), retriever=Passages())
-    with TestClient(public) as c:
-        response = c.get("/metrics")
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/plain")
-        assert "milvus_rag_requests_total" in response.text
-
-
-def test_metrics_of_requests_llm_calls_and_errors(
-    passages_settings: Callable[..., Settings], llm: FakeOpenAIServer
-) -> None:
-    app = create_app(passages_settings(), retriever=Passages())
-    with TestClient(app) as c:
-        chat = {"messages": [*HISTORY, {"role": "user", "content": QUESTION}]}
-        assert c.post("/v1/chat/completions", json=chat, headers=BEARER).status_code == 200
-        streamed = {**chat, "stream": True}
-        assert c.post("/v1/chat/completions", json=streamed, headers=BEARER).status_code == 200
-        body = {"input": {"question": QUESTION}}
-        assert c.post("/rag/invoke", json=body, headers=BEARER).status_code == 200
-        assert c.post("/rag/invoke", json=body).status_code == 401
-        assert c.post(f"/nowhere/{QUESTION}", json=body, headers=BEARER).status_code == 404
-        llm.script(status=429)
-        assert c.post("/rag/invoke", json=body, headers=BEARER).status_code == 429
-        scraped = c.get("/metrics", headers=BEARER)
-    assert scraped.status_code == 200
-    text = scraped.text
-    assert KEY not in text
-    for words in (QUESTION, FOLLOW_UP, *(m["content"] for m in HISTORY), "nowhere"):
-        assert words not in text and words.replace(" ", "%20") not in text
-    families = _families(text)  # the official parser reads it all
-
-    requests = "milvus_rag_requests_total"
-    chat_route = {"method": "POST", "route": "/v1/chat/completions"}
-    assert _value(families, requests, **chat_route, status="200") == 2
-    assert _value(families, requests, method="POST", route="/rag/invoke", status="200") == 1
-    assert _value(families, requests, route="/rag/invoke", status="401") == 1
-    assert _value(families, requests, route="/rag/invoke", status="429") == 1
-    assert _value(families, requests, route="unmatched", status="404") == 1
-    assert _value(families, "milvus_rag_request_duration_seconds_count", **chat_route) == 2
-    # The history rewrite (twice) and the answers (twice on the chat route, once on /rag).
-    llm_count = "milvus_rag_llm_duration_seconds_count"
-    assert _value(families, llm_count, call="rewrite") == 2
-    assert _value(families, llm_count, call="answer") == 4  # with the failed one
-    assert _value(families, "milvus_rag_llm_time_to_first_token_seconds_count", call="answer") == 3
-    tokens = "milvus_rag_llm_tokens_total"
-    assert _value(families, tokens, call="answer", direction="input") > 0
-    assert _value(families, tokens, call="answer", direction="output") > 0
-    assert _value(families, tokens, call="rewrite", direction="output") > 0
-    assert _value(families, "milvus_rag_errors_total", type="LLMRateLimitError") == 1
-    for name in ("milvus_rag_retrieval_duration_seconds", "milvus_rag_ingest_files"):
-        assert name in families  # declared even before anything was measured
-
-
-def test_two_apps_keep_their_own_metrics(passages_settings: Callable[..., Settings]) -> None:
-    settings = passages_settings()
-    first, second = (create_app(settings, retriever=Passages()) for _ in range(2))
-    with TestClient(first) as a, TestClient(second) as b:
-        for _ in range(3):
-            assert a.get("/v1/models", headers=BEARER).status_code == 200
-        models = {"method": "GET", "route": "/v1/models", "status": "200"}
-        seen_a = _families(a.get("/metrics", headers=BEARER).text)
-        seen_b = _families(b.get("/metrics", headers=BEARER).text)
-    assert _value(seen_a, "milvus_rag_requests_total", **models) == 3
-    assert _value(seen_b, "milvus_rag_requests_total", **models) == 0
-
+from tests.support.telemetry import BEARER, FOLLOW_UP, HISTORY, KEY, _families, _keyed, _value
 
 # -- traces -----------------------------------------------------------------------------
 
@@ -296,50 +146,6 @@ def test_hooks_do_nothing_without_telemetry() -> None:
     with step("retrieve", k=3) as done:
         done.set(rows=2)
     record_error(ConfigError("x"))  # nowhere to count it: no error either
-
-
-# -- settings and the otel extra ----------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("environ", "traces", "exporter"),
-    [
-        ({}, "auto", None),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, "auto", "otlp"),
-        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}, "auto", "otlp"),
-        ({"OTEL_TRACES_EXPORTER": "console"}, "auto", "console"),
-        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, "auto", None),
-        ({"OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "otlp"}, "auto", None),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c"}, "off", None),
-        ({}, "console", "console"),
-    ],
-)
-def test_traces_follow_the_otel_variables(
-    environ: dict[str, str], traces: str, exporter: str | None
-) -> None:
-    settings = load_settings(overrides={"telemetry": {"traces": traces}}, environ=environ)
-    assert settings.telemetry.exporter == exporter
-
-
-def test_tracer_provider_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("opentelemetry.sdk")
-    from opentelemetry.sdk.trace import TracerProvider
-
-    from milvus_rag.tracing import tracer_provider
-
-    monkeypatch.setenv("OTEL_SERVICE_NAME", "rag-test")
-    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
-    provider = tracer_provider(load_settings(environ=environ).telemetry)
-    assert isinstance(provider, TracerProvider)
-    assert provider.resource.attributes["service.name"] == "rag-test"
-    provider.shutdown()
-    assert tracer_provider(load_settings(environ={}).telemetry) is None
-
-    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)  # the extra is missing
-    assert tracer_provider(load_settings(environ=environ).telemetry) is None  # auto: quietly off
-    asked = load_settings(overrides={"telemetry": {"traces": "otlp"}}, environ={})
-    with pytest.raises(ConfigError, match=r"milvus-rag\[otel\]"):
-        tracer_provider(asked.telemetry)
 
 
 _WITHOUT_OTEL = textwrap.dedent(
