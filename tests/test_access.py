@@ -5,7 +5,7 @@ The refusals need no server. The rest runs against a real Milvus server (PyPI ``
 root, then every command milvus-rag has (ingest, search, serve, delete, migrate, ...) runs
 as that user, which cannot do what it was not granted (manage users, roles, databases).
 compose.yaml's Milvus 2.5 takes the same (classic) privileges; there is no Docker engine
-here to run it (tests/test_deploy.py checks the compose file).
+here to run it (tests/system/test_deploy.py checks the compose file).
 """
 
 from __future__ import annotations

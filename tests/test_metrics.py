@@ -11,31 +11,15 @@ import pytest
 pytest.importorskip("langserve")
 pytest.importorskip("prometheus_client")
 from fastapi.testclient import TestClient
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
 
 from milvus_rag.server import create_app
 from milvus_rag.settings import Settings, load_settings
 from tests.conftest import base_config
 from tests.support.openai_server import FakeOpenAIServer
+from tests.support.passages import Passages
 from tests.support.telemetry import BEARER, FOLLOW_UP, HISTORY, KEY, _families, _keyed, _value
 
 QUESTION = "Where does Milvus store its segments?"
-
-
-class Passages(BaseRetriever):
-    """Two fixed passages, whatever the question (no Milvus: fast)."""
-
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[Document]:
-        return [
-            Document(
-                page_content="Milvus stores data in object storage.", metadata={"source": "a"}
-            ),
-            Document(page_content="Metadata lives in etcd.", metadata={"source": "b"}),
-        ]
 
 
 @pytest.fixture

@@ -122,6 +122,9 @@ def test_hybrid_falls_back_to_dense_without_bm25(
     from pymilvus import MilvusClient
 
     monkeypatch.setattr(MilvusClient, "get_server_version", lambda self, **kw: "v2.4.9")
+    # The engine under the fake version is still Milvus Lite 2.5.1, whose scope stays a
+    # dynamic field (store.info.scope_field_options): a server would make it the partition key.
+    monkeypatch.setattr("milvus_rag.store.collection.scope_field_options", lambda client: None)
     root = tmp_path / "docs"
     root.mkdir()
     (root / "a.md").write_text("# A\n\nHow to repair a car engine at home.\n")

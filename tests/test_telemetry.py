@@ -164,7 +164,7 @@ _WITHOUT_OTEL = textwrap.dedent(
     from fastapi.testclient import TestClient
     from milvus_rag.server import create_app
     from milvus_rag.settings import load_settings
-    from tests.test_telemetry import Passages
+    from tests.support.passages import Passages
 
     settings = load_settings(overrides=__OVERRIDES__)
     assert settings.telemetry.exporter == "otlp"  # asked for by OTEL_EXPORTER_OTLP_ENDPOINT

@@ -16,7 +16,7 @@ from milvus_rag.loaders.formats import (
 from tests.support.formats import assert_one_line, make_docx, make_pdf, raising_parser
 
 # --------------------------------------------------------------------------- helpers
-# Module-level so the parser worker can import them by name (tests.test_formats).
+# Module-level so the parser worker can import them by name (tests.loaders.test_parser_worker).
 
 
 def slow_parser(data: bytes) -> tuple[str, tuple[str, ...]]:

@@ -22,15 +22,13 @@ from milvus_rag.settings import Settings
 
 pytest.importorskip("langserve")
 pytest.importorskip("fastapi")
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
 from pydantic import SecretStr
 
 from milvus_rag.auth import SessionStore
 from milvus_rag.settings import load_settings
 from tests.conftest import base_config
 from tests.support.openai_server import FakeOpenAIServer
+from tests.support.passages import Passages
 from tests.support.server import (
     CHAT,
     QUESTION,
@@ -163,20 +161,6 @@ AUTH_BEARER = {"Authorization": f"Bearer {AUTH_KEY}"}
 
 
 AUTH_CHAT = {"messages": [{"role": "user", "content": "Where does Milvus store data?"}]}
-
-
-class Passages(BaseRetriever):
-    """Two fixed passages, whatever the question."""
-
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[Document]:
-        return [
-            Document(
-                page_content="Milvus stores data in object storage.", metadata={"source": "a"}
-            ),
-            Document(page_content="Metadata lives in etcd.", metadata={"source": "b"}),
-        ]
 
 
 @pytest.fixture
