@@ -58,18 +58,10 @@ def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests of a real server, a Ray instance or the shared corpus and models are slow too.
-
-    Under pytest-xdist (``--dist loadgroup``) a file's tests run on one worker, as with
-    ``loadfile``, except the tests of the real Milvus server: they share one worker, so
-    the server (about 45 s to start) starts once, not once a worker.
-    """
+    """Tests of a real server, a Ray instance or the shared corpus and models are slow too."""
     for item in items:
         if any(item.get_closest_marker(name) for name in ("server", "shared", "ray")):
             item.add_marker(pytest.mark.slow)
-        uses_server = "milvus_server" in getattr(item, "fixturenames", ())
-        group = "milvus-server" if uses_server else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(autouse=True)
