@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -50,7 +50,7 @@ LLM_PRESETS: dict[str, LLMPreset] = {
 }
 
 
-def _fill_endpoint(endpoint: LLMEndpoint | LLMSettings) -> None:
+def _fill_endpoint(endpoint: _Endpoint) -> None:
     """Fill what ``endpoint`` leaves unset from its preset; check the base URL."""
     preset = LLM_PRESETS[endpoint.preset] if endpoint.preset is not None else None
     explicit = endpoint.model_fields_set
@@ -67,13 +67,12 @@ def _fill_endpoint(endpoint: LLMEndpoint | LLMSettings) -> None:
         raise ValueError(f"base_url must start with http:// or https://, got {endpoint.base_url!r}")
 
 
-class LLMEndpoint(Section):
-    """A fallback endpoint: a preset name, or ``base_url`` + ``model`` (+ ``api_key_env``).
+class _Endpoint(Section):
+    """What the endpoint and each fallback have: a preset, or ``base_url`` + ``model``
+    (+ ``api_key_env``); the key (from the environment only), checked where it is read."""
 
-    Written in ``llm.fallbacks`` as a preset name (``nvidia``) or a mapping; its key
-    is read from the variable named by ``api_key_env``. Timeout and retries are the
-    ``llm`` section's.
-    """
+    #: How an error names this endpoint's key.
+    KEY_LABEL: ClassVar[str] = "the LLM key"
 
     preset: LLMPresetName | None = None
     base_url: str | None = None
@@ -89,50 +88,44 @@ class LLMEndpoint(Section):
     @field_validator("api_key", mode="before")
     @classmethod
     def _key_is_clean(cls, value: Any) -> Any:
-        return normalised_secret(value, "the fallback's key (llm.fallbacks api_key_env)")
+        return normalised_secret(value, cls.KEY_LABEL)
+
+    @model_validator(mode="after")
+    def _fill_from_preset(self) -> Self:
+        _fill_endpoint(self)
+        return self
+
+
+class LLMEndpoint(_Endpoint):
+    """A fallback endpoint: a preset name, or ``base_url`` + ``model`` (+ ``api_key_env``).
+
+    Written in ``llm.fallbacks`` as a preset name (``nvidia``) or a mapping; its key
+    is read from the variable named by ``api_key_env``. Timeout and retries are the
+    ``llm`` section's.
+    """
+
+    KEY_LABEL: ClassVar[str] = "the fallback's key (llm.fallbacks api_key_env)"
 
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, value: Any) -> Any:
         return {"preset": value} if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _fill_from_preset(self) -> LLMEndpoint:
-        _fill_endpoint(self)
-        return self
 
-
-class LLMSettings(Section):
+class LLMSettings(_Endpoint):
     """The OpenAI-compatible chat endpoint. ``preset`` fills what is not set.
 
     ``fallbacks`` serve, in order, when the endpoint is unreachable, times out, rate
     limits past its retries or fails with a 5xx.
     """
 
+    KEY_LABEL: ClassVar[str] = "the LLM key (llm.api_key_env)"
+
     preset: LLMPresetName = "lepton"
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None
-    api_key: SecretStr | None = Field(None, exclude=True)
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
     temperature: float | None = Field(None, ge=0, le=2)
     fallbacks: list[LLMEndpoint] = Field(default_factory=list)
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _not_our_secret(cls, value: str | None) -> str | None:
-        return check_key_env(value)
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _key_is_clean(cls, value: Any) -> Any:
-        return normalised_secret(value, "the LLM key (llm.api_key_env)")
-
-    @model_validator(mode="after")
-    def _fill_from_preset(self) -> LLMSettings:
-        _fill_endpoint(self)
-        return self
 
     def endpoints(self) -> list[LLMSettings | LLMEndpoint]:
         """The endpoint itself, then its fallbacks, in the order they are tried."""
