@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,8 @@ WARMUP = 10
 #: Strong consistency waits for the server's time tick: fewer queries tell that.
 STRONG_QUERIES = 30
 CENTRES = 1000
+#: Rows of the side collection that measures one insert at a time.
+SINGLE_ROWS = 100_000
 #: Words of a synthetic chunk's text (BM25 indexes them in hybrid collections).
 TEXT_WORDS = 40
 #: Approximate indexes on the server and their search parameters.
@@ -201,17 +204,23 @@ def run_storage(
     """
     import numpy as np
 
-    from milvus_rag.settings import IngestSettings, load_settings
+    from milvus_rag.settings import IngestSettings, Settings, load_settings
     from milvus_rag.store import (
         VECTOR_FIELD,
+        RowWriter,
         connect,
         create_collection,
+        drop_collection,
         lite_engine,
         supports_bm25,
     )
 
     name = f"scale_{size}"
-    settings = load_settings(overrides={"milvus": {"uri": uri, "collection": name}})
+
+    def settings_for(collection: str) -> Settings:
+        return load_settings(overrides={"milvus": {"uri": uri, "collection": collection}})
+
+    settings = settings_for(name)
     batch = IngestSettings().write_batch  # what ingest inserts per call
     rng = np.random.default_rng(7)
     centres = rng.normal(0, 1, (CENTRES, DIM)).astype(np.float32)
@@ -230,23 +239,34 @@ def run_storage(
     create_collection(client, settings, {"model": "synthetic", "dim": DIM}, hybrid=hybrid)
     words = _vocabulary(np.random.default_rng(3))
     before = rss()
-    insert_s = 0.0  # in client.insert only, not in making the rows
-    for first in range(0, size, batch):
-        count = min(batch, size - first)
-        vectors = _vectors(rng, centres, count)
-        drawn = rng.zipf(1.3, (count, TEXT_WORDS)) % len(words)
-        rows = [
-            {
-                "id": f"{first + i:032x}",
-                "text": f"Synthetic chunk {first + i}: " + " ".join(words[drawn[i]]),
-                "vector": vectors[i].tolist(),
-                "source": f"docs/file{(first + i) // 20}.md",
-            }
-            for i in range(count)
-        ]
+
+    def batches(count: int) -> Iterator[list[dict[str, Any]]]:
+        for first in range(0, count, batch):
+            n = min(batch, count - first)
+            vectors = _vectors(rng, centres, n)
+            drawn = rng.zipf(1.3, (n, TEXT_WORDS)) % len(words)
+            yield [
+                {
+                    "id": f"{first + i:032x}",
+                    "text": f"Synthetic chunk {first + i}: " + " ".join(words[drawn[i]]),
+                    "vector": vectors[i].tolist(),
+                    "source": f"docs/file{(first + i) // 20}.md",
+                }
+                for i in range(n)
+            ]
+
+    def insert(collection: str, count: int, in_flight: int) -> tuple[float, int]:
+        """Rows/s of writing ``count`` rows (making them included: a copy reads them too)."""
         started = time.perf_counter()
-        client.insert(name, rows)
-        insert_s += time.perf_counter() - started
+        with RowWriter(client, collection, in_flight=in_flight) as writer:
+            for rows in batches(count):
+                writer.write(rows)
+        return count / (time.perf_counter() - started), writer.in_flight
+
+    # The data through milvus-rag's writer: what ingest and migrate send,
+    # ``ingest.write_concurrency`` inserts in flight where the engine takes them.
+    insert_rate, in_flight = insert(name, size, IngestSettings().write_concurrency)
+    insert_s = size / insert_rate
     started = time.perf_counter()
     client.flush(name)
     flush_s = time.perf_counter() - started
@@ -261,7 +281,8 @@ def run_storage(
         "engine": engine,
         "rows": size,
         "insert_s": round(insert_s, 1),
-        "insert_rows_per_s": round(size / insert_s),
+        "insert_rows_per_s": round(insert_rate),
+        "insert_in_flight": in_flight,
         "flush_s": round(flush_s, 1),
         "rss_mib": round(rss()),
         "rss_growth_mib": round(rss() - before),
@@ -272,6 +293,15 @@ def run_storage(
         texts = [" ".join(words[rng.zipf(1.3, 6) % len(words)]) for _ in range(QUERIES)]
         figures = _hybrid_latencies(client, name, queries, texts)
         out["hybrid"] = {k: round(v, 2) for k, v in figures.items()}
+    # One insert at a time (the engine's own rate), after the figures above: a side
+    # collection of up to SINGLE_ROWS rows, dropped after.
+    single = f"{name}_single"
+    create_collection(
+        client, settings_for(single), {"model": "synthetic", "dim": DIM}, hybrid=hybrid
+    )
+    out["insert_one_at_a_time_rows"] = min(size, SINGLE_ROWS)
+    out["insert_one_at_a_time_rows_per_s"] = round(insert(single, min(size, SINGLE_ROWS), 1)[0])
+    drop_collection(client, single)
     out["phases"] = {"base": time.perf_counter() - began}
     for index in indexes:
         build, search = INDEXES[index]
@@ -302,6 +332,35 @@ def run_storage(
     return out
 
 
+#: One core's scan of an n x DIM float32 matrix for the top 3 (numpy, one BLAS thread).
+_SCAN = """
+import sys, time
+import numpy as np
+n, dim = int(sys.argv[1]), int(sys.argv[2])
+matrix = np.random.default_rng(0).standard_normal((n, dim), dtype=np.float32)
+seconds = []
+for i in range(25):
+    started = time.perf_counter()
+    np.argpartition(matrix @ matrix[i], -3)[-3:]
+    seconds.append(time.perf_counter() - started)
+print(sorted(seconds[5:])[10] * 1000)
+"""
+
+
+def scan_floor_ms(size: int) -> float:
+    """p50 ms of one core reading every vector of ``size`` rows once (the floor of a
+    single-threaded FLAT search on this machine: its memory bandwidth)."""
+    one = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _SCAN, str(size), str(DIM)],
+        env={**os.environ, **one},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return round(float(done.stdout), 2)
+
+
 def _child(args: list[str], python: str = sys.executable) -> dict[str, Any]:
     done = subprocess.run(
         [python, __file__, "_one", *args], capture_output=True, text=True, check=False
@@ -328,6 +387,7 @@ def storage(
     began = time.monotonic()
     last: dict[str, dict[str, Any]] = {}  # the previous result per backend
     start_up = {"server": 60.0}  # the server's is measured below
+    floors: dict[int, float] = {}  # scan_floor_ms by size
     runs = [(b, p) for b in backends for p in (lite_pythons if b == "lite" else [sys.executable])]
     for size in sorted(sizes):
         for backend, python in runs:
@@ -373,6 +433,7 @@ def storage(
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             result["wall_s"] = round(time.monotonic() - started, 1)
+            result["scan_floor_ms"] = floors.setdefault(size, scan_floor_ms(size))
             if notes:
                 result["notes"] = notes
             last[key] = result
@@ -391,7 +452,9 @@ def _projected(prior: dict[str, Any], size: int, start_up: float, indexes: list[
 def print_storage(results: list[dict[str, Any]]) -> None:
     print("search: k=3, one query at a time, Bounded consistency (Strong: FLAT only);")
     print("hybrid: the default mode's search, BM25 (in a thread) while FLAT dense searches;")
-    print("insert/s: into the default schema (hybrid where the engine has BM25)")
+    print("insert/s: into the default schema (hybrid where the engine has BM25), through")
+    print("  milvus-rag's writer (N inserts in flight); 1 at a time into a side collection")
+    print("scan floor: one core reading every vector once for the top 3 (numpy, 1 thread)")
 
     def recall(value: Any) -> str:
         return value if isinstance(value, str) else f"{value:.3f}"
@@ -410,6 +473,18 @@ def print_storage(results: list[dict[str, Any]]) -> None:
             f"{engine:<19}{r['rows']:>9}{r['insert_rows_per_s']:>10}{r['rss_mib']:>9}"
             f"{'FLAT':>12}{r['FLAT']['p50_ms']:>10}{r['FLAT']['p99_ms']:>10}{'1.000':>10}{'':>9}"
         )
+        single, in_flight = r["insert_one_at_a_time_rows_per_s"], r["insert_in_flight"]
+        print(
+            f"{'':<19}{'':>9}  insert/s {r['insert_rows_per_s']} with {in_flight} in flight, "
+            f"{single} one at a time ({r['insert_one_at_a_time_rows']} rows): "
+            f"{r['insert_rows_per_s'] / single:.2f}x"
+        )
+        if "scan_floor_ms" in r:
+            floor = r["scan_floor_ms"]
+            print(
+                f"{'':<19}{'':>9}  FLAT p50 {r['FLAT']['p50_ms']} ms, scan floor {floor} ms: "
+                f"{r['FLAT']['p50_ms'] / floor:.2f}x"
+            )
         rows = [("FLAT Strong", {**r["FLAT_strong"], "recall_at_3": 1.0, "build_s": ""})]
         if "hybrid" in r:
             rows.append(("hybrid", {**r["hybrid"], "recall_at_3": "-", "build_s": ""}))

@@ -221,19 +221,26 @@ def _copy_rows(
     report: MigrationReport,
     on_batch: Callable[[int], None] | None,
 ) -> None:
-    """Every row of the source upserted into the target, a page at a time (``write_batch``)."""
-    from milvus_rag.scopes import DEFAULT_SCOPE
-    from milvus_rag.store import SCOPE_FIELD, SPARSE_FIELD, iter_rows, upsert_rows
+    """Every row of the source upserted into the target, a page at a time (``write_batch``),
+    with up to ``write_concurrency`` pages being written while the next is read."""
+    from functools import partial
 
-    pages = iter_rows(src, settings.milvus.collection, page=settings.ingest.write_batch)
-    for rows in pages:
-        for row in rows:
-            row.pop(SPARSE_FIELD, None)  # the target's BM25 function rebuilds it
-            row.setdefault(SCOPE_FIELD, DEFAULT_SCOPE)  # rows stored before scopes
-        upsert_rows(dst, target_collection, rows)
-        report.copied += len(rows)
+    from milvus_rag.scopes import DEFAULT_SCOPE
+    from milvus_rag.store import SCOPE_FIELD, SPARSE_FIELD, RowWriter, iter_rows
+
+    def copied(count: int) -> None:
+        report.copied += count
         if on_batch is not None:
-            on_batch(len(rows))
+            on_batch(count)
+
+    in_flight = settings.ingest.write_concurrency
+    pages = iter_rows(src, settings.milvus.collection, page=settings.ingest.write_batch)
+    with RowWriter(dst, target_collection, in_flight=in_flight, upsert=True) as writer:
+        for rows in pages:
+            for row in rows:
+                row.pop(SPARSE_FIELD, None)  # the target's BM25 function rebuilds it
+                row.setdefault(SCOPE_FIELD, DEFAULT_SCOPE)  # rows stored before scopes
+            writer.write(rows, done=partial(copied, len(rows)))
 
 
 def _stop_words(client: MilvusClient, collection: str) -> str | list[str]:

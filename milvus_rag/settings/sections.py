@@ -157,6 +157,8 @@ class IngestSettings(Section):
     min_chunk_chars: int = Field(80, ge=0)
     write_batch: int = Field(256, ge=1)
     write_batch_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    write_concurrency: int = Field(2, ge=1, le=16)
+    """Inserts in flight at once (ingest, migrate), where the engine takes them in parallel."""
     max_archive_bytes: int = Field(1024**3, ge=1)
     max_archive_ratio: float = Field(200.0, gt=1)
     max_archive_files: int = Field(100_000, ge=1)

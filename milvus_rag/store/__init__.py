@@ -95,6 +95,7 @@ from milvus_rag.store.info import (
     stored_analyzer,
     supports_bm25,
     supports_filter_templates,
+    takes_concurrent_writes,
     views_note,
 )
 from milvus_rag.store.loading import LOAD_ATTEMPTS, load_collection
@@ -113,6 +114,7 @@ from milvus_rag.store.meta import (
     record_identity,
 )
 from milvus_rag.store.rows import (
+    RowWriter,
     delete_ids,
     fetch_vectors,
     flush_collection,
@@ -154,6 +156,7 @@ __all__ = [
     "VIEW_FIELD",
     "IngestLock",
     "LockStatus",
+    "RowWriter",
     "StoredSource",
     "check_identity",
     "chunk_count",
@@ -195,6 +198,7 @@ __all__ = [
     "stored_analyzer",
     "supports_bm25",
     "supports_filter_templates",
+    "takes_concurrent_writes",
     "upsert_rows",
     "views_note",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "stored_analyzer",
     "supports_bm25",
     "supports_filter_templates",
+    "takes_concurrent_writes",
     "upsert_misroutes",
     "views_note",
 ]
@@ -37,23 +38,37 @@ TEXT_VIEW = "text"
 _QUESTION_VIEW = "question"
 
 
-def _server_version(client: MilvusClient) -> tuple[int, int] | None:
-    """(major, minor) of a Milvus server; ``None`` for Milvus Lite or when unknown."""
-    import re
-
+def _version_string(client: MilvusClient) -> str | None:
+    """What the server says its version is; ``None`` when it does not answer (Milvus
+    Lite 2.x answers ``UNIMPLEMENTED``, Milvus Lite 3.x says ``milvus_lite-3.2.2``)."""
     rpc_log = logging.getLogger("pymilvus.decorators")
     level = rpc_log.level
     rpc_log.setLevel(logging.CRITICAL)  # Milvus Lite 2.5 answers UNIMPLEMENTED, logged at ERROR
     try:
-        version = str(client.get_server_version())
+        return str(client.get_server_version())
     except Exception:
         return None
     finally:
         rpc_log.setLevel(level)
-    if version.startswith("milvus_lite"):
+
+
+def _server_version(client: MilvusClient) -> tuple[int, int] | None:
+    """(major, minor) of a Milvus server; ``None`` for Milvus Lite or when unknown."""
+    import re
+
+    version = _version_string(client)
+    if version is None or version.startswith("milvus_lite"):
         return None
     match = re.search(r"(\d+)\.(\d+)", version)
     return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def takes_concurrent_writes(client: MilvusClient) -> bool:
+    """True when the engine stores inserts sent from several threads at once: Milvus
+    servers and Milvus Lite 2.x (the compiled engine) do; Milvus Lite 3.x (pure Python)
+    numbers its writes without a lock, so it gets one at a time."""
+    version = _version_string(client)
+    return version is None or not version.startswith("milvus_lite")
 
 
 def supports_bm25(client: MilvusClient) -> bool:

@@ -3,7 +3,10 @@ paged iteration, vector fetches and searches (and whether a collection exists)."
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from milvus_rag.schema import ID_FIELD, SPARSE_FIELD, TEXT_FIELD, VECTOR_FIELD
@@ -14,6 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ROWS_PAGE",
+    "RowWriter",
     "delete_ids",
     "fetch_vectors",
     "flush_collection",
@@ -60,6 +64,91 @@ def upsert_rows(client: MilvusClient, collection: str, rows: list[dict[str, Any]
         client.insert(collection, rows)
         return
     client.upsert(collection, rows)
+
+
+class RowWriter:
+    """Writes batches of rows with up to ``in_flight`` inserts (or upserts) running at once.
+
+    An engine that stores concurrent inserts in parallel (a Milvus server, Milvus Lite
+    2.x: :func:`~milvus_rag.store.info.takes_concurrent_writes`) takes more rows a second
+    this way, and the caller prepares its next batch (reads a page, embeds chunks) while
+    the last ones are written. ``done`` callbacks run in the caller's thread, in the
+    order the batches were given, each once its batch is stored; a failed write is
+    raised there, by :meth:`write` or :meth:`drain`. On an engine that takes one write
+    at a time (Milvus Lite 3.x) ``in_flight`` is 1: each write is done before
+    :meth:`write` returns. Leaving the ``with`` block drains
+    (or, on an error, waits for the writes still running), so no write outlives it.
+
+    Example:
+        .. code-block:: python
+
+            with RowWriter(client, "docs", in_flight=2) as writer:
+                for rows in batches:
+                    writer.write(rows, done=lambda n=len(rows): print(n, "rows stored"))
+    """
+
+    def __init__(
+        self, client: MilvusClient, collection: str, *, in_flight: int = 1, upsert: bool = False
+    ) -> None:
+        from milvus_rag.store.info import takes_concurrent_writes
+
+        self.client = client
+        self.collection = collection
+        self.in_flight = max(1, in_flight)
+        if self.in_flight > 1 and not takes_concurrent_writes(client):
+            self.in_flight = 1
+        self._write = upsert_rows if upsert else insert_rows
+        self._pending: deque[tuple[Future[None], Callable[[], None] | None]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
+
+    def write(self, rows: list[dict[str, Any]], done: Callable[[], None] | None = None) -> None:
+        """Hand ``rows`` over: written now (one in flight) or by a worker thread, once
+        fewer than ``in_flight`` writes are running (the oldest is waited for)."""
+        if self.in_flight == 1:
+            self._write(self.client, self.collection, rows)
+            if done is not None:
+                done()
+            return
+        while len(self._pending) >= self.in_flight:
+            self._complete_oldest()
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="milvus-rag-write")
+        future = self._pool.submit(self._write, self.client, self.collection, rows)
+        self._pending.append((future, done))
+
+    def drain(self) -> None:
+        """Wait for every write given so far and run their callbacks."""
+        while self._pending:
+            self._complete_oldest()
+
+    def _complete_oldest(self) -> None:
+        future, done = self._pending.popleft()
+        future.result()
+        if done is not None:
+            done()
+
+    def close(self) -> None:
+        """Wait for the writes still running, without their callbacks, and stop the threads."""
+        wait([future for future, _ in self._pending])
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __enter__(self) -> RowWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                self.drain()
+        finally:
+            self.close()
 
 
 def delete_ids(client: MilvusClient, collection: str, ids: Sequence[str]) -> None:

@@ -169,11 +169,11 @@ def _sync(
         ensure_collection(client, settings, run.embeddings, create=True, recreate=recreate)
         run.state = _stored_state(client, collection, listing.origin, run.scope)
         embed = run.embeddings if files_step is _local_files else None
-        run.writer = Writer(client, collection, embed, settings, report, run.progress)
-        run.writer.view_ids = {i for stored in run.state.values() for i in stored.views}
-        run.progress.start(len(listing.files))
-        files_step(run)
-        run.writer.flush()
+        with Writer(client, collection, embed, settings, report, run.progress) as run.writer:
+            run.writer.view_ids = {i for stored in run.state.values() for i in stored.views}
+            run.progress.start(len(listing.files))
+            files_step(run)
+            run.writer.finish()
         if prune:
             seen = {item.path for item in listing.files}
             for path, stored in run.state.items():

@@ -14,8 +14,8 @@ from milvus_rag.store import (
     TEXT_VIEW,
     VECTOR_FIELD,
     VIEW_FIELD,
+    RowWriter,
     delete_ids,
-    insert_rows,
 )
 
 if TYPE_CHECKING:
@@ -47,7 +47,14 @@ class PendingFile:
 
 
 class Writer:
-    """Embeds and inserts buffered chunks in bounded batches, then retires files."""
+    """Embeds and inserts buffered chunks in bounded batches, then retires files.
+
+    Up to ``ingest.write_concurrency`` inserts run while the next batch is embedded
+    (:class:`~milvus_rag.store.RowWriter`); a batch counts as written, and a file whose
+    rows are all written is retired, only once its insert has returned. Use it as a
+    context manager and call :meth:`finish` before recording the run: leaving the
+    block waits for every insert still running.
+    """
 
     def __init__(
         self,
@@ -60,6 +67,7 @@ class Writer:
     ) -> None:
         self.client = client
         self.collection = collection
+        self.inserts = RowWriter(client, collection, in_flight=settings.ingest.write_concurrency)
         self.embeddings = embeddings
         self.max_rows = settings.ingest.write_batch
         self.max_bytes = settings.ingest.write_batch_bytes
@@ -103,15 +111,30 @@ class Writer:
                 row.fields[VECTOR_FIELD] = vector
         views = sum(1 for row in self.rows if row.fields.get(VIEW_FIELD, TEXT_VIEW) != TEXT_VIEW)
         chunks = len(self.rows) - views
-        with telemetry.step("ingest.write", collection=self.collection, chunks=chunks, views=views):
-            insert_rows(self.client, self.collection, [row.fields for row in self.rows])
-        self.report.chunks_written += len(self.rows) - views
-        self.report.views_written += views
-        self.progress.chunks_written(len(self.rows))
-        for pending in self.row_files:
-            pending.remaining -= 1
+        rows, row_files = self.rows, self.row_files
         self.rows, self.row_files, self.bytes = [], [], 0
-        self._retire()
+
+        def written() -> None:
+            self.report.chunks_written += chunks
+            self.report.views_written += views
+            self.progress.chunks_written(len(rows))
+            for pending in row_files:
+                pending.remaining -= 1
+            self._retire()
+
+        with telemetry.step("ingest.write", collection=self.collection, chunks=chunks, views=views):
+            self.inserts.write([row.fields for row in rows], done=written)
+
+    def finish(self) -> None:
+        """Write what is buffered and wait for every insert (files retire as they finish)."""
+        self.flush()
+        self.inserts.drain()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.inserts.close()
 
     def _retire(self) -> None:
         """Delete the stale chunks of files whose new chunks are all written."""
