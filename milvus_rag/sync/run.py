@@ -122,6 +122,8 @@ class Writer:
                 pending.remaining -= 1
             self._retire()
 
+        # With inserts in flight this step is the hand-over: the wait for the oldest insert
+        # when ``write_concurrency`` are already running, not this batch's own write.
         with telemetry.step("ingest.write", collection=self.collection, chunks=chunks, views=views):
             self.inserts.write([row.fields for row in rows], done=written)
 
