@@ -87,10 +87,18 @@ class _NoAsyncClientNotice(logging.Filter):
 
 
 def _with_scope(metadata: dict[str, Any] | None) -> dict[str, Any]:
-    """``metadata`` with its scope: the default scope when it names none."""
+    """``metadata`` with its scope: the default scope when it names none.
+
+    Raises:
+        ConfigError: the scope it names is not a scope name (a string of letters,
+            digits, ``_`` and ``-``): refused before anything is written.
+    """
+    from milvus_rag.keys import check_name
+
     filled = dict(metadata or {})
-    if not filled.get(SCOPE_FIELD):
+    if filled.get(SCOPE_FIELD) in (None, ""):
         filled[SCOPE_FIELD] = DEFAULT_SCOPE
+    check_name(filled[SCOPE_FIELD], "metadata scope")
     return filled
 
 

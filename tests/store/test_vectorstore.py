@@ -56,3 +56,28 @@ def test_langchain_writes_land_in_the_default_scope(make_settings: Callable[...,
             assert list_sources(client, s.milvus.collection) == []
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("scope", [5, "hr team", ["hr"]])
+def test_a_metadata_scope_that_is_no_scope_name_is_refused_before_writing(
+    make_settings: Callable[..., Settings], scope: object
+) -> None:
+    """LangChain's ``add_texts`` with a scope that is not a scope name: one typed error,
+    and nothing of the batch is written."""
+    from milvus_rag.errors import ConfigError
+    from milvus_rag.store import count_entities, flush_collection
+
+    s = make_settings()
+    _create(s)
+    store = open_vector_store(s, embeddings_from_settings(s))
+    try:
+        with pytest.raises(ConfigError, match="metadata scope .* is not valid"):
+            store.add_texts(
+                ["fine", "not fine"],
+                metadatas=[{"source": "b.md"}, {"source": "b.md", "scope": scope}],
+                ids=["b1", "b2"],
+            )
+        flush_collection(store.client, s.milvus.collection)
+        assert count_entities(store.client, s.milvus.collection) == 1  # _create's row only
+    finally:
+        store.client.close()
