@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
-from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
+from tests.support import passages
 
 QUESTION = "Where does Milvus store data?"
 
@@ -15,21 +13,11 @@ QUESTION = "Where does Milvus store data?"
 CHAT_WITHOUT_MODEL = {"messages": [{"role": "user", "content": QUESTION}]}
 
 
-class Passages(BaseRetriever):
-    """Two fixed passages, whatever the question."""
+class Passages(passages.Passages):
+    """Two fixed passages, whatever the question, with their sources and scores."""
 
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[Document]:
-        return [
-            Document(
-                page_content="Milvus stores data in object storage.",
-                metadata={"source": "storage.md", "score": 0.9},
-            ),
-            Document(
-                page_content="Metadata lives in etcd.", metadata={"source": "meta.md", "score": 0.8}
-            ),
-        ]
+    sources: tuple[str, str] = ("storage.md", "meta.md")
+    scores: tuple[float, float] | None = (0.9, 0.8)
 
 
 def _run(call: str, chain: Any, value: Any) -> Any:

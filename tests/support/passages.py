@@ -8,14 +8,20 @@ from langchain_core.retrievers import BaseRetriever
 
 
 class Passages(BaseRetriever):
-    """Two fixed passages, whatever the question (no Milvus: fast)."""
+    """Two fixed passages, whatever the question (no Milvus: fast): from ``sources``,
+    with ``scores`` in their metadata when given."""
+
+    sources: tuple[str, str] = ("a", "b")
+    scores: tuple[float, float] | None = None
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[Document]:
-        return [
-            Document(
-                page_content="Milvus stores data in object storage.", metadata={"source": "a"}
-            ),
-            Document(page_content="Metadata lives in etcd.", metadata={"source": "b"}),
-        ]
+        texts = ("Milvus stores data in object storage.", "Metadata lives in etcd.")
+        docs = []
+        for i, (text, source) in enumerate(zip(texts, self.sources, strict=True)):
+            metadata: dict[str, object] = {"source": source}
+            if self.scores is not None:
+                metadata["score"] = self.scores[i]
+            docs.append(Document(page_content=text, metadata=metadata))
+        return docs
